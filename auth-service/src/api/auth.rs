@@ -1,0 +1,336 @@
+//! `/v1/auth/*`: signup, login, refresh, logout and sessions.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::http::header;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi, SecurityScheme};
+use shared::error_set;
+use shared::problem::ApiErr;
+use shared::tokens::Principal;
+use shared::verify::BearerAuth;
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::api::dto::{
+    LoginRequest, RefreshRequest, Session, SessionList, SignupRequest, TokenPair, User,
+};
+use crate::error::AuthError;
+use crate::service::RequestMeta;
+use crate::service::auth::{self, Delivery, Issued, SessionSelector, SignupInput};
+use crate::state::AppState;
+use crate::store::audit::event;
+
+pub struct AuthApi {
+    pub state: Arc<AppState>,
+}
+
+#[derive(ApiResponse)]
+pub enum SignupResponse {
+    /// The account was created. Log in to get tokens.
+    #[oai(status = 201)]
+    Created(Json<User>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    /// New tokens. With cookie delivery the refresh token is only in `Set-Cookie`.
+    #[oai(status = 200)]
+    Ok(
+        Json<TokenPair>,
+        /// The refresh cookie (cookie delivery only).
+        #[oai(header = "Set-Cookie")]
+        Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum LogoutResponse {
+    /// The session is revoked (or already was). Clears the refresh cookie.
+    #[oai(status = 204)]
+    Done(#[oai(header = "Set-Cookie")] Option<String>),
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(ApiResponse)]
+pub enum SessionsResponse {
+    /// The caller's live sessions, newest first.
+    #[oai(status = 200)]
+    Ok(Json<SessionList>),
+}
+
+error_set!(pub SignupErrors: 409, 413, 415, 422, 429);
+error_set!(pub LoginErrors: 401, 413, 415, 422, 429);
+error_set!(pub RefreshErrors: 401, 403, 413, 415, 429);
+error_set!(pub LogoutErrors: 401, 403, 413, 415);
+error_set!(pub BearerErrors: 401);
+error_set!(pub SessionErrors: 401, 404);
+
+/// A bearer token that is well signed, whatever the state of its session: logging out
+/// of an already revoked session is harmless, not an error.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "BearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "check_signed_bearer"
+)]
+pub struct SignedBearer(Principal);
+
+async fn check_signed_bearer(
+    req: &Request,
+    bearer: poem_openapi::auth::Bearer,
+) -> poem::Result<Principal> {
+    let Some(state) = req.data::<Arc<AppState>>() else {
+        return Err(shared::ApiError::internal().into());
+    };
+    match state.verifier.verify(&bearer.token).await {
+        Ok(claims) => Ok(Principal::from_claims(&claims)),
+        Err(err) => {
+            tracing::info!(reason = ?err, "bearer token refused at logout");
+            Err(shared::ApiError::from(err).into())
+        }
+    }
+}
+
+/// Logout takes a bearer token or a refresh token (body or cookie).
+#[derive(SecurityScheme)]
+pub enum LogoutAuth {
+    Bearer(SignedBearer),
+    #[oai(fallback)]
+    None,
+}
+
+/// The refresh cookie, as the login set it.
+fn refresh_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    let secure = if state.settings.auth.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={value}; Path=/v1/auth; Max-Age={max_age}; HttpOnly{secure}; SameSite=Strict",
+        state.settings.auth.cookie_name
+    )
+}
+
+fn read_cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// A cookie-carried request must come from an allowed `Origin` (the cookie is sent by the
+/// browser on its own, so this is what stops cross-site use).
+fn check_origin(state: &AppState, req: &Request) -> Result<(), AuthError> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    match origin {
+        Some(o)
+            if state
+                .settings
+                .csrf_origins()
+                .iter()
+                .any(|allowed| allowed == o) =>
+        {
+            Ok(())
+        }
+        _ => {
+            tracing::warn!(origin = ?origin, "cookie use from a disallowed origin");
+            Err(AuthError::CsrfFailed)
+        }
+    }
+}
+
+fn token_response(state: &AppState, issued: &Issued) -> TokenResponse {
+    let cookie = (issued.delivery == Delivery::Cookie)
+        .then(|| refresh_cookie(state, &issued.refresh_token, issued.refresh_expires_in));
+    TokenResponse::Ok(Json(TokenPair::from(issued)), cookie)
+}
+
+#[OpenApi(prefix_path = "/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account.
+    #[oai(path = "/signup", method = "post", operation_id = "signup")]
+    async fn signup(
+        &self,
+        req: &Request,
+        body: Json<SignupRequest>,
+    ) -> Result<SignupResponse, ApiErr<SignupErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let body = body.0;
+        let user = auth::signup(
+            &self.state,
+            SignupInput {
+                email: body.email,
+                password: body.password,
+                display_name: body.display_name,
+            },
+            &meta,
+        )
+        .await?;
+        Ok(SignupResponse::Created(Json(user.into())))
+    }
+
+    /// Log in with email and password. Unknown email and wrong password get the same 401
+    /// in the same time.
+    #[oai(path = "/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        req: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<TokenResponse, ApiErr<LoginErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let body = body.0;
+        let delivery = body.refresh_delivery.unwrap_or_default().into();
+        let issued = auth::login(&self.state, body.email, body.password, delivery, &meta).await?;
+        Ok(token_response(&self.state, &issued))
+    }
+
+    /// Exchange a refresh token for a new pair. The token is single use: presenting it again
+    /// revokes the whole session. The new refresh token travels the way the old one came.
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        req: &Request,
+        body: Json<Option<RefreshRequest>>,
+    ) -> Result<TokenResponse, ApiErr<RefreshErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let from_body = body
+            .0
+            .and_then(|b| b.refresh_token)
+            .filter(|t| !t.is_empty());
+        let (token, delivery) = match from_body {
+            Some(token) => (token, Delivery::Body),
+            None => {
+                let token = read_cookie(req, &self.state.settings.auth.cookie_name)
+                    .ok_or(AuthError::RefreshInvalid)?;
+                check_origin(&self.state, req)?;
+                (token, Delivery::Cookie)
+            }
+        };
+        let issued = auth::refresh(&self.state, &token, delivery, &meta).await?;
+        Ok(token_response(&self.state, &issued))
+    }
+
+    /// Revoke the current session, named by the bearer token or by a refresh token (body or
+    /// cookie). Repeating it is harmless.
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        req: &Request,
+        auth_: LogoutAuth,
+        body: Json<Option<RefreshRequest>>,
+    ) -> Result<LogoutResponse, ApiErr<LogoutErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let cookie_name = &self.state.settings.auth.cookie_name;
+        let had_cookie = read_cookie(req, cookie_name).is_some();
+        let clear = had_cookie.then(|| refresh_cookie(&self.state, "", 0));
+        if let LogoutAuth::Bearer(SignedBearer(principal)) = auth_ {
+            if let (Some(user_id), Some(sid)) = (principal.user_id(), principal.session_id) {
+                auth::revoke_sessions(
+                    &self.state,
+                    user_id,
+                    SessionSelector::One(sid),
+                    event::LOGOUT,
+                    &meta,
+                )
+                .await?;
+                return Ok(LogoutResponse::Done(clear));
+            }
+            return Err(shared::ApiError::forbidden("Only user sessions can log out.").into());
+        }
+        let from_body = body
+            .0
+            .and_then(|b| b.refresh_token)
+            .filter(|t| !t.is_empty());
+        let token = match from_body {
+            Some(token) => token,
+            None => match read_cookie(req, cookie_name) {
+                Some(token) => {
+                    check_origin(&self.state, req)?;
+                    token
+                }
+                None => return Err(shared::ApiError::token_invalid().into()),
+            },
+        };
+        auth::logout_with_refresh(&self.state, &token, &meta).await?;
+        Ok(LogoutResponse::Done(clear))
+    }
+
+    /// Revoke every session of the caller, this one included.
+    #[oai(path = "/logout-all", method = "post", operation_id = "logoutAll")]
+    async fn logout_all(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+    ) -> Result<NoContent, ApiErr<BearerErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let user_id = user_of(&auth_.0)?;
+        auth::revoke_sessions(
+            &self.state,
+            user_id,
+            SessionSelector::AllExcept(None),
+            event::LOGOUT_ALL,
+            &meta,
+        )
+        .await?;
+        Ok(NoContent::Done)
+    }
+
+    /// The caller's live sessions.
+    #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
+    async fn sessions(&self, auth_: BearerAuth) -> Result<SessionsResponse, ApiErr<BearerErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let rows = auth::list_sessions(&self.state, user_id).await?;
+        let current = auth_.0.session_id;
+        Ok(SessionsResponse::Ok(Json(SessionList {
+            items: rows
+                .into_iter()
+                .map(|s| Session::from_row(s, current))
+                .collect(),
+            next_cursor: None,
+        })))
+    }
+
+    /// Revoke one of the caller's sessions. Someone else's session is 404.
+    #[oai(
+        path = "/sessions/:id",
+        method = "delete",
+        operation_id = "deleteSession"
+    )]
+    async fn delete_session(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<NoContent, ApiErr<SessionErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let user_id = user_of(&auth_.0)?;
+        auth::delete_session(&self.state, user_id, id.0, &meta).await?;
+        Ok(NoContent::Done)
+    }
+}
+
+/// The user behind a user or admin token; service tokens have no account here.
+pub fn user_of(principal: &Principal) -> Result<Uuid, AuthError> {
+    principal
+        .user_id()
+        .ok_or_else(|| AuthError::Api(shared::ApiError::forbidden("This needs a user's token.")))
+}

@@ -1,0 +1,165 @@
+//! Request and response bodies, as the OpenAPI document shows them.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{Enum, Object};
+use shared::tokens::Role;
+use uuid::Uuid;
+
+use crate::service::auth::{Delivery, Issued};
+use crate::store::sessions::SessionRow;
+use crate::store::users::UserRow;
+
+/// An account. Never carries a password or hash.
+#[derive(Debug, Clone, Object)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(u: UserRow) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            role: u.role.parse().unwrap_or(Role::User),
+            disabled: u.disabled,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SignupRequest {
+    /// Trimmed; unique regardless of case.
+    pub email: String,
+    /// 8 to 256 characters (after Unicode NFKC); common and breached passwords are refused.
+    pub password: String,
+    /// 1 to 100 characters.
+    pub display_name: Option<String>,
+}
+
+/// Where the refresh token goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Default)]
+#[oai(rename_all = "lowercase")]
+pub enum RefreshDelivery {
+    /// In the response body (`refresh_token`).
+    #[default]
+    Body,
+    /// Only in an `HttpOnly; Secure; SameSite=Strict` cookie scoped to `/v1/auth`.
+    Cookie,
+}
+
+impl From<RefreshDelivery> for Delivery {
+    fn from(d: RefreshDelivery) -> Self {
+        match d {
+            RefreshDelivery::Body => Delivery::Body,
+            RefreshDelivery::Cookie => Delivery::Cookie,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// `body` (default) or `cookie`.
+    pub refresh_delivery: Option<RefreshDelivery>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token; omit it when it travels in the cookie.
+    pub refresh_token: Option<String>,
+}
+
+/// A new access token, and the refresh token that replaces the one presented.
+#[derive(Debug, Object)]
+pub struct TokenPair {
+    /// A JWT (`typ: at+jwt`) to send as `Authorization: Bearer ...`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Present only when the refresh token is delivered in the body.
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
+    /// Seconds until the refresh token expires if unused.
+    pub refresh_expires_in: i64,
+    /// The session (refresh-token family) these tokens belong to.
+    pub session_id: Uuid,
+}
+
+impl From<&Issued> for TokenPair {
+    fn from(i: &Issued) -> Self {
+        Self {
+            access_token: i.access_token.clone(),
+            token_type: "Bearer".into(),
+            expires_in: i.expires_in,
+            refresh_token: (i.delivery == Delivery::Body).then(|| i.refresh_token.clone()),
+            refresh_expires_in: i.refresh_expires_in,
+            session_id: i.session_id,
+        }
+    }
+}
+
+/// A live session of the caller.
+#[derive(Debug, Object)]
+pub struct Session {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    /// When the session ends at the latest (its absolute lifetime).
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether this is the session of the token making the request.
+    pub current: bool,
+}
+
+impl Session {
+    pub fn from_row(s: SessionRow, current: Option<Uuid>) -> Self {
+        Self {
+            current: Some(s.id) == current,
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            user_agent: s.user_agent,
+            ip: s.ip,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct SessionList {
+    pub items: Vec<Session>,
+    /// Always null: a user's live sessions fit in one page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    /// A new display name, or null to clear it; absent leaves it as it is.
+    pub display_name: MaybeUndefined<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8 to 256 characters (after Unicode NFKC); common and breached passwords are refused.
+    pub new_password: String,
+}

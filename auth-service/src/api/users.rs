@@ -1,0 +1,90 @@
+//! `/v1/users/me`: the caller's own account.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, OpenApi};
+use shared::error_set;
+use shared::problem::ApiErr;
+use shared::verify::BearerAuth;
+
+use crate::api::ApiTags;
+use crate::api::auth::{NoContent, user_of};
+use crate::api::dto::{ChangePasswordRequest, UpdateMeRequest, User};
+use crate::service::RequestMeta;
+use crate::service::users;
+use crate::state::AppState;
+
+pub struct UsersApi {
+    pub state: Arc<AppState>,
+}
+
+#[derive(ApiResponse)]
+pub enum UserResponse {
+    /// The caller's account.
+    #[oai(status = 200)]
+    Ok(Json<User>),
+}
+
+error_set!(pub MeErrors: 401, 404);
+error_set!(pub UpdateMeErrors: 401, 404, 413, 415, 422);
+error_set!(pub PasswordErrors: 401, 413, 415, 422);
+
+#[OpenApi(prefix_path = "/v1/users/me", tag = "ApiTags::Users")]
+impl UsersApi {
+    /// The caller's account.
+    #[oai(path = "/", method = "get", operation_id = "getMe")]
+    async fn get_me(&self, auth_: BearerAuth) -> Result<UserResponse, ApiErr<MeErrors>> {
+        let user = users::me(&self.state, user_of(&auth_.0)?).await?;
+        Ok(UserResponse::Ok(Json(user.into())))
+    }
+
+    /// Change the caller's `display_name` (null clears it). Other fields cannot be changed
+    /// here.
+    #[oai(path = "/", method = "patch", operation_id = "updateMe")]
+    async fn update_me(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: Json<UpdateMeRequest>,
+    ) -> Result<UserResponse, ApiErr<UpdateMeErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let user_id = user_of(&auth_.0)?;
+        let user = match body.0.display_name {
+            MaybeUndefined::Undefined => users::me(&self.state, user_id).await?,
+            MaybeUndefined::Null => {
+                users::update_display_name(&self.state, user_id, None, &meta).await?
+            }
+            MaybeUndefined::Value(name) => {
+                users::update_display_name(&self.state, user_id, Some(name), &meta).await?
+            }
+        };
+        Ok(UserResponse::Ok(Json(user.into())))
+    }
+
+    /// Change the password. Every other session of the caller is revoked; this one stays.
+    /// A wrong `current_password` is 401 `INVALID_CREDENTIALS`.
+    #[oai(path = "/password", method = "post", operation_id = "changePassword")]
+    async fn change_password(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: Json<ChangePasswordRequest>,
+    ) -> Result<NoContent, ApiErr<PasswordErrors>> {
+        let meta = RequestMeta::from_request(req);
+        let user_id = user_of(&auth_.0)?;
+        let body = body.0;
+        users::change_password(
+            &self.state,
+            user_id,
+            auth_.0.session_id,
+            body.current_password,
+            body.new_password,
+            &meta,
+        )
+        .await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,241 @@
+//! The auth service's settings: defaults, then the TOML file named by `AUTH_CONFIG_FILE` (or
+//! `--config`), then `AUTH_*` environment variables. Every variable, with its default:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `AUTH_DATABASE_URL` | required | PostgreSQL URL |
+//! | `AUTH_DATABASE_POOL_SIZE` | `16` | connections in the pool |
+//! | `AUTH_REDIS_URL` | required | Redis URL |
+//! | `AUTH_REDIS_PREFIX` | `authsvc:` | prefix of every Redis key and channel (the TODO service must use the same) |
+//! | `AUTH_ISSUER` | `http://127.0.0.1:8080` | `iss` of every token; the public base URL |
+//! | `AUTH_AUDIENCES` | `auth-service,todo-service` | `aud` of every access token |
+//! | `AUTH_AUDIENCE` | `auth-service` | the audience this service itself accepts |
+//! | `AUTH_SIGNING_ALG` | `EdDSA` | `EdDSA`, `ES256` or `RS256`, for new keys |
+//! | `AUTH_KEY_ENCRYPTION_KEY` | required | base64 of 32 random bytes; encrypts signing keys at rest |
+//! | `AUTH_KEY_PUBLISH_LEAD_SECS` | `600` | how long `rotate-keys` publishes a new key before it signs |
+//! | `AUTH_JWKS_MAX_AGE_SECS` | `300` | `Cache-Control: max-age` of the JWKS |
+//! | `AUTH_ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime |
+//! | `AUTH_SESSION_IDLE_TTL_SECS` | `1209600` (14 days) | a session unused this long ends |
+//! | `AUTH_SESSION_ABSOLUTE_TTL_SECS` | `2592000` (30 days) | no session lives longer |
+//! | `AUTH_CLOCK_LEEWAY_SECS` | `30` | leeway for `exp`/`nbf`/`iat` |
+//! | `AUTH_ARGON2_MEMORY_KIB` | `19456` | argon2id memory cost (OWASP minimum: 19 MiB) |
+//! | `AUTH_ARGON2_ITERATIONS` | `2` | argon2id time cost |
+//! | `AUTH_ARGON2_PARALLELISM` | `1` | argon2id lanes |
+//! | `AUTH_HASH_CONCURRENCY` | number of cores | password hashes computed at once |
+//! | `AUTH_HASH_QUEUE` | `32` | hashes allowed to wait; beyond that login and signup answer 503 |
+//! | `AUTH_COOKIE_SECURE` | `true` | `Secure` on the refresh cookie; turn off only for plain-http development |
+//! | `AUTH_COOKIE_NAME` | `refresh_token` | name of the refresh cookie |
+//! | `AUTH_CSRF_ALLOWED_ORIGINS` | the CORS origins | origins allowed to use the refresh cookie |
+//!
+//! Plus the HTTP settings of [`shared::config::HttpSettings`] under `AUTH_`.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use shared::config::{ConfigError, ConfigSource, HttpSettings, comma_list, keys_of};
+
+pub const PREFIX: &str = "AUTH_";
+
+/// Signing algorithms the service can issue with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SigningAlg {
+    EdDSA,
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "EdDSA" => Some(SigningAlg::EdDSA),
+            "ES256" => Some(SigningAlg::ES256),
+            "RS256" => Some(SigningAlg::RS256),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    pub database_url: SecretString,
+    pub database_pool_size: usize,
+    pub redis_url: SecretString,
+    pub redis_prefix: String,
+    pub issuer: String,
+    #[serde(deserialize_with = "comma_list")]
+    pub audiences: Vec<String>,
+    pub audience: String,
+    pub signing_alg: SigningAlg,
+    pub key_encryption_key: SecretString,
+    pub key_publish_lead_secs: i64,
+    pub jwks_max_age_secs: u64,
+    pub access_token_ttl_secs: i64,
+    pub session_idle_ttl_secs: i64,
+    pub session_absolute_ttl_secs: i64,
+    pub clock_leeway_secs: i64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+    pub cookie_secure: bool,
+    pub cookie_name: String,
+    #[serde(deserialize_with = "comma_list")]
+    pub csrf_allowed_origins: Vec<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            database_url: SecretString::from(""),
+            database_pool_size: 16,
+            redis_url: SecretString::from(""),
+            redis_prefix: "authsvc:".into(),
+            issuer: "http://127.0.0.1:8080".into(),
+            audiences: vec!["auth-service".into(), "todo-service".into()],
+            audience: "auth-service".into(),
+            signing_alg: SigningAlg::EdDSA,
+            key_encryption_key: SecretString::from(""),
+            key_publish_lead_secs: 600,
+            jwks_max_age_secs: 300,
+            access_token_ttl_secs: 900,
+            session_idle_ttl_secs: 14 * 24 * 3600,
+            session_absolute_ttl_secs: 30 * 24 * 3600,
+            clock_leeway_secs: 30,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            hash_queue: 32,
+            cookie_secure: true,
+            cookie_name: "refresh_token".into(),
+            csrf_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// Everything the service reads from config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+}
+
+impl Settings {
+    /// Load and validate. Unknown `AUTH_*` variables are returned for a warning once
+    /// telemetry is up.
+    pub fn load(file: Option<PathBuf>) -> Result<(Self, Vec<String>), ConfigError> {
+        let source = ConfigSource::new(PREFIX, file, &[("listen_addr", "127.0.0.1:8080")])?;
+        let http: HttpSettings = source.extract()?;
+        let auth: AuthSettings = source.extract()?;
+        let unknown =
+            source.unknown_env_vars(&[keys_of::<HttpSettings>(), keys_of::<AuthSettings>()]);
+        let settings = Self { http, auth };
+        settings.validate()?;
+        Ok((settings, unknown))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate(PREFIX)?;
+        let a = &self.auth;
+        let err = |key: &str, msg: &str| Err(ConfigError::var(PREFIX, key, msg));
+        if a.database_url.expose_secret().is_empty() {
+            return err("database_url", "is required (a postgres:// URL)");
+        }
+        if a.redis_url.expose_secret().is_empty() {
+            return err("redis_url", "is required (a redis:// URL)");
+        }
+        if self.key_encryption_key().is_none() {
+            return err(
+                "key_encryption_key",
+                "is required: base64 of 32 random bytes (openssl rand -base64 32)",
+            );
+        }
+        if a.issuer.is_empty() {
+            return err("issuer", "is required");
+        }
+        if a.audiences.is_empty() || !a.audiences.contains(&a.audience) {
+            return err("audiences", "must list at least AUTH_AUDIENCE");
+        }
+        if a.access_token_ttl_secs < 60 || a.access_token_ttl_secs > 24 * 3600 {
+            return err("access_token_ttl_secs", "must be between 60 and 86400");
+        }
+        if a.session_idle_ttl_secs < 60 {
+            return err("session_idle_ttl_secs", "must be at least 60");
+        }
+        if a.session_absolute_ttl_secs < a.session_idle_ttl_secs {
+            return err(
+                "session_absolute_ttl_secs",
+                "must be at least AUTH_SESSION_IDLE_TTL_SECS",
+            );
+        }
+        if !(0..=300).contains(&a.clock_leeway_secs) {
+            return err("clock_leeway_secs", "must be between 0 and 300");
+        }
+        // OWASP's minimum for argon2id is m=19 MiB with t=2, or m=12 MiB with t=3, ...;
+        // refuse anything weaker than the cheapest of its listed combinations.
+        if a.argon2_memory_kib < 7 * 1024 || a.argon2_iterations < 1 || a.argon2_parallelism < 1 {
+            return err(
+                "argon2_memory_kib",
+                "argon2id parameters are below OWASP's minimum (m >= 7168 KiB, t >= 1, p >= 1)",
+            );
+        }
+        if u64::from(a.argon2_memory_kib) * u64::from(a.argon2_iterations) < 19 * 1024 * 2 {
+            return err(
+                "argon2_iterations",
+                "memory x iterations is below OWASP's minimum (19 MiB x 2)",
+            );
+        }
+        if a.hash_concurrency == 0 {
+            return err("hash_concurrency", "must be at least 1");
+        }
+        if a.database_pool_size == 0 {
+            return err("database_pool_size", "must be at least 1");
+        }
+        if a.cookie_name.is_empty()
+            || !a
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return err("cookie_name", "must be a plain token");
+        }
+        Ok(())
+    }
+
+    /// The 32-byte key that encrypts signing keys at rest.
+    pub fn key_encryption_key(&self) -> Option<[u8; 32]> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.auth.key_encryption_key.expose_secret().trim())
+            .ok()?;
+        raw.try_into().ok()
+    }
+
+    /// Origins allowed to present the refresh cookie.
+    pub fn csrf_origins(&self) -> &[String] {
+        if self.auth.csrf_allowed_origins.is_empty() {
+            &self.http.cors_allowed_origins
+        } else {
+            &self.auth.csrf_allowed_origins
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The service's error type and its one mapping to problem responses.
+
+use poem::http::StatusCode;
+use shared::{ApiErr, ApiError, FieldError};
+
+use crate::crypto::hashing::Overloaded;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("email taken")]
+    EmailTaken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("refresh token invalid")]
+    RefreshInvalid,
+    #[error("refresh token reused")]
+    RefreshReused,
+    #[error("origin not allowed for cookie use")]
+    CsrfFailed,
+    #[error("not found")]
+    NotFound,
+    #[error("password hashing overloaded")]
+    Overloaded,
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<Overloaded> for AuthError {
+    fn from(_: Overloaded) -> Self {
+        AuthError::Overloaded
+    }
+}
+
+impl From<ApiError> for AuthError {
+    fn from(err: ApiError) -> Self {
+        AuthError::Api(err)
+    }
+}
+
+impl From<FieldError> for AuthError {
+    fn from(err: FieldError) -> Self {
+        AuthError::Validation(vec![err])
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Validation(errors) => ApiError::validation(errors),
+            AuthError::EmailTaken => ApiError::new(
+                StatusCode::CONFLICT,
+                "EMAIL_TAKEN",
+                "An account with this email already exists.",
+            ),
+            AuthError::InvalidCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CREDENTIALS",
+                "The email or password is wrong.",
+            ),
+            AuthError::RefreshInvalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "REFRESH_TOKEN_INVALID",
+                "The refresh token is invalid, expired or revoked.",
+            ),
+            AuthError::RefreshReused => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "REFRESH_TOKEN_REUSED",
+                "The refresh token was already used; the session has been revoked.",
+            ),
+            AuthError::CsrfFailed => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "CSRF_FAILED",
+                "The refresh cookie may only be used from an allowed origin.",
+            ),
+            AuthError::NotFound => ApiError::not_found("No such resource."),
+            AuthError::Overloaded => {
+                ApiError::unavailable("The service is busy; try again shortly.").with_retry_after(1)
+            }
+            AuthError::Api(api) => api,
+            AuthError::Database(err) => shared::problem::internal_error("database error", &err),
+            AuthError::Internal(err) => {
+                shared::problem::internal_error("internal error", &format!("{err:#}"))
+            }
+        }
+    }
+}
+
+impl<S> From<AuthError> for ApiErr<S> {
+    fn from(err: AuthError) -> Self {
+        ApiError::from(err).into()
+    }
+}

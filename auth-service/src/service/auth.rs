@@ -1,0 +1,522 @@
+//! Signup, login, refresh-token rotation with reuse detection, logout and sessions.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde_json::json;
+use shared::denylist::Revocation;
+use shared::tokens::{Role, Scopes};
+use uuid::Uuid;
+
+use crate::crypto::hashing::Verified;
+use crate::crypto::tokens::{AccessGrant, RefreshToken, hash_token, sign_access_token};
+use crate::domain::{DisplayName, Email, NewPassword, PasswordInput};
+use crate::error::AuthError;
+use crate::service::RequestMeta;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, event};
+use crate::store::revocations::RevocationRow;
+use crate::store::sessions::{self, NewRefresh, NewSession, SessionRow};
+use crate::store::unique_violation;
+use crate::store::users::{self, NewUser, UserRow};
+
+/// How the refresh token travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Body,
+    Cookie,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Body => "body",
+            Delivery::Cookie => "cookie",
+        }
+    }
+}
+
+/// A freshly issued token pair.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+    pub session_id: Uuid,
+    pub delivery: Delivery,
+}
+
+pub struct SignupInput {
+    pub email: String,
+    pub password: String,
+    pub display_name: Option<String>,
+}
+
+fn role_of(user: &UserRow) -> Role {
+    user.role.parse().unwrap_or(Role::User)
+}
+
+/// Sign an access token for a user's session.
+pub fn access_token_for(
+    state: &AppState,
+    user_id: Uuid,
+    role: Role,
+    session_id: Uuid,
+) -> Result<(String, i64), AuthError> {
+    let signer = state
+        .keys
+        .signer()
+        .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
+    let a = &state.settings.auth;
+    let scope: Scopes = role.grantable_scopes().iter().copied().collect();
+    let (token, _jti) = sign_access_token(
+        &signer,
+        AccessGrant {
+            issuer: &a.issuer,
+            audiences: &a.audiences,
+            subject: user_id.to_string(),
+            session_id: Some(session_id),
+            role: role.as_str(),
+            scope: scope.to_claim(),
+            client_id: None,
+            ttl_secs: a.access_token_ttl_secs,
+        },
+    )?;
+    Ok((token, a.access_token_ttl_secs))
+}
+
+pub async fn signup(
+    state: &AppState,
+    input: SignupInput,
+    meta: &RequestMeta,
+) -> Result<UserRow, AuthError> {
+    let mut errors = Vec::new();
+    let email = Email::parse(&input.email).map_err(|e| errors.push(e)).ok();
+    let display_name = match input.display_name.as_deref() {
+        Some(raw) => DisplayName::parse(raw)
+            .map_err(|e| errors.push(e))
+            .ok()
+            .map(DisplayName::into_inner),
+        None => None,
+    };
+    let mut user_inputs: Vec<&str> = vec![input.email.as_str()];
+    if let Some(name) = &display_name {
+        user_inputs.push(name);
+    }
+    let password = NewPassword::parse("password", input.password.clone(), &user_inputs)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(AuthError::Validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(AuthError::Validation(errors));
+    }
+
+    let mut conn = shared::db::conn(&state.pool).await?;
+    // Cheap check first, so a taken email does not cost a hash; the unique index still
+    // decides races.
+    if users::find_by_email(&mut conn, &email.normalized())
+        .await?
+        .is_some()
+    {
+        return Err(AuthError::EmailTaken);
+    }
+    let hash = state.hashing.hash(password.into_inner()).await?;
+    let id = Uuid::now_v7();
+    let result = conn
+        .transaction(async |conn| {
+            let user = users::insert(
+                conn,
+                NewUser {
+                    id,
+                    email: email.as_str(),
+                    password_hash: &hash,
+                    display_name: display_name.as_deref(),
+                    role: Role::User.as_str(),
+                },
+            )
+            .await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::SIGNUP,
+                    actor_id: Some(id),
+                    subject_id: Some(id),
+                    session_id: None,
+                    meta,
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(user)
+        })
+        .await;
+    match result {
+        Ok(user) => Ok(user),
+        Err(err) if unique_violation(&err) == Some("users_email_key") => Err(AuthError::EmailTaken),
+        Err(err) => Err(err.into()),
+    }
+}
+
+pub async fn login(
+    state: &AppState,
+    email: String,
+    password: String,
+    delivery: Delivery,
+    meta: &RequestMeta,
+) -> Result<Issued, AuthError> {
+    let password = PasswordInput::parse("password", password)?.into_inner();
+    if email.trim().is_empty() {
+        return Err(AuthError::Validation(vec![shared::FieldError::new(
+            "email",
+            "REQUIRED",
+            "is required",
+        )]));
+    }
+    let mut conn = shared::db::conn(&state.pool).await?;
+    // A malformed address is just an unknown account: same work, same answer.
+    let user = match Email::parse(&email) {
+        Ok(email) => users::find_by_email(&mut conn, &email.normalized()).await?,
+        Err(_) => None,
+    };
+    let verified = state
+        .hashing
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await?;
+    let (user, rehash) = match (user, verified) {
+        (Some(user), Verified::Yes { rehash }) if !user.disabled => (user, rehash),
+        (user, verified) => {
+            let reason = match (&user, verified) {
+                (None, _) => "unknown_account",
+                (Some(u), Verified::Yes { .. }) if u.disabled => "disabled",
+                (Some(u), _) if u.disabled => "disabled",
+                _ => "wrong_password",
+            };
+            audit::record(
+                &mut conn,
+                AuditEntry {
+                    event: event::LOGIN_FAILED,
+                    actor_id: None,
+                    subject_id: user.as_ref().map(|u| u.id),
+                    session_id: None,
+                    meta,
+                    details: json!({ "reason": reason }),
+                },
+            )
+            .await?;
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+
+    let now = Utc::now();
+    let session_id = Uuid::now_v7();
+    let refresh = RefreshToken::generate();
+    let refresh_hash = hash_token(&refresh.0);
+    let session_expires = now + state.absolute_ttl();
+    let refresh_expires = (now + state.idle_ttl()).min(session_expires);
+    conn.transaction(async |conn| {
+        if let Some(new_hash) = &rehash {
+            users::replace_password_hash(conn, user.id, &user.password_hash, new_hash).await?;
+        }
+        sessions::insert(
+            conn,
+            NewSession {
+                id: session_id,
+                user_id: user.id,
+                created_at: now,
+                last_used_at: now,
+                expires_at: session_expires,
+                user_agent: meta.user_agent.as_deref(),
+                ip: Some(&meta.ip),
+                refresh_delivery: delivery.as_str(),
+            },
+        )
+        .await?;
+        sessions::insert_refresh(
+            conn,
+            NewRefresh {
+                id: Uuid::now_v7(),
+                session_id,
+                parent_id: None,
+                token_hash: &refresh_hash,
+                issued_at: now,
+                expires_at: refresh_expires,
+            },
+        )
+        .await?;
+        audit::record(
+            conn,
+            AuditEntry {
+                event: event::LOGIN_SUCCEEDED,
+                actor_id: Some(user.id),
+                subject_id: Some(user.id),
+                session_id: Some(session_id),
+                meta,
+                details: json!({ "refresh_delivery": delivery.as_str(), "rehashed": rehash.is_some() }),
+            },
+        )
+        .await?;
+        Ok::<_, diesel::result::Error>(())
+    })
+    .await?;
+
+    let (access_token, expires_in) = access_token_for(state, user.id, role_of(&user), session_id)?;
+    Ok(Issued {
+        access_token,
+        expires_in,
+        refresh_token: refresh.0,
+        refresh_expires_in: (refresh_expires - now).num_seconds(),
+        session_id,
+        delivery,
+    })
+}
+
+enum RefreshOutcome {
+    Rotated {
+        user: UserRow,
+        session_id: Uuid,
+        refresh_expires: DateTime<Utc>,
+    },
+    Reused(Vec<RevocationRow>),
+    Invalid,
+}
+
+/// Spend a refresh token and issue its successor, in one transaction. The token row is
+/// locked, so of concurrent refreshes with one token exactly one finds it unspent; the
+/// others see it spent, which is reuse: the whole session is revoked (RFC 9700 4.14).
+pub async fn refresh(
+    state: &AppState,
+    presented: &str,
+    delivery: Delivery,
+    meta: &RequestMeta,
+) -> Result<Issued, AuthError> {
+    if presented.is_empty() || presented.len() > 512 {
+        return Err(AuthError::RefreshInvalid);
+    }
+    let hash = hash_token(presented);
+    let now = Utc::now();
+    let idle = state.idle_ttl();
+    let successor = RefreshToken::generate();
+    let successor_hash = hash_token(&successor.0);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let outcome = conn
+        .transaction(async |conn| {
+            let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?
+            else {
+                return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
+            };
+            if token.used_at.is_some() {
+                let newly = sessions::revoke(conn, session.id, "refresh_token_reuse", now).await?;
+                let rows = if newly {
+                    state
+                        .revocations
+                        .record(conn, &[Revocation::Session(session.id.to_string())], now)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                audit::record(
+                    conn,
+                    AuditEntry {
+                        event: event::REFRESH_REUSE_DETECTED,
+                        actor_id: None,
+                        subject_id: Some(session.user_id),
+                        session_id: Some(session.id),
+                        meta,
+                        details: json!({ "token_id": token.id, "session_was_live": newly }),
+                    },
+                )
+                .await?;
+                return Ok(RefreshOutcome::Reused(rows));
+            }
+            if !session_usable(&session, now, idle) || token.expires_at <= now {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            let Some(user) = users::find(conn, session.user_id).await? else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            if user.disabled {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            let refresh_expires = (now + idle).min(session.expires_at);
+            sessions::mark_refresh_used(conn, token.id, now).await?;
+            sessions::insert_refresh(
+                conn,
+                NewRefresh {
+                    id: Uuid::now_v7(),
+                    session_id: session.id,
+                    parent_id: Some(token.id),
+                    token_hash: &successor_hash,
+                    issued_at: now,
+                    expires_at: refresh_expires,
+                },
+            )
+            .await?;
+            sessions::touch(conn, session.id, now).await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::REFRESH,
+                    actor_id: Some(user.id),
+                    subject_id: Some(user.id),
+                    session_id: Some(session.id),
+                    meta,
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(RefreshOutcome::Rotated {
+                user,
+                session_id: session.id,
+                refresh_expires,
+            })
+        })
+        .await?;
+
+    match outcome {
+        RefreshOutcome::Invalid => Err(AuthError::RefreshInvalid),
+        RefreshOutcome::Reused(rows) => {
+            tracing::warn!("refresh token reuse detected; session revoked");
+            state.revocations.publish(rows).await;
+            Err(AuthError::RefreshReused)
+        }
+        RefreshOutcome::Rotated {
+            user,
+            session_id,
+            refresh_expires,
+        } => {
+            let (access_token, expires_in) =
+                access_token_for(state, user.id, role_of(&user), session_id)?;
+            Ok(Issued {
+                access_token,
+                expires_in,
+                refresh_token: successor.0,
+                refresh_expires_in: (refresh_expires - now).num_seconds(),
+                session_id,
+                delivery,
+            })
+        }
+    }
+}
+
+fn session_usable(session: &SessionRow, now: DateTime<Utc>, idle: chrono::Duration) -> bool {
+    session.revoked_at.is_none() && session.expires_at > now && session.last_used_at + idle > now
+}
+
+/// Revoke sessions (of `user_id`) with their durable denylist record and an audit row, in
+/// one transaction; then publish. Returns the sessions revoked.
+pub async fn revoke_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    which: SessionSelector,
+    audit_event: &'static str,
+    meta: &RequestMeta,
+) -> Result<Vec<Uuid>, AuthError> {
+    let now = Utc::now();
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let (revoked, rows) = conn
+        .transaction(async |conn| {
+            let revoked = match which {
+                SessionSelector::One(id) => {
+                    if sessions::revoke(conn, id, audit_event, now).await? {
+                        vec![id]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                SessionSelector::AllExcept(keep) => {
+                    sessions::revoke_all(conn, user_id, keep, audit_event, now).await?
+                }
+            };
+            let revocations: Vec<Revocation> = revoked
+                .iter()
+                .map(|sid| Revocation::Session(sid.to_string()))
+                .collect();
+            let rows = state.revocations.record(conn, &revocations, now).await?;
+            let session_id = match which {
+                SessionSelector::One(id) => Some(id),
+                SessionSelector::AllExcept(keep) => keep,
+            };
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: audit_event,
+                    actor_id: Some(user_id),
+                    subject_id: Some(user_id),
+                    session_id,
+                    meta,
+                    details: json!({ "sessions_revoked": revoked.len() }),
+                },
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>((revoked, rows))
+        })
+        .await?;
+    state.revocations.publish(rows).await;
+    Ok(revoked)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum SessionSelector {
+    One(Uuid),
+    AllExcept(Option<Uuid>),
+}
+
+/// Logout with a refresh token (body or cookie): revoke its session. Unknown or already
+/// revoked tokens are fine: logging out twice is harmless.
+pub async fn logout_with_refresh(
+    state: &AppState,
+    presented: &str,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    if presented.is_empty() || presented.len() > 512 {
+        return Ok(());
+    }
+    let hash = hash_token(presented);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let found = sessions::find_refresh_for_update(&mut conn, &hash).await?;
+    drop(conn);
+    if let Some((_, session)) = found {
+        revoke_sessions(
+            state,
+            session.user_id,
+            SessionSelector::One(session.id),
+            event::LOGOUT,
+            meta,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The caller's live sessions.
+pub async fn list_sessions(state: &AppState, user_id: Uuid) -> Result<Vec<SessionRow>, AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    Ok(sessions::list_live(&mut conn, user_id, Utc::now(), state.idle_ttl()).await?)
+}
+
+/// Revoke one of the caller's sessions; someone else's (or an unknown id) is 404.
+pub async fn delete_session(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let session = sessions::find(&mut conn, session_id).await?;
+    drop(conn);
+    match session {
+        Some(s) if s.user_id == user_id => {
+            revoke_sessions(
+                state,
+                user_id,
+                SessionSelector::One(session_id),
+                event::SESSION_REVOKED,
+                meta,
+            )
+            .await?;
+            Ok(())
+        }
+        _ => Err(AuthError::NotFound),
+    }
+}

@@ -1,0 +1,41 @@
+//! Use cases as plain async functions over the app state.
+
+pub mod auth;
+pub mod revocation;
+pub mod users;
+
+use poem::Request;
+use shared::middleware::{ClientIp, RequestId};
+
+/// Who is asking, for the audit log and session records.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub ip: String,
+    pub user_agent: Option<String>,
+    pub request_id: String,
+}
+
+impl RequestMeta {
+    pub fn from_request(req: &Request) -> Self {
+        let ip = req
+            .extensions()
+            .get::<ClientIp>()
+            .map(|ip| ip.0.to_string())
+            .unwrap_or_default();
+        let user_agent = req
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect());
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default();
+        Self {
+            ip,
+            user_agent,
+            request_id,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The caller's own account: profile and password.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use serde_json::json;
+use shared::denylist::Revocation;
+use uuid::Uuid;
+
+use crate::crypto::hashing::Verified;
+use crate::domain::{DisplayName, NewPassword, PasswordInput};
+use crate::error::AuthError;
+use crate::service::RequestMeta;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, event};
+use crate::store::sessions;
+use crate::store::users::{self, UserRow};
+
+pub async fn me(state: &AppState, user_id: Uuid) -> Result<UserRow, AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)
+}
+
+/// Set or clear (`None`) the display name.
+pub async fn update_display_name(
+    state: &AppState,
+    user_id: Uuid,
+    display_name: Option<String>,
+    meta: &RequestMeta,
+) -> Result<UserRow, AuthError> {
+    let name = display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()?
+        .map(DisplayName::into_inner);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        let user = users::set_display_name(conn, user_id, name.as_deref())
+            .await?
+            .ok_or(AuthError::NotFound)?;
+        audit::record(
+            conn,
+            AuditEntry {
+                event: event::PROFILE_UPDATED,
+                actor_id: Some(user_id),
+                subject_id: Some(user_id),
+                session_id: None,
+                meta,
+                details: json!({ "fields": ["display_name"] }),
+            },
+        )
+        .await?;
+        Ok(user)
+    })
+    .await
+}
+
+/// Change the password after checking the current one, and revoke every other session
+/// (the caller's current session stays).
+pub async fn change_password(
+    state: &AppState,
+    user_id: Uuid,
+    current_session: Option<Uuid>,
+    current_password: String,
+    new_password: String,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let mut errors = Vec::new();
+    let current = PasswordInput::parse("current_password", current_password)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let user = users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)?;
+    let mut inputs = vec![user.email.as_str()];
+    if let Some(name) = &user.display_name {
+        inputs.push(name);
+    }
+    let new = NewPassword::parse("new_password", new_password, &inputs)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(AuthError::Validation(errors));
+    };
+    let verified = state
+        .hashing
+        .verify(current.into_inner(), Some(user.password_hash.clone()))
+        .await?;
+    if verified == Verified::No {
+        audit::record(
+            &mut conn,
+            AuditEntry {
+                event: event::PASSWORD_CHANGED,
+                actor_id: Some(user_id),
+                subject_id: Some(user_id),
+                session_id: current_session,
+                meta,
+                details: json!({ "outcome": "wrong_current_password" }),
+            },
+        )
+        .await?;
+        return Err(AuthError::InvalidCredentials);
+    }
+    let hash = state.hashing.hash(new.into_inner()).await?;
+    let now = Utc::now();
+    let rows = conn
+        .transaction(async |conn| {
+            users::set_password_hash(conn, user_id, &hash).await?;
+            let revoked =
+                sessions::revoke_all(conn, user_id, current_session, "password_changed", now)
+                    .await?;
+            let revocations: Vec<Revocation> = revoked
+                .iter()
+                .map(|sid| Revocation::Session(sid.to_string()))
+                .collect();
+            let rows = state.revocations.record(conn, &revocations, now).await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::PASSWORD_CHANGED,
+                    actor_id: Some(user_id),
+                    subject_id: Some(user_id),
+                    session_id: current_session,
+                    meta,
+                    details: json!({ "outcome": "changed", "sessions_revoked": revoked.len() }),
+                },
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(rows)
+        })
+        .await?;
+    state.revocations.publish(rows).await;
+    Ok(())
+}

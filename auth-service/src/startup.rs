@@ -1,0 +1,273 @@
+//! Building and running the service: what `serve` does, and what tests boot.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::http::header;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use shared::ApiError;
+use shared::db::{PgPool, PoolOptions};
+use shared::health::{Check, HealthApi, Readiness};
+use shared::server::ServeOptions;
+use shared::tokens::Principal;
+use shared::verify::{Authenticator, BoxFuture, Verifier, VerifierConfig};
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::config::Settings;
+use crate::crypto::hashing::{HashParams, PasswordHashing};
+use crate::crypto::keyring::KeyRing;
+use crate::crypto::keys::KeyCipher;
+use crate::service::revocation::RevocationPublisher;
+use crate::state::AppState;
+use crate::store::sessions;
+
+pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("../migrations/auth");
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The database pool as configured.
+pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    shared::db::build_pool(
+        settings.auth.database_url.expose_secret(),
+        &PoolOptions {
+            max_size: settings.auth.database_pool_size,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            application_name: "auth-service",
+        },
+    )
+}
+
+/// How long a retired key stays published, and a revocation matters: the access-token
+/// lifetime plus the clock leeway verifiers allow.
+pub fn token_horizon(settings: &Settings) -> chrono::Duration {
+    chrono::Duration::seconds(settings.auth.access_token_ttl_secs + settings.auth.clock_leeway_secs)
+}
+
+pub fn key_cipher(settings: &Settings) -> anyhow::Result<KeyCipher> {
+    let kek = settings
+        .key_encryption_key()
+        .context("AUTH_KEY_ENCRYPTION_KEY must be base64 of 32 bytes")?;
+    Ok(KeyCipher::new(&kek))
+}
+
+impl Application {
+    /// Connect, load keys, bind the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = pool(&settings)?;
+        let redis = shared::redis_client::connect_lazy(settings.auth.redis_url.expose_secret())
+            .context("AUTH_REDIS_URL is not a valid Redis URL")?;
+        let horizon = token_horizon(&settings);
+        let keys = Arc::new(KeyRing::new(pool.clone(), key_cipher(&settings)?, horizon));
+        {
+            let mut conn = pool
+                .get()
+                .await
+                .context("connecting to PostgreSQL (is AUTH_DATABASE_URL right, and has `auth-service migrate` run?)")?;
+            keys.bootstrap(&mut conn, settings.auth.signing_alg)
+                .await
+                .context("loading signing keys")?;
+        }
+        let verifier = Verifier::new(
+            VerifierConfig {
+                issuer: settings.auth.issuer.clone(),
+                audience: settings.auth.audience.clone(),
+                algorithms: vec![
+                    jsonwebtoken::Algorithm::EdDSA,
+                    jsonwebtoken::Algorithm::ES256,
+                    jsonwebtoken::Algorithm::RS256,
+                ],
+                leeway_secs: settings.auth.clock_leeway_secs,
+            },
+            keys.clone(),
+        );
+        let a = &settings.auth;
+        let hashing = PasswordHashing::new(
+            HashParams {
+                memory_kib: a.argon2_memory_kib,
+                iterations: a.argon2_iterations,
+                parallelism: a.argon2_parallelism,
+            },
+            a.hash_concurrency,
+            a.hash_queue,
+        )?;
+        let revocations = Arc::new(RevocationPublisher::new(
+            pool.clone(),
+            redis.clone(),
+            &a.redis_prefix,
+            horizon,
+        ));
+        let background = vec![
+            keys.spawn_refresh(Duration::from_secs(10)),
+            revocations.spawn(Duration::from_secs(1)),
+        ];
+        let listener = TcpListener::bind(settings.http.listen_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (is the port taken? set AUTH_LISTEN_ADDR)",
+                    settings.http.listen_addr
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            settings,
+            pool,
+            redis,
+            hashing,
+            keys,
+            revocations,
+            verifier,
+        });
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            background,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// The whole HTTP surface.
+    pub fn endpoint(state: Arc<AppState>) -> impl Endpoint + 'static {
+        let health = HealthApi::new(Arc::new(Deps {
+            pool: state.pool.clone(),
+            redis: state.redis.clone(),
+        }));
+        let authenticator: Arc<dyn Authenticator> = Arc::new(SessionAuthenticator {
+            state: state.clone(),
+        });
+        let service = api::service(state.clone(), health);
+        shared::http::mount(service, &state.settings.http)
+            .around(empty_post_is_json)
+            .data(authenticator)
+            .data(state)
+    }
+
+    pub async fn run_until_stopped(self) {
+        self.run_until(shared::server::shutdown_signal()).await;
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let http = &self.state.settings.http;
+        let opts = ServeOptions {
+            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
+            shutdown_timeout: Duration::from_secs(http.shutdown_timeout_secs),
+        };
+        tracing::info!(addr = %self.addr, "auth-service listening");
+        let ep = Self::endpoint(self.state.clone());
+        shared::server::serve(self.listener, ep, opts, shutdown).await;
+        for task in self.background {
+            task.abort();
+        }
+        self.state.pool.close();
+        tracing::info!("auth-service stopped");
+    }
+}
+
+/// An empty POST without a content type is treated as an empty JSON body, so a browser can
+/// call refresh and logout with only the cookie.
+async fn empty_post_is_json<E: Endpoint>(
+    ep: std::sync::Arc<E>,
+    mut req: Request,
+) -> poem::Result<Response> {
+    if req.method() == poem::http::Method::POST && !req.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let body = req.take_body().into_bytes().await.unwrap_or_default();
+        if body.is_empty() {
+            req.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+        }
+        req.set_body(body);
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+struct Deps {
+    pool: PgPool,
+    redis: ConnectionManager,
+}
+
+impl Readiness for Deps {
+    fn check(&self) -> BoxFuture<'_, Vec<Check>> {
+        Box::pin(async move {
+            let (pg, redis) = tokio::join!(
+                shared::db::ping(&self.pool),
+                shared::redis_client::ping(&self.redis)
+            );
+            let status = |up: bool| if up { "up" } else { "down" }.to_owned();
+            vec![
+                Check {
+                    name: "postgres".into(),
+                    status: status(pg),
+                },
+                Check {
+                    name: "redis".into(),
+                    status: status(redis),
+                },
+            ]
+        })
+    }
+
+    fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let redis_up = shared::redis_client::ping(&self.redis).await;
+            shared::metrics::set_dependency_gauges(
+                Some(shared::db::status(&self.pool)),
+                Some(redis_up),
+            );
+        })
+    }
+}
+
+/// Bearer tokens at the auth service: a valid signature and claims, and a session that is
+/// still live in PostgreSQL (the source of truth, so revocation here is immediate).
+struct SessionAuthenticator {
+    state: Arc<AppState>,
+}
+
+impl Authenticator for SessionAuthenticator {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, ApiError>> {
+        Box::pin(async move {
+            let claims = self.state.verifier.verify(token).await.map_err(|err| {
+                tracing::info!(reason = ?err, "access token refused");
+                ApiError::from(err)
+            })?;
+            let principal = Principal::from_claims(&claims);
+            let (Some(user_id), Some(sid)) = (principal.user_id(), principal.session_id) else {
+                // Service tokens carry no session; nothing here accepts them yet.
+                return Err(ApiError::forbidden("This needs a user's token."));
+            };
+            let mut conn = shared::db::conn(&self.state.pool).await?;
+            let live = sessions::is_live(&mut conn, sid, user_id, chrono::Utc::now())
+                .await
+                .map_err(|e| shared::problem::internal_error("checking a session", &e))?;
+            if !live {
+                tracing::info!(session_id = %sid, "access token of a revoked session refused");
+                return Err(ApiError::token_revoked());
+            }
+            Ok(principal)
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! The durable record of revocations: written in the transaction that revokes, published
+//! to Redis after commit, and replayed into Redis whenever Redis has lost it.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::schema::revocations;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = revocations)]
+pub struct RevocationRow {
+    pub id: i64,
+    pub kind: String,
+    pub value: String,
+    pub revoked_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = revocations)]
+pub struct NewRevocation<'a> {
+    pub kind: &'a str,
+    pub value: &'a str,
+    pub revoked_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewRevocation<'_>],
+) -> QueryResult<Vec<RevocationRow>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(revocations::table)
+        .values(rows)
+        .returning(RevocationRow::as_returning())
+        .get_results(conn)
+        .await
+}
+
+pub async fn unpublished(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<RevocationRow>> {
+    revocations::table
+        .filter(revocations::published_at.is_null())
+        .order(revocations::id.asc())
+        .limit(limit)
+        .select(RevocationRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn mark_published(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(revocations::table.filter(revocations::id.eq_any(ids)))
+        .set((
+            revocations::published_at.eq(at),
+            revocations::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Every revocation that can still match a live token.
+pub async fn live(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<RevocationRow>> {
+    revocations::table
+        .filter(revocations::expires_at.gt(now))
+        .order(revocations::id.asc())
+        .select(RevocationRow::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::delete(revocations::table.filter(revocations::expires_at.le(now)))
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,209 @@
+//! Sessions and the refresh tokens of each.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::{refresh_tokens, sessions, users};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub refresh_delivery: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub refresh_delivery: &'a str,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshRow {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct NewRefresh<'a> {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub token_hash: &'a [u8],
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, s: NewSession<'_>) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(&s)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn insert_refresh(conn: &mut AsyncPgConnection, r: NewRefresh<'_>) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(&r)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The refresh token with this hash and its session, both locked for the rest of the
+/// transaction: concurrent refreshes with one token queue here, and only the first finds
+/// it unspent.
+pub async fn find_refresh_for_update(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<(RefreshRow, SessionRow)>> {
+    refresh_tokens::table
+        .inner_join(sessions::table)
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select((RefreshRow::as_select(), SessionRow::as_select()))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn mark_refresh_used(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(refresh_tokens::table.find(id))
+        .set((
+            refresh_tokens::used_at.eq(at),
+            refresh_tokens::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn touch(conn: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set((sessions::last_used_at.eq(at), sessions::updated_at.eq(at)))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<SessionRow>> {
+    sessions::table
+        .find(id)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The user's sessions that are neither revoked nor expired (absolutely or by idling).
+pub async fn list_live(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    idle: chrono::Duration,
+) -> QueryResult<Vec<SessionRow>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_used_at.gt(now - idle))
+        .order(sessions::created_at.desc())
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Revoke one session; returns whether it was live before (so repeating is harmless).
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(at),
+        sessions::revoked_reason.eq(reason),
+        sessions::updated_at.eq(at),
+    ))
+    .execute(conn)
+    .await
+    .map(|n| n > 0)
+}
+
+/// Revoke every live session of a user except `keep`; returns the ids revoked.
+pub async fn revoke_all(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<Vec<Uuid>> {
+    let keep = keep.unwrap_or(Uuid::nil());
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::id.ne(keep)),
+    )
+    .set((
+        sessions::revoked_at.eq(at),
+        sessions::revoked_reason.eq(reason),
+        sessions::updated_at.eq(at),
+    ))
+    .returning(sessions::id)
+    .get_results(conn)
+    .await
+}
+
+/// Whether an access token's session is still good: not revoked, not past its absolute
+/// lifetime, and its user neither disabled nor gone.
+pub async fn is_live(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let found: Option<Uuid> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(users::disabled.eq(false))
+        .select(sessions::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}

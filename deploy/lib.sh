@@ -1,0 +1,275 @@
+# Helpers for deploy/dev: packages, the project-local PostgreSQL and Redis, and the services.
+# shellcheck shell=bash
+
+say() { printf 'dev: %s\n' "$*"; }
+die() {
+    printf 'dev: error: %s\n' "$*" >&2
+    exit 1
+}
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# --- packages --------------------------------------------------------------------------
+
+pg_bindir() {
+    local v
+    v="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)"
+    [ -n "$v" ] && [ -x "/usr/lib/postgresql/$v/bin/initdb" ] && echo "/usr/lib/postgresql/$v/bin"
+}
+
+missing_packages() {
+    local missing=()
+    [ -n "$(pg_bindir)" ] || missing+=(postgresql)
+    command -v psql >/dev/null || missing+=(postgresql-client)
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v curl >/dev/null || missing+=(curl)
+    echo "${missing[@]:-}"
+}
+
+ensure_packages() {
+    local missing
+    missing="$(missing_packages)"
+    [ -z "$missing" ] && return 0
+    command -v apt-get >/dev/null ||
+        die "missing: $missing; this script installs them with apt-get (Debian/Ubuntu). Install them yourself, then rerun."
+    local sudo=()
+    if ! is_root; then
+        command -v sudo >/dev/null || die "missing: $missing; run: sudo apt-get install -y $missing"
+        sudo=(sudo)
+    fi
+    say "installing $missing (apt-get)"
+    # Keep the packages' own system services from starting: we run project-local instances.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        added_policy=1
+    fi
+    local rc=0
+    {
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            # shellcheck disable=SC2086
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+    } >"${TMPDIR:-/tmp}/dev-apt.log" 2>&1 || rc=$?
+    [ "$added_policy" = 1 ] && "${sudo[@]}" rm -f "$policy"
+    [ "$rc" = 0 ] || die "apt-get install $missing failed; see ${TMPDIR:-/tmp}/dev-apt.log"
+    missing="$(missing_packages)"
+    [ -z "$missing" ] || die "still missing after install: $missing"
+}
+
+ensure_rust() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs), then rerun"
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null || die "cargo fmt and cargo clippy are needed: install the rustfmt and clippy components"
+        rustup component add rustfmt clippy >/dev/null || die "rustup component add rustfmt clippy failed"
+    fi
+}
+
+# --- PostgreSQL ------------------------------------------------------------------------
+# The server refuses to run as root, so as root it runs as the `postgres` user the package
+# creates. Its data lives in .dev/pg unless that user cannot reach the checkout (a repo
+# under /root, say): then in /var/tmp, named after the checkout.
+
+pg_os_user() { if is_root; then echo postgres; else id -un; fi; }
+
+as_pg() {
+    if is_root; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+pg_home() {
+    if [ -n "${PG_HOME_CACHED:-}" ]; then
+        echo "$PG_HOME_CACHED"
+        return
+    fi
+    local home="$DEV/pg"
+    mkdir -p "$home"
+    if is_root; then
+        id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/false postgres
+        chown postgres: "$home"
+        if ! runuser -u postgres -- test -w "$home" 2>/dev/null; then
+            home="/var/tmp/authsvc-dev-$(printf '%s' "$ROOT" | md5sum | cut -c1-10)/pg"
+            mkdir -p "$home"
+            chown postgres: "$home" "$(dirname "$home")"
+        fi
+    fi
+    PG_HOME_CACHED="$home"
+    echo "$home"
+}
+
+postgres_running() {
+    local bin home
+    bin="$(pg_bindir)" || return 1
+    [ -n "$bin" ] || return 1
+    home="$(pg_home)"
+    [ -f "$home/data/PG_VERSION" ] || return 1
+    as_pg "$bin/pg_ctl" -D "$home/data" status >/dev/null 2>&1
+}
+
+start_postgres() {
+    local bin home
+    bin="$(pg_bindir)"
+    home="$(pg_home)"
+    mkdir -p "$LOGS"
+    if postgres_running; then
+        return 0
+    fi
+    port_in_use "$PG_PORT" && die "port $PG_PORT is taken (another PostgreSQL?); set DEV_PG_PORT to a free port"
+    if [ ! -f "$home/data/PG_VERSION" ]; then
+        say "initialising PostgreSQL in $home/data"
+        as_pg mkdir -p "$home/data" "$home/run"
+        as_pg "$bin/initdb" -D "$home/data" -U postgres -A trust -E UTF8 --no-locale >"$LOGS/postgres-init.log" 2>&1 ||
+            die "initdb failed; see $LOGS/postgres-init.log"
+        # A development and test instance: durability traded for speed.
+        cat <<EOF | as_pg tee -a "$home/data/postgresql.conf" >/dev/null
+listen_addresses = '127.0.0.1'
+max_connections = 500
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 128MB
+EOF
+    fi
+    as_pg mkdir -p "$home/run"
+    local log="$home/postgres.log"
+    as_pg "$bin/pg_ctl" -D "$home/data" -l "$log" -w -t 60 \
+        -o "-p $PG_PORT -k $home/run" start >/dev/null ||
+        die "PostgreSQL did not start; see $log"
+    ln -sf "$log" "$LOGS/postgres.log" 2>/dev/null || true
+    say "PostgreSQL on 127.0.0.1:$PG_PORT"
+}
+
+stop_postgres() {
+    postgres_running || return 0
+    as_pg "$(pg_bindir)/pg_ctl" -D "$(pg_home)/data" -m fast -w stop >/dev/null || true
+}
+
+psql_admin() {
+    psql -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
+}
+
+create_database() {
+    local name="$1"
+    if [ -z "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]; then
+        psql_admin -c "CREATE DATABASE $name" >/dev/null || die "creating database $name failed"
+    fi
+}
+
+drop_test_databases() {
+    local db
+    for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
+        psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
+
+# --- Redis -----------------------------------------------------------------------------
+
+redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+
+start_redis() {
+    redis_running && return 0
+    port_in_use "$REDIS_PORT" && die "port $REDIS_PORT is taken (another Redis?); set DEV_REDIS_PORT to a free port"
+    mkdir -p "$DEV/redis" "$LOGS"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+        --pidfile "$DEV/redis/redis.pid" --logfile "$LOGS/redis.log" --dir "$DEV/redis" \
+        --appendonly yes --save '' >/dev/null || die "Redis did not start; see $LOGS/redis.log"
+    local i
+    for i in $(seq 1 50); do
+        redis_running && break
+        sleep 0.1
+    done
+    redis_running || die "Redis did not answer; see $LOGS/redis.log"
+    say "Redis on 127.0.0.1:$REDIS_PORT"
+}
+
+stop_redis() {
+    redis_running || return 0
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+}
+
+# --- the services ----------------------------------------------------------------------
+
+load_secrets() {
+    local file="$DEV/secrets.env"
+    if [ ! -f "$file" ]; then
+        umask 077
+        printf 'DEV_KEY_ENCRYPTION_KEY=%s\n' "$(head -c 32 /dev/urandom | base64)" >"$file"
+    fi
+    # shellcheck disable=SC1090
+    source "$file"
+}
+
+# The environment each service runs with locally; variables already set win.
+auth_env() {
+    AUTH_ENV=(
+        AUTH_DATABASE_URL="${AUTH_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/auth}"
+        AUTH_REDIS_URL="${AUTH_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"
+        AUTH_LISTEN_ADDR="${AUTH_LISTEN_ADDR:-127.0.0.1:$AUTH_PORT}"
+        AUTH_ISSUER="${AUTH_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
+        AUTH_KEY_ENCRYPTION_KEY="${AUTH_KEY_ENCRYPTION_KEY:-$DEV_KEY_ENCRYPTION_KEY}"
+        AUTH_COOKIE_SECURE="${AUTH_COOKIE_SECURE:-false}"
+        AUTH_CORS_ALLOWED_ORIGINS="${AUTH_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
+    )
+}
+
+todo_env() {
+    TODO_ENV=(
+        TODO_DATABASE_URL="${TODO_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/todo}"
+        TODO_REDIS_URL="${TODO_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"
+        TODO_LISTEN_ADDR="${TODO_LISTEN_ADDR:-127.0.0.1:$TODO_PORT}"
+        TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
+    )
+}
+
+start_service() {
+    local name="$1" port="$2"
+    shift 2
+    mkdir -p "$RUN" "$LOGS"
+    if pid_alive "$RUN/$name.pid"; then
+        say "$name-service already running (pid $(cat "$RUN/$name.pid")); restarting with the new build"
+        stop_pidfile "$name"
+    fi
+    port_in_use "$port" && die "port $port is taken; stop what uses it or set DEV_$(echo "$name" | tr a-z A-Z)_PORT"
+    nohup setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$name.pid"
+}
+
+wait_ready() {
+    local name="$1" port="$2" i
+    for i in $(seq 1 120); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; then
+            return 0
+        fi
+        if ! pid_alive "$RUN/$name.pid"; then
+            tail -n 20 "$LOGS/$name.log" >&2 || true
+            die "$name-service exited; see $LOGS/$name.log"
+        fi
+        sleep 0.5
+    done
+    die "$name-service did not become ready in 60s; see $LOGS/$name.log"
+}
+
+stop_pidfile() {
+    local name="$1" file="$RUN/$1.pid" i
+    pid_alive "$file" || {
+        rm -f "$file"
+        return 0
+    }
+    local pid
+    pid="$(cat "$file")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$file"
+}

@@ -1,0 +1,110 @@
+//! One PostgreSQL pool per service, built once from config, and embedded migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool::Runtime;
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+use crate::metrics::deadpool_status::PoolStatus;
+use crate::problem::ApiError;
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type PgConn = Object<AsyncPgConnection>;
+
+/// How the pool is sized and how each connection is set up.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: usize,
+    /// How long a request waits for a free connection before answering 503.
+    pub acquire_timeout: Duration,
+    /// `statement_timeout` on every connection, so no query runs away.
+    pub statement_timeout: Duration,
+    /// `application_name`, visible in `pg_stat_activity`.
+    pub application_name: &'static str,
+}
+
+/// Build the pool. No connection is made until the first use.
+pub fn build_pool(url: &str, opts: &PoolOptions) -> anyhow::Result<PgPool> {
+    let statement_timeout_ms = opts.statement_timeout.as_millis();
+    let app_name = opts.application_name;
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            // The post-create hook: every pooled connection gets the same session settings.
+            conn.batch_execute(&format!(
+                "SET statement_timeout = {statement_timeout_ms}; SET application_name = '{app_name}'"
+            ))
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+    Pool::builder(manager)
+        .max_size(opts.max_size)
+        .wait_timeout(Some(opts.acquire_timeout))
+        .create_timeout(Some(opts.acquire_timeout))
+        .recycle_timeout(Some(opts.acquire_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Take a connection, mapping exhaustion and outages to 503.
+pub async fn conn(pool: &PgPool) -> Result<PgConn, ApiError> {
+    pool.get().await.map_err(|err| {
+        match &err {
+            PoolError::Timeout(_) => tracing::warn!("database pool exhausted"),
+            _ => tracing::error!(error = %err, "database unavailable"),
+        }
+        ApiError::unavailable("The database is unavailable; try again shortly.").with_retry_after(1)
+    })
+}
+
+/// Apply pending migrations over one connection.
+pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<usize> {
+    let conn = AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    // The harness drives diesel's synchronous migration code; keep it off the runtime.
+    tokio::task::spawn_blocking(move || {
+        let mut harness = AsyncMigrationHarness::new(conn);
+        harness
+            .run_pending_migrations(migrations)
+            .map(|applied| applied.len())
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))
+    })
+    .await
+    .context("migration task")?
+}
+
+/// Whether the database answers, for readiness.
+pub async fn ping(pool: &PgPool) -> bool {
+    let Ok(mut conn) = pool.get().await else {
+        return false;
+    };
+    diesel::sql_query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .is_ok()
+}
+
+pub fn status(pool: &PgPool) -> PoolStatus {
+    let s = pool.status();
+    PoolStatus {
+        size: s.size,
+        available: s.available,
+        waiting: s.waiting,
+        max_size: s.max_size,
+    }
+}

@@ -1,0 +1,100 @@
+//! `GET /healthz`, `GET /readyz` and `GET /metrics`, the same on both services.
+
+use std::sync::Arc;
+
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+
+use crate::error_set;
+use crate::problem::{ApiErr, ApiError};
+use crate::verify::BoxFuture;
+
+/// One dependency's state.
+#[derive(Debug, Clone, Object)]
+pub struct Check {
+    /// `postgres`, `redis`, ...
+    pub name: String,
+    /// `up`, `down` or `degraded`.
+    pub status: String,
+}
+
+/// What readiness checks: each service lists its dependencies.
+pub trait Readiness: Send + Sync {
+    fn check(&self) -> BoxFuture<'_, Vec<Check>>;
+    /// Refresh the dependency gauges before `/metrics` renders.
+    fn refresh_gauges(&self) -> BoxFuture<'_, ()>;
+}
+
+#[derive(Tags)]
+enum HealthTags {
+    /// Liveness, readiness and metrics.
+    Health,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct HealthBody {
+    /// `ok`.
+    pub status: String,
+    /// Dependency states (readiness only).
+    #[oai(skip_serializing_if_is_empty)]
+    pub checks: Vec<Check>,
+}
+
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    /// Up (and, for readiness, every dependency answers).
+    #[oai(status = 200)]
+    Ok(Json<HealthBody>),
+}
+
+error_set!(pub ReadyErrors: 503);
+
+pub struct HealthApi {
+    readiness: Arc<dyn Readiness>,
+}
+
+impl HealthApi {
+    pub fn new(readiness: Arc<dyn Readiness>) -> Self {
+        Self { readiness }
+    }
+}
+
+#[OpenApi(tag = "HealthTags::Health")]
+impl HealthApi {
+    /// Liveness: the process is up.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(HealthBody {
+            status: "ok".into(),
+            checks: Vec::new(),
+        }))
+    }
+
+    /// Readiness: 200 only when PostgreSQL and Redis answer; a 503 names what is down.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self) -> Result<HealthResponse, ApiErr<ReadyErrors>> {
+        let checks = self.readiness.check().await;
+        let down: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.status == "down")
+            .map(|c| c.name.as_str())
+            .collect();
+        if !down.is_empty() {
+            return Err(
+                ApiError::unavailable(format!("Not ready: {} down.", down.join(", "))).into(),
+            );
+        }
+        let degraded = checks.iter().any(|c| c.status != "up");
+        Ok(HealthResponse::Ok(Json(HealthBody {
+            status: if degraded { "degraded" } else { "ok" }.into(),
+            checks,
+        })))
+    }
+
+    /// Prometheus metrics in the text exposition format.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self) -> PlainText<String> {
+        self.readiness.refresh_gauges().await;
+        PlainText(crate::metrics::render())
+    }
+}

@@ -1,0 +1,59 @@
+//! Assembling a service's HTTP surface: its API, `/openapi.json`, `/docs`, CORS and the edge.
+
+use std::time::Duration;
+
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApi, OpenApiService};
+
+use crate::config::HttpSettings;
+use crate::middleware::{Edge, EdgeConfig};
+
+/// Headers a browser may send cross-origin, and read from our responses.
+const ALLOW_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "if-none-match",
+    "x-request-id",
+];
+const EXPOSE_HEADERS: &[&str] = &[
+    "etag",
+    "location",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-request-id",
+];
+
+/// Mount `api` at `/` with its spec at `/openapi.json` and a browsable UI at `/docs`, behind
+/// CORS (only when origins are configured: an empty allowlist means no cross-origin access,
+/// never "any origin") and the edge middleware.
+pub fn mount<T: OpenApi + 'static>(
+    api: OpenApiService<T, ()>,
+    settings: &HttpSettings,
+) -> impl Endpoint + use<T> {
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let cors = Cors::new()
+        .allow_origins(settings.cors_allowed_origins.iter().map(String::as_str))
+        .allow_credentials(true)
+        .allow_methods(["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
+        .allow_headers(ALLOW_HEADERS.iter().copied())
+        .expose_headers(EXPOSE_HEADERS.iter().copied())
+        .max_age(600);
+    let has_cors = !settings.cors_allowed_origins.is_empty();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .with_if(has_cors, cors)
+        .with(Edge::new(EdgeConfig {
+            body_limit: settings.body_limit_bytes,
+            body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
+            request_timeout: Duration::from_secs(settings.request_timeout_secs),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            hsts: settings.hsts,
+        }))
+}

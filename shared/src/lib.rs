@@ -1,0 +1,19 @@
+//! What both services share: problem+json errors, the HTTP edge and server loop, config,
+//! telemetry, metrics, health, and access-token types and verification.
+
+pub mod client_ip;
+pub mod config;
+pub mod db;
+pub mod denylist;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod middleware;
+pub mod problem;
+pub mod redis_client;
+pub mod server;
+pub mod telemetry;
+pub mod tokens;
+pub mod verify;
+
+pub use problem::{ApiErr, ApiError, FieldError};

@@ -1,0 +1,290 @@
+//! The edge every request passes through, outermost first:
+//!
+//! 1. a request id (the caller's `X-Request-Id` when it is a sane token, else a new UUIDv7),
+//!    set on the response, in the `request` span and in every problem body;
+//! 2. the client ip, from forwarding headers only when the peer is a trusted proxy;
+//! 3. the body read up front, under the size limit (413) and the body timeout (408);
+//! 4. the request timeout (503);
+//! 5. every error, the framework's own included, turned into problem+json;
+//! 6. security headers, metrics and one log line per request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::web::RemoteAddr;
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
+
+use crate::client_ip::resolve_client_ip;
+use crate::problem::{ApiError, BEARER_CHALLENGE, REQUEST_ID};
+
+/// What the edge needs from config.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub body_limit: usize,
+    pub body_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub hsts: bool,
+}
+
+/// The client's ip as the edge resolved it (see [`crate::client_ip`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// The request id, also available to handlers as request data.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub struct Edge(Arc<EdgeConfig>);
+
+impl Edge {
+    pub fn new(config: EdgeConfig) -> Self {
+        Self(Arc::new(config))
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for Edge {
+    type Output = EdgeEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        EdgeEndpoint {
+            inner: ep,
+            config: self.0.clone(),
+        }
+    }
+}
+
+pub struct EdgeEndpoint<E> {
+    inner: E,
+    config: Arc<EdgeConfig>,
+}
+
+/// A request id we are willing to echo: short, and only token characters, so it cannot
+/// inject anything into logs or headers.
+fn sane_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let started = Instant::now();
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| sane_request_id(v))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let peer = match req.remote_addr() {
+            RemoteAddr(poem::Addr::SocketAddr(addr)) => Some(addr.ip()),
+            _ => None,
+        };
+        let client_ip = resolve_client_ip(
+            peer.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            req.headers(),
+            &self.config.trusted_proxies,
+        );
+        req.extensions_mut().insert(ClientIp(client_ip));
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        let method = req.method().clone();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %method,
+            path = %req.uri().path(),
+        );
+
+        let config = self.config.clone();
+        let fut = async {
+            let outcome = match read_body(&mut req, &config).await {
+                Err(err) => Err(err),
+                Ok(()) => {
+                    match tokio::time::timeout(config.request_timeout, self.inner.call(req)).await {
+                        Ok(Ok(output)) => Ok(output.into_response()),
+                        Ok(Err(err)) => Err(problem_from_poem(err)),
+                        Err(_) => {
+                            tracing::warn!("request timed out");
+                            Err(ApiError::unavailable("The request took too long.")
+                                .with_retry_after(1))
+                        }
+                    }
+                }
+            };
+            let mut resp = match outcome {
+                Ok(resp) => resp,
+                Err(err) => err.into_response(),
+            };
+            finish(&mut resp, &request_id, &config);
+            let status = resp.status().as_u16();
+            let route = resp
+                .extensions()
+                .get::<poem_openapi::OperationId>()
+                .map(|id| id.0)
+                .unwrap_or(if status == 404 { "unmatched" } else { "other" });
+            let elapsed = started.elapsed();
+            crate::metrics::record_request(route, method.as_str(), status, elapsed.as_secs_f64());
+            if status >= 500 {
+                tracing::warn!(
+                    status,
+                    route,
+                    latency_ms = elapsed.as_millis() as u64,
+                    "request failed"
+                );
+            } else {
+                tracing::info!(
+                    status,
+                    route,
+                    latency_ms = elapsed.as_millis() as u64,
+                    "request"
+                );
+            }
+            resp
+        };
+        Ok(REQUEST_ID
+            .scope(request_id.clone(), fut.instrument(span))
+            .await)
+    }
+}
+
+/// Read the whole body under the limit and the timeout, so a slow or huge body is cut off
+/// before any handler holds a database connection for it.
+async fn read_body(req: &mut Request, config: &EdgeConfig) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("The body is larger than {} bytes.", config.body_limit),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > config.body_limit as u64) {
+        return Err(too_large());
+    }
+    let body = req.take_body();
+    match tokio::time::timeout(
+        config.body_read_timeout,
+        body.into_bytes_limit(config.body_limit),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => {
+            req.set_body(Body::from(bytes));
+            Ok(())
+        }
+        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => Err(too_large()),
+        Ok(Err(err)) => Err(ApiError::bad_request(format!(
+            "The body could not be read: {err}"
+        ))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            "The body was not received in time.",
+        )),
+    }
+}
+
+/// Map any error to a problem. Our own errors pass through; the framework's are given the
+/// contract's codes by status.
+fn problem_from_poem(err: poem::Error) -> ApiError {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return api.clone();
+    }
+    let status = err.status();
+    match status {
+        StatusCode::BAD_REQUEST => ApiError::bad_request(err.to_string()),
+        StatusCode::UNAUTHORIZED => ApiError::token_invalid(),
+        StatusCode::FORBIDDEN => ApiError::forbidden("This origin or request is not allowed."),
+        StatusCode::NOT_FOUND => ApiError::not_found("No such route."),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "METHOD_NOT_ALLOWED",
+            "This method is not allowed on this route.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "PAYLOAD_TOO_LARGE",
+            "The body is larger than the configured limit.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "The body must be sent with the documented content type.",
+        ),
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, status = s.as_u16(), "unhandled error");
+            ApiError::internal()
+        }
+        s => ApiError::new(
+            s,
+            "BAD_REQUEST",
+            s.canonical_reason().unwrap_or("Bad request").to_owned(),
+        ),
+    }
+}
+
+fn finish(resp: &mut Response, request_id: &str, config: &EdgeConfig) {
+    let headers = resp.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    // Responses carry tokens and personal data: nothing is cached unless a route says so
+    // (the JWKS does).
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if config.hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(BEARER_CHALLENGE),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_with_odd_characters_are_replaced() {
+        assert!(sane_request_id("abc-123_x.y:z"));
+        assert!(!sane_request_id(""));
+        assert!(!sane_request_id("a b"));
+        assert!(!sane_request_id("a\nb"));
+        assert!(!sane_request_id(&"a".repeat(129)));
+    }
+}

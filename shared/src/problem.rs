@@ -1,0 +1,378 @@
+//! RFC 9457 problem details: the one error shape every response of both services uses.
+//!
+//! Handlers return `Result<T, ApiErr<Set>>` where `Set` names the statuses the operation can
+//! answer, so the OpenAPI document lists exactly those. Framework errors (bad JSON, unknown
+//! route, body too large, ...) are turned into the same shape by [`crate::middleware`].
+
+use std::marker::PhantomData;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{IntoResponse, Response};
+use poem_openapi::registry::{
+    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
+};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, Object};
+use serde::Serialize;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The `WWW-Authenticate` value on every 401 (RFC 6750).
+pub const BEARER_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the edge middleware so that error bodies
+    /// built deep in a handler carry it too.
+    pub static REQUEST_ID: String;
+}
+
+/// The id of the current request, or an empty string outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// A problem with one field of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Object)]
+pub struct FieldError {
+    /// The field, as named in the request body (`password`, `title`).
+    pub field: String,
+    /// A stable UPPER_SNAKE word (`TOO_SHORT`, `INVALID_FORMAT`, `COMMON_PASSWORD`).
+    pub code: String,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, Object)]
+#[oai(example)]
+pub struct Problem {
+    /// Always `about:blank`: the status and `code` carry the meaning.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for humans. Never a stack trace, SQL or secret.
+    pub detail: String,
+    /// A stable UPPER_SNAKE word a client can switch on.
+    pub code: String,
+    /// The request id, also sent as `X-Request-Id`.
+    pub request_id: String,
+    /// Field problems, present on validation errors.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl poem_openapi::types::Example for Problem {
+    fn example() -> Self {
+        Problem {
+            kind: "about:blank".into(),
+            title: "Unprocessable Entity".into(),
+            status: 422,
+            detail: "The request has invalid fields.".into(),
+            code: "VALIDATION_FAILED".into(),
+            request_id: "0193b1f2-7c1e-7d3a-9a4e-1f2a3b4c5d6e".into(),
+            errors: Some(vec![FieldError::new(
+                "password",
+                "TOO_SHORT",
+                "must be at least 8 characters",
+            )]),
+        }
+    }
+}
+
+/// An error on its way to becoming a problem response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Option<Vec<FieldError>>,
+    /// Seconds for `Retry-After` (429 and 503).
+    pub retry_after: Option<u64>,
+    /// Extra headers (rate-limit headers on 429, for example).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: None,
+            retry_after: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// 422 with field problems.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let mut err = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+            "The request has invalid fields.",
+        );
+        err.errors = Some(errors);
+        err
+    }
+
+    /// 400 for a body or parameter that could not be parsed at all.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", detail)
+    }
+
+    /// 401 for any token that fails on form, signature, header or claims: one body whatever
+    /// the reason, so the response is no oracle. The reason belongs in the log.
+    pub fn token_invalid() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "TOKEN_INVALID",
+            "The access token is missing or invalid.",
+        )
+    }
+
+    pub fn token_expired() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "TOKEN_EXPIRED",
+            "The access token has expired.",
+        )
+    }
+
+    pub fn token_revoked() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "TOKEN_REVOKED",
+            "The access token has been revoked.",
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            detail,
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "An internal error occurred.",
+        )
+    }
+
+    pub fn to_problem(&self) -> Problem {
+        Problem {
+            kind: "about:blank".into(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_owned(),
+            request_id: current_request_id(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.to_problem()).unwrap_or_default();
+        let mut resp = Response::builder()
+            .status(self.status)
+            .header(header::CONTENT_TYPE, PROBLEM_JSON)
+            .body(body);
+        let headers = resp.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BEARER_CHALLENGE),
+            );
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        resp
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        self.clone().into_response()
+    }
+}
+
+/// The statuses an operation can answer with a problem body, for its OpenAPI entry.
+pub trait ErrorSet {
+    const STATUSES: &'static [u16];
+}
+
+/// Declares an [`ErrorSet`]: `error_set!(pub SignupErrors: 409, 422);`. Every set also
+/// documents 400, 413, 415, 500 and 503, which any operation can answer.
+#[macro_export]
+macro_rules! error_set {
+    ($vis:vis $name:ident: $($status:literal),* $(,)?) => {
+        $vis struct $name;
+        impl $crate::problem::ErrorSet for $name {
+            const STATUSES: &'static [u16] = &[$($status),*];
+        }
+    };
+}
+
+/// An error response documented with the statuses of `S`.
+pub struct ApiErr<S>(pub ApiError, PhantomData<S>);
+
+impl<S> From<ApiError> for ApiErr<S> {
+    fn from(err: ApiError) -> Self {
+        Self(err, PhantomData)
+    }
+}
+
+impl<S> std::fmt::Debug for ApiErr<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S: Send> IntoResponse for ApiErr<S> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<S> From<ApiErr<S>> for poem::Error {
+    fn from(err: ApiErr<S>) -> Self {
+        poem::Error::from(err.0)
+    }
+}
+
+/// Statuses every operation may answer, whatever its own set says.
+const ALWAYS: &[u16] = &[400, 500, 503];
+
+fn describe(status: u16) -> &'static str {
+    match status {
+        400 => "The request could not be parsed (`VALIDATION_FAILED`).",
+        401 => {
+            "The bearer token is missing, invalid (`TOKEN_INVALID`), expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`)."
+        }
+        403 => "The caller lacks the role or scope this needs (`FORBIDDEN`).",
+        404 => "No such resource, or not the caller's (`NOT_FOUND`).",
+        409 => "Conflicts with the current state (`CONFLICT`, `EMAIL_TAKEN`).",
+        412 => "`If-Match` does not match the current version (`PRECONDITION_FAILED`).",
+        413 => "The body is larger than the configured limit (`PAYLOAD_TOO_LARGE`).",
+        415 => "The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
+        422 => "A field is invalid; `errors` says which (`VALIDATION_FAILED`).",
+        429 => "Too many requests; retry after `Retry-After` seconds (`RATE_LIMITED`).",
+        500 => "An internal error (`INTERNAL`); the body carries no detail.",
+        503 => "A dependency is down or the service is overloaded (`SERVICE_UNAVAILABLE`).",
+        _ => "An error.",
+    }
+}
+
+impl<S: ErrorSet + Send> ApiResponse for ApiErr<S> {
+    fn meta() -> MetaResponses {
+        let mut statuses: Vec<u16> = S::STATUSES.iter().chain(ALWAYS).copied().collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        let responses = statuses
+            .into_iter()
+            .map(|status| {
+                let mut headers = Vec::new();
+                if status == 401 {
+                    headers.push(MetaHeader {
+                        name: "WWW-Authenticate".into(),
+                        description: Some("`Bearer error=\"invalid_token\"`".into()),
+                        required: true,
+                        deprecated: false,
+                        schema: String::schema_ref(),
+                    });
+                }
+                if status == 429 || status == 503 {
+                    headers.push(MetaHeader {
+                        name: "Retry-After".into(),
+                        description: Some("Seconds to wait before retrying.".into()),
+                        required: status == 429,
+                        deprecated: false,
+                        schema: u64::schema_ref(),
+                    });
+                }
+                MetaResponse {
+                    description: describe(status),
+                    status: Some(status),
+                    status_range: None,
+                    content: vec![MetaMediaType {
+                        content_type: PROBLEM_JSON,
+                        schema: problem_schema(),
+                    }],
+                    headers,
+                }
+            })
+            .collect();
+        MetaResponses { responses }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+fn problem_schema() -> MetaSchemaRef {
+    Problem::schema_ref()
+}
+
+/// Log a 5xx once with its cause and turn it into the bare `INTERNAL` problem.
+pub fn internal_error(context: &str, err: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %err, "{context}");
+    ApiError::internal()
+}

@@ -1,0 +1,193 @@
+//! Access-token verification, the same for every service that accepts our tokens.
+//!
+//! The rules, in order: the token is a compact JWS of sane size; the header has `typ:
+//! at+jwt`, an allowed asymmetric `alg`, a `kid` we know (whose key is of that very `alg`),
+//! no `jku`/`x5u`/`jwk`/`x5c` (never acted on: refused) and no `crit`; the signature holds;
+//! every required claim is present; `iss` is exact; our audience is in `aud`; `nbf` and `iat`
+//! are not in the future beyond the leeway. Only a token that passes all of that and whose
+//! one fault is an `exp` in the past (beyond the leeway) is *expired*; everything else is
+//! *invalid*, with the reason for the log, never for the caller.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
+use crate::problem::ApiError;
+use crate::tokens::{ACCESS_TOKEN_TYP, AccessClaims, Principal};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Tokens longer than this are refused before any parsing.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// A public key able to check signatures of one algorithm.
+pub struct VerifyingKey {
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// Where verifiers find keys by `kid`.
+pub trait KeySource: Send + Sync {
+    /// The key for `kid`, or `None` when it is unknown (after any refetch the source allows).
+    fn key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, Option<Arc<VerifyingKey>>>;
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Everything about it is fine except that it is past `exp`.
+    Expired,
+    /// Anything else; the reason is for the log only.
+    Invalid(String),
+}
+
+impl TokenError {
+    fn invalid(reason: impl Into<String>) -> Self {
+        TokenError::Invalid(reason.into())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Expired => ApiError::token_expired(),
+            TokenError::Invalid(_) => ApiError::token_invalid(),
+        }
+    }
+}
+
+/// What a verifier accepts.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub algorithms: Vec<Algorithm>,
+    /// Clock leeway for `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: i64,
+}
+
+pub struct Verifier {
+    config: VerifierConfig,
+    keys: Arc<dyn KeySource>,
+}
+
+impl Verifier {
+    pub fn new(config: VerifierConfig, keys: Arc<dyn KeySource>) -> Self {
+        Self { config, keys }
+    }
+
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// Verify form, header, signature and claims. Does not consult any denylist.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.verify_at(token, chrono::Utc::now().timestamp()).await
+    }
+
+    pub async fn verify_at(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::invalid("token too long"));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::invalid(format!("malformed header: {e}")))?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::invalid(format!(
+                "typ {:?} is not at+jwt",
+                header.typ
+            )));
+        }
+        if !self.config.algorithms.contains(&header.alg) {
+            return Err(TokenError::invalid(format!(
+                "alg {:?} not allowed",
+                header.alg
+            )));
+        }
+        if header.jku.is_some()
+            || header.x5u.is_some()
+            || header.jwk.is_some()
+            || header.x5c.is_some()
+        {
+            return Err(TokenError::invalid(
+                "header carries key material or key URLs",
+            ));
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::invalid("unsupported crit header"));
+        }
+        let kid = header
+            .kid
+            .as_deref()
+            .ok_or_else(|| TokenError::invalid("no kid"))?;
+        let key = self
+            .keys
+            .key(kid)
+            .await
+            .ok_or_else(|| TokenError::invalid("unknown kid"))?;
+        if key.alg != header.alg {
+            return Err(TokenError::invalid("alg does not match the key's"));
+        }
+
+        // jsonwebtoken checks the signature (and that the alg is the key's); the claims we
+        // check ourselves, so that expiry is judged last.
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
+            .map_err(|e| TokenError::invalid(format!("signature or claims: {e}")))?;
+        let claims = data.claims;
+
+        let leeway = self.config.leeway_secs;
+        if claims.iss != self.config.issuer {
+            return Err(TokenError::invalid("wrong iss"));
+        }
+        if !claims.aud.contains(&self.config.audience) {
+            return Err(TokenError::invalid("aud does not name us"));
+        }
+        if claims.sub.is_empty() || claims.jti.is_empty() {
+            return Err(TokenError::invalid("empty sub or jti"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(TokenError::invalid("not yet valid (nbf)"));
+        }
+        if claims.iat > now + leeway {
+            return Err(TokenError::invalid("issued in the future (iat)"));
+        }
+        if claims.exp < claims.iat {
+            return Err(TokenError::invalid("exp before iat"));
+        }
+        if claims.exp + leeway < now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+/// Turns a bearer token into a [`Principal`]: verification plus whatever revocation check
+/// the service does. Installed as request data; [`BearerAuth`] calls it.
+pub trait Authenticator: Send + Sync {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, ApiError>>;
+}
+
+/// An OAuth 2 bearer access token (RFC 6750), verified.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
+pub struct BearerAuth(pub Principal);
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let Some(authn) = req.data::<Arc<dyn Authenticator>>() else {
+        tracing::error!("no Authenticator installed");
+        return Err(ApiError::internal().into());
+    };
+    Ok(authn.authenticate(&bearer.token).await?)
+}
