@@ -34,6 +34,8 @@ pub fn mount<T: OpenApi + 'static>(
     api: OpenApiService<T, ()>,
     settings: &HttpSettings,
 ) -> impl Endpoint + use<T> {
+    // Install the metrics recorder before the first request records anything.
+    crate::metrics::handle();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let cors = Cors::new()

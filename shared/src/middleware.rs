@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::web::RemoteAddr;
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::OperationId;
 use tracing::Instrument;
 
 use crate::client_ip::resolve_client_ip;
@@ -105,13 +106,17 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         );
 
         let config = self.config.clone();
+        let mut operation: Option<&'static str> = None;
         let fut = async {
             let outcome = match read_body(&mut req, &config).await {
                 Err(err) => Err(err),
                 Ok(()) => {
                     match tokio::time::timeout(config.request_timeout, self.inner.call(req)).await {
                         Ok(Ok(output)) => Ok(output.into_response()),
-                        Ok(Err(err)) => Err(problem_from_poem(err)),
+                        Ok(Err(err)) => {
+                            operation = err.data::<OperationId>().map(|id| id.0);
+                            Err(problem_from_poem(err))
+                        }
                         Err(_) => {
                             tracing::warn!("request timed out");
                             Err(ApiError::unavailable("The request took too long.")
@@ -128,8 +133,9 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             let status = resp.status().as_u16();
             let route = resp
                 .extensions()
-                .get::<poem_openapi::OperationId>()
+                .get::<OperationId>()
                 .map(|id| id.0)
+                .or(operation)
                 .unwrap_or(if status == 404 { "unmatched" } else { "other" });
             let elapsed = started.elapsed();
             crate::metrics::record_request(route, method.as_str(), status, elapsed.as_secs_f64());
@@ -210,7 +216,13 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
     match status {
         StatusCode::BAD_REQUEST => ApiError::bad_request(err.to_string()),
         StatusCode::UNAUTHORIZED => ApiError::token_invalid(),
-        StatusCode::FORBIDDEN => ApiError::forbidden("This origin or request is not allowed."),
+        // CORS refusing a disallowed Origin: a cross-site request.
+        StatusCode::FORBIDDEN if err.is::<poem::error::CorsError>() => ApiError::new(
+            status,
+            "CSRF_FAILED",
+            "Requests from this origin are not allowed.",
+        ),
+        StatusCode::FORBIDDEN => ApiError::forbidden("This request is not allowed."),
         StatusCode::NOT_FOUND => ApiError::not_found("No such route."),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
             status,

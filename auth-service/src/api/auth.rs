@@ -74,8 +74,9 @@ error_set!(pub LogoutErrors: 401, 403, 413, 415);
 error_set!(pub BearerErrors: 401);
 error_set!(pub SessionErrors: 401, 404);
 
-/// A bearer token that is well signed, whatever the state of its session: logging out
-/// of an already revoked session is harmless, not an error.
+// Logout accepts a bearer token that is well signed whatever the state of its session:
+// logging out of an already revoked session is harmless, not an error.
+/// An OAuth 2 bearer access token (RFC 6750), verified.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "BearerAuth",

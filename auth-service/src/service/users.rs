@@ -92,12 +92,12 @@ pub async fn change_password(
         audit::record(
             &mut conn,
             AuditEntry {
-                event: event::PASSWORD_CHANGED,
+                event: event::PASSWORD_CHANGE_FAILED,
                 actor_id: Some(user_id),
                 subject_id: Some(user_id),
                 session_id: current_session,
                 meta,
-                details: json!({ "outcome": "wrong_current_password" }),
+                details: json!({ "reason": "wrong_current_password" }),
             },
         )
         .await?;
@@ -124,7 +124,7 @@ pub async fn change_password(
                     subject_id: Some(user_id),
                     session_id: current_session,
                     meta,
-                    details: json!({ "outcome": "changed", "sessions_revoked": revoked.len() }),
+                    details: json!({ "sessions_revoked": revoked.len() }),
                 },
             )
             .await?;

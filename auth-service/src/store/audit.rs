@@ -19,6 +19,7 @@ pub mod event {
     pub const LOGOUT_ALL: &str = "logout_all";
     pub const SESSION_REVOKED: &str = "session_revoked";
     pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const PASSWORD_CHANGE_FAILED: &str = "password_change_failed";
     pub const PROFILE_UPDATED: &str = "profile_updated";
 }
 

@@ -1,0 +1,140 @@
+//! What every response carries, and the framework's own errors as problems.
+
+use crate::helpers::{assert_problem, json, spawn_app};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_app().await;
+    let resp = app.client.get(app.url("/v1/nope")).send().await.unwrap();
+    assert_problem(resp, 404, "NOT_FOUND").await;
+    let resp = app
+        .client
+        .delete(app.url("/v1/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 405, "METHOD_NOT_ALLOWED").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app().await;
+    let big = format!("{{\"email\":\"{}\"}}", "a".repeat(10 * 1024 * 1024));
+    let resp = app
+        .client
+        .post(app.url("/v1/auth/signup"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 413, "PAYLOAD_TOO_LARGE").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_are_echoed_when_sane_and_replaced_when_not() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, "bad id with spaces");
+    let body = assert_problem(resp, 404, "NOT_FOUND").await;
+    assert_eq!(body["request_id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn security_headers_are_on_every_response() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/nope", "/openapi.json"] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "HSTS only when configured"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_allows_only_the_configured_origins() {
+    let app = spawn_app().await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/auth/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let ok = preflight(crate::helpers::ORIGIN).await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        crate::helpers::ORIGIN
+    );
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let evil = preflight("https://evil.example.com").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics_answer() {
+    let app = spawn_app().await;
+    let (status, body) = json(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let (status, body) = json(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    app.login(&crate::helpers::unique_email(), "whatever whatever")
+        .await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"login\""), "{metrics}");
+    assert!(metrics.contains("auth_events_total"));
+    assert!(metrics.contains("db_pool_connections"));
+    assert!(metrics.contains("redis_up"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_names_what_is_down() {
+    let app = crate::helpers::spawn_app().await;
+    let settings = {
+        let mut s = app.state.settings.clone();
+        s.auth.redis_url = secrecy::SecretString::from("redis://127.0.0.1:1");
+        s
+    };
+    let broken =
+        crate::helpers::spawn_on(settings, app.db_url.clone(), app.redis_prefix.clone()).await;
+    let resp = broken
+        .client
+        .get(broken.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(resp, 503, "SERVICE_UNAVAILABLE").await;
+    assert!(body["detail"].as_str().unwrap().contains("redis"), "{body}");
+}

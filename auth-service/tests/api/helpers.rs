@@ -1,0 +1,300 @@
+//! Boots the real service on a random port against a fresh PostgreSQL database and a
+//! unique Redis prefix, and offers one typed helper per route.
+
+use std::sync::{Arc, LazyLock};
+
+use auth_service::config::{AuthSettings, Settings};
+use auth_service::startup::{Application, MIGRATIONS};
+use auth_service::state::AppState;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::config::{HttpSettings, LogFormat};
+use shared::telemetry::CapturedLogs;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const ORIGIN: &str = "https://app.example.com";
+
+/// Every log line of every app in this test process.
+pub static LOGS: LazyLock<CapturedLogs> = LazyLock::new(|| {
+    let logs = CapturedLogs::default();
+    shared::telemetry::init_with_writer(
+        LogFormat::Json,
+        "info,auth_service=debug,shared=debug",
+        logs.clone(),
+    );
+    logs
+});
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database(kind: &str) -> String {
+    let admin = admin_database_url();
+    let name = format!("test_{kind}_{}", Uuid::new_v4().simple());
+    let mut conn = AsyncPgConnection::establish(&admin).await.expect(
+        "TEST_DATABASE_URL must point at a running PostgreSQL (deploy/dev test starts one)",
+    );
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db_url: String,
+    pub redis_prefix: String,
+    pub state: Arc<AppState>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn test_settings(db_url: &str, redis_prefix: &str) -> Settings {
+    Settings {
+        http: HttpSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            cors_allowed_origins: vec![ORIGIN.into()],
+            ..HttpSettings::default()
+        },
+        auth: AuthSettings {
+            database_url: SecretString::from(db_url.to_owned()),
+            redis_url: SecretString::from(redis_url()),
+            redis_prefix: redis_prefix.to_owned(),
+            key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            database_pool_size: 8,
+            ..AuthSettings::default()
+        },
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&LOGS);
+    let db_url = fresh_database("auth").await;
+    shared::db::run_migrations(&db_url, MIGRATIONS)
+        .await
+        .expect("migrate");
+    let redis_prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let mut settings = test_settings(&db_url, &redis_prefix);
+    configure(&mut settings);
+    spawn_on(settings, db_url, redis_prefix).await
+}
+
+pub async fn spawn_on(settings: Settings, db_url: String, redis_prefix: String) -> TestApp {
+    settings.validate().expect("test settings are valid");
+    let app = Application::build(settings).await.expect("build app");
+    let base = format!("http://{}", app.addr());
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db_url,
+        redis_prefix,
+        state,
+        _shutdown: tx,
+    }
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", Uuid::new_v4().simple())
+}
+
+/// A response's status and JSON body.
+pub async fn json(resp: Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Assert a problem+json response with `status` and `code`; return its body.
+pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap()),
+        Some("application/problem+json"),
+        "problem content type"
+    );
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id on errors")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    if status == 401 {
+        assert_eq!(
+            resp.headers().get("www-authenticate").unwrap(),
+            r#"Bearer error="invalid_token""#
+        );
+    }
+    let (got, body) = json(resp).await;
+    assert_eq!(got.as_u16(), status, "status, body: {body}");
+    assert_eq!(body["code"], code, "code, body: {body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// The claims of a JWT, without verifying it.
+pub fn claims(token: &str) -> Value {
+    part(token, 1)
+}
+
+pub fn header(token: &str) -> Value {
+    part(token, 0)
+}
+
+fn part(token: &str, i: usize) -> Value {
+    use base64::Engine;
+    let raw = token.split('.').nth(i).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signup(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/signup",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// A new account; returns its email.
+    pub async fn new_user(&self) -> String {
+        let email = unique_email();
+        let resp = self.signup(&email, PASSWORD).await;
+        assert_eq!(resp.status(), 201, "signup: {}", resp.text().await.unwrap());
+        email
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Log in with body delivery; returns the token pair.
+    pub async fn login_ok(&self, email: &str) -> Value {
+        let (status, body) = json(self.login(email, PASSWORD).await).await;
+        assert_eq!(status, 200, "login: {body}");
+        body
+    }
+
+    /// A new account, logged in.
+    pub async fn user_session(&self) -> (String, Value) {
+        let email = self.new_user().await;
+        let pair = self.login_ok(&email).await;
+        (email, pair)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, access_token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_bearer(
+        &self,
+        path: &str,
+        access_token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.client.post(self.url(path)).bearer_auth(access_token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db_url).await.unwrap()
+    }
+
+    /// `SELECT count(*) FROM <from_where>`.
+    pub async fn count(&self, from_where: &str) -> i64 {
+        let mut conn = self.db().await;
+        diesel::select(diesel::dsl::sql::<BigInt>(&format!(
+            "(SELECT count(*) FROM {from_where})"
+        )))
+        .get_result(&mut conn)
+        .await
+        .unwrap()
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        let mut conn = self.db().await;
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Whether the Redis denylist holds `member`.
+    pub async fn denylisted(&self, member: &str) -> bool {
+        let mut conn = self.redis().await;
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(format!("{}denylist", self.redis_prefix))
+            .arg(member)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        score.is_some()
+    }
+}

@@ -1,0 +1,54 @@
+//! The OpenAPI document is the contract: a snapshot makes any drift a visible diff.
+//! Regenerate with `UPDATE_OPENAPI=1 cargo test -p auth-service openapi`.
+
+use crate::helpers::{json, spawn_app};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_document_matches_the_snapshot() {
+    let app = spawn_app().await;
+    let (status, spec) = json(
+        app.client
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/v1/auth/signup",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/auth/logout-all",
+        "/v1/auth/sessions",
+        "/v1/auth/sessions/{id}",
+        "/v1/users/me",
+        "/v1/users/me/password",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["BearerAuth"]["scheme"],
+        "bearer"
+    );
+
+    let rendered = serde_json::to_string_pretty(&spec).unwrap() + "\n";
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(file, &rendered).unwrap();
+    }
+    let committed = std::fs::read_to_string(file).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "the OpenAPI document changed; review and run UPDATE_OPENAPI=1 cargo test -p auth-service openapi"
+    );
+    let docs = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+}
