@@ -143,7 +143,6 @@ pub enum LogFormat {
 /// | `REQUEST_TIMEOUT_SECS` | `15` | a request that takes longer gets 503 |
 /// | `HEADER_READ_TIMEOUT_SECS` | `5` | a connection that has not sent its headers by then is closed |
 /// | `BODY_READ_TIMEOUT_SECS` | `10` | a body not received by then gets 408 |
-/// | `IDLE_TIMEOUT_SECS` | `60` | idle keep-alive connections are closed |
 /// | `TRUSTED_PROXIES` | empty | comma-separated CIDRs whose `X-Forwarded-For`/`Forwarded` are believed |
 /// | `HSTS` | `false` | send `Strict-Transport-Security` (when served over TLS) |
 /// | `SHUTDOWN_TIMEOUT_SECS` | `20` | how long SIGTERM waits for in-flight requests |
@@ -159,7 +158,6 @@ pub struct HttpSettings {
     pub request_timeout_secs: u64,
     pub header_read_timeout_secs: u64,
     pub body_read_timeout_secs: u64,
-    pub idle_timeout_secs: u64,
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<IpNet>,
     pub hsts: bool,
@@ -177,7 +175,6 @@ impl Default for HttpSettings {
             request_timeout_secs: 15,
             header_read_timeout_secs: 5,
             body_read_timeout_secs: 10,
-            idle_timeout_secs: 60,
             trusted_proxies: Vec::new(),
             hsts: false,
             shutdown_timeout_secs: 20,
