@@ -225,6 +225,8 @@ todo_env() {
         TODO_DATABASE_URL="${TODO_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/todo}"
         TODO_REDIS_URL="${TODO_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"
         TODO_LISTEN_ADDR="${TODO_LISTEN_ADDR:-127.0.0.1:$TODO_PORT}"
+        TODO_JWKS_URL="${TODO_JWKS_URL:-http://127.0.0.1:$AUTH_PORT/.well-known/jwks.json}"
+        TODO_ISSUER="${TODO_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
     )
 }

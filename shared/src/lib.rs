@@ -5,14 +5,18 @@ pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod denylist;
+pub mod denylist_feed;
 pub mod health;
 pub mod http;
+pub mod jwks;
 pub mod metrics;
 pub mod middleware;
 pub mod problem;
 pub mod redis_client;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tokens;
 pub mod verify;
 

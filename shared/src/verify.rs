@@ -191,3 +191,38 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     };
     Ok(authn.authenticate(&bearer.token).await?)
 }
+
+/// Verification for services that trust the auth service's tokens without calling it:
+/// signature and claims with the published keys, then the local denylist.
+pub struct TokenAuthenticator {
+    pub verifier: Verifier,
+    pub denylist: Arc<crate::denylist_feed::Denylist>,
+}
+
+impl TokenAuthenticator {
+    /// The whole check, as [`Authenticator::authenticate`] runs it (benchmarks call this).
+    pub async fn check(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        use crate::denylist_feed::DenyError;
+        let claims = self.verifier.verify(token).await.map_err(|err| {
+            tracing::info!(reason = ?err, "access token refused");
+            ApiError::from(err)
+        })?;
+        match self.denylist.check(&claims) {
+            Ok(()) => Ok(claims),
+            Err(DenyError::Revoked) => {
+                tracing::info!(jti = %claims.jti, "revoked access token refused");
+                Err(ApiError::token_revoked())
+            }
+            Err(DenyError::Unavailable) => Err(ApiError::unavailable(
+                "Token revocations cannot be checked right now; try again shortly.",
+            )
+            .with_retry_after(1)),
+        }
+    }
+}
+
+impl Authenticator for TokenAuthenticator {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, ApiError>> {
+        Box::pin(async move { self.check(token).await.map(|c| Principal::from_claims(&c)) })
+    }
+}

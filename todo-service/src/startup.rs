@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::{Endpoint, EndpointExt};
-use poem_openapi::OpenApiService;
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use shared::db::{PgPool, PoolOptions};
+use shared::denylist::DenylistKeys;
+use shared::denylist_feed::Denylist;
 use shared::health::{Check, HealthApi, Readiness};
+use shared::jwks::JwksKeySource;
 use shared::server::ServeOptions;
-use shared::verify::BoxFuture;
+use shared::verify::{Authenticator, BoxFuture, TokenAuthenticator, Verifier, VerifierConfig};
 use tokio::net::TcpListener;
 
+use crate::api;
 use crate::config::Settings;
 
 pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
@@ -25,37 +28,51 @@ pub struct AppState {
     pub settings: Settings,
     pub pool: PgPool,
     pub redis: ConnectionManager,
+    pub keys: Arc<JwksKeySource>,
+    pub denylist: Arc<Denylist>,
+    pub authenticator: Arc<TokenAuthenticator>,
 }
 
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
-}
-
-pub type Apis = HealthApi;
-
-/// The API with its OpenAPI description.
-pub fn service(health: HealthApi) -> OpenApiService<Apis, ()> {
-    OpenApiService::new(health, "todo-service", env!("CARGO_PKG_VERSION")).description(
-        "A TODO resource API that verifies access tokens from the auth service locally. Every \
-         error is RFC 9457 problem+json with a stable `code`.",
-    )
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let t = &settings.todo;
         let pool = shared::db::build_pool(
-            settings.todo.database_url.expose_secret(),
+            t.database_url.expose_secret(),
             &PoolOptions {
-                max_size: settings.todo.database_pool_size,
+                max_size: t.database_pool_size,
                 acquire_timeout: Duration::from_secs(5),
                 statement_timeout: Duration::from_secs(10),
                 application_name: "todo-service",
             },
         )?;
-        let redis = shared::redis_client::connect_lazy(settings.todo.redis_url.expose_secret())
+        let redis = shared::redis_client::connect_lazy(t.redis_url.expose_secret())
             .context("TODO_REDIS_URL is not a valid Redis URL")?;
+        let algorithms = settings.algorithms()?;
+        let keys = Arc::new(JwksKeySource::new(
+            t.jwks_url.clone(),
+            algorithms.clone(),
+            Duration::from_secs(t.jwks_min_refetch_secs),
+        ));
+        let denylist = Denylist::new(Duration::from_secs(t.denylist_max_staleness_secs));
+        let authenticator = Arc::new(TokenAuthenticator {
+            verifier: Verifier::new(
+                VerifierConfig {
+                    issuer: t.issuer.clone(),
+                    audience: t.audience.clone(),
+                    algorithms,
+                    leeway_secs: t.clock_leeway_secs,
+                },
+                keys.clone(),
+            ),
+            denylist: denylist.clone(),
+        });
         let listener = TcpListener::bind(settings.http.listen_addr)
             .await
             .with_context(|| {
@@ -65,27 +82,50 @@ impl Application {
                 )
             })?;
         let addr = listener.local_addr()?;
-        Ok(Self {
+        let background = vec![
+            keys.spawn_refresh(),
+            denylist.spawn(
+                t.redis_url.expose_secret().to_owned(),
+                DenylistKeys::new(&t.redis_prefix),
+            ),
+        ];
+        let state = Arc::new(AppState {
+            settings,
+            pool,
+            redis,
+            keys,
+            denylist,
+            authenticator,
+        });
+        let mut app = Self {
             listener,
             addr,
-            state: Arc::new(AppState {
-                settings,
-                pool,
-                redis,
-            }),
-        })
+            state,
+            background,
+        };
+        app.background
+            .push(crate::service::todos::spawn_housekeeping(Arc::downgrade(
+                &app.state,
+            )));
+        Ok(app)
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
     pub fn endpoint(state: Arc<AppState>) -> impl Endpoint + 'static {
         let health = HealthApi::new(Arc::new(Deps {
-            pool: state.pool.clone(),
-            redis: state.redis.clone(),
+            state: state.clone(),
         }));
-        shared::http::mount(service(health), &state.settings.http).data(state)
+        let authenticator: Arc<dyn Authenticator> = state.authenticator.clone();
+        shared::http::mount(api::service(state.clone(), health), &state.settings.http)
+            .data(authenticator)
+            .data(state)
     }
 
     pub async fn run_until_stopped(self) {
@@ -101,22 +141,25 @@ impl Application {
         tracing::info!(addr = %self.addr, "todo-service listening");
         let ep = Self::endpoint(self.state.clone());
         shared::server::serve(self.listener, ep, opts, shutdown).await;
+        for task in self.background {
+            task.abort();
+        }
         self.state.pool.close();
         tracing::info!("todo-service stopped");
     }
 }
 
 struct Deps {
-    pool: PgPool,
-    redis: ConnectionManager,
+    state: Arc<AppState>,
 }
 
 impl Readiness for Deps {
     fn check(&self) -> BoxFuture<'_, Vec<Check>> {
         Box::pin(async move {
+            let s = &self.state;
             let (pg, redis) = tokio::join!(
-                shared::db::ping(&self.pool),
-                shared::redis_client::ping(&self.redis)
+                shared::db::ping(&s.pool),
+                shared::redis_client::ping(&s.redis)
             );
             let status = |up: bool| if up { "up" } else { "down" }.to_owned();
             vec![
@@ -128,17 +171,28 @@ impl Readiness for Deps {
                     name: "redis".into(),
                     status: status(redis),
                 },
+                Check {
+                    name: "denylist".into(),
+                    status: s.denylist.health().into(),
+                },
+                Check {
+                    name: "jwks".into(),
+                    // Tokens cannot be verified without keys; cached keys keep working when
+                    // the auth service is down.
+                    status: status(s.keys.has_keys()),
+                },
             ]
         })
     }
 
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let redis_up = shared::redis_client::ping(&self.redis).await;
+            let redis_up = shared::redis_client::ping(&self.state.redis).await;
             shared::metrics::set_dependency_gauges(
-                Some(shared::db::status(&self.pool)),
+                Some(shared::db::status(&self.state.pool)),
                 Some(redis_up),
             );
+            metrics::gauge!("denylist_entries").set(self.state.denylist.len() as f64);
         })
     }
 }

@@ -8,11 +8,12 @@ use auth_service::startup::{Application, MIGRATIONS};
 use auth_service::state::AppState;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use reqwest::{Response, StatusCode};
+use reqwest::Response;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::config::{HttpSettings, LogFormat};
 use shared::telemetry::CapturedLogs;
+use shared::testing::{fresh_database, redis_url};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -28,30 +29,6 @@ pub static LOGS: LazyLock<CapturedLogs> = LazyLock::new(|| {
     );
     logs
 });
-
-pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
-}
-
-/// A fresh, migrated database; returns its URL.
-pub async fn fresh_database(kind: &str) -> String {
-    let admin = admin_database_url();
-    let name = format!("test_{kind}_{}", Uuid::new_v4().simple());
-    let mut conn = AsyncPgConnection::establish(&admin).await.expect(
-        "TEST_DATABASE_URL must point at a running PostgreSQL (deploy/dev test starts one)",
-    );
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
-    format!("{base}/{name}")
-}
 
 pub struct TestApp {
     pub base: String,
@@ -86,11 +63,8 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&LOGS);
-    let db_url = fresh_database("auth").await;
-    shared::db::run_migrations(&db_url, MIGRATIONS)
-        .await
-        .expect("migrate");
-    let redis_prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let db_url = fresh_database("auth", MIGRATIONS).await;
+    let redis_prefix = shared::testing::redis_prefix();
     let mut settings = test_settings(&db_url, &redis_prefix);
     configure(&mut settings);
     spawn_on(settings, db_url, redis_prefix).await
@@ -122,62 +96,7 @@ pub fn unique_email() -> String {
     format!("user-{}@example.com", Uuid::new_v4().simple())
 }
 
-/// A response's status and JSON body.
-pub async fn json(resp: Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
-}
-
-/// Assert a problem+json response with `status` and `code`; return its body.
-pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
-    assert_eq!(
-        resp.headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap()),
-        Some("application/problem+json"),
-        "problem content type"
-    );
-    let request_id = resp
-        .headers()
-        .get("x-request-id")
-        .expect("x-request-id on errors")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    if status == 401 {
-        assert_eq!(
-            resp.headers().get("www-authenticate").unwrap(),
-            r#"Bearer error="invalid_token""#
-        );
-    }
-    let (got, body) = json(resp).await;
-    assert_eq!(got.as_u16(), status, "status, body: {body}");
-    assert_eq!(body["code"], code, "code, body: {body}");
-    assert_eq!(body["status"], status);
-    assert_eq!(body["request_id"], request_id.as_str());
-    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
-    body
-}
-
-/// The claims of a JWT, without verifying it.
-pub fn claims(token: &str) -> Value {
-    part(token, 1)
-}
-
-pub fn header(token: &str) -> Value {
-    part(token, 0)
-}
-
-fn part(token: &str, i: usize) -> Value {
-    use base64::Engine;
-    let raw = token.split('.').nth(i).expect("three parts");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("json")
-}
+pub use shared::testing::{assert_problem, json, jwt_claims as claims, jwt_header as header};
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {

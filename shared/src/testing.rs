@@ -1,0 +1,106 @@
+//! Helpers for the services' integration tests (feature `testing`): fresh databases, the
+//! test Redis, and assertions on problem responses.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+/// The admin URL of the test PostgreSQL (`TEST_DATABASE_URL`; `deploy/dev test` sets it).
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".into())
+}
+
+/// The test Redis (`TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379".into())
+}
+
+/// A fresh, migrated database of its own for one test; returns its URL.
+pub async fn fresh_database(
+    kind: &str,
+    migrations: diesel_migrations::EmbeddedMigrations,
+) -> String {
+    let admin = admin_database_url();
+    let name = format!("test_{kind}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = AsyncPgConnection::establish(&admin).await.expect(
+        "TEST_DATABASE_URL must point at a running PostgreSQL (deploy/dev test starts one)",
+    );
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let (base, _) = admin.rsplit_once('/').expect("a database URL has a path");
+    let url = format!("{base}/{name}");
+    crate::db::run_migrations(&url, migrations)
+        .await
+        .expect("migrate the test database");
+    url
+}
+
+/// A unique Redis prefix, so parallel tests never see each other's keys.
+pub fn redis_prefix() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A response's status and JSON body (a string body when it is not JSON).
+pub async fn json(resp: Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Assert a problem+json response with `status` and `code`, carrying the request id and,
+/// on 401, the bearer challenge; returns the body.
+pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some(crate::problem::PROBLEM_JSON),
+        "problem content type (status {})",
+        resp.status()
+    );
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id on errors")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    if status == 401 {
+        assert_eq!(
+            resp.headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap_or_default()),
+            Some(crate::problem::BEARER_CHALLENGE)
+        );
+    }
+    let (got, body) = json(resp).await;
+    assert_eq!(got.as_u16(), status, "status, body: {body}");
+    assert_eq!(body["code"], code, "code, body: {body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// The claims of a JWT, without verifying it.
+pub fn jwt_claims(token: &str) -> Value {
+    jwt_part(token, 1)
+}
+
+/// The header of a JWT, without verifying it.
+pub fn jwt_header(token: &str) -> Value {
+    jwt_part(token, 0)
+}
+
+fn jwt_part(token: &str, i: usize) -> Value {
+    use base64::Engine;
+    let raw = token.split('.').nth(i).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}

@@ -1,0 +1,70 @@
+//! `/v1/admin/todos`: any owner's todos, for `todos:admin`.
+
+use std::sync::Arc;
+
+use poem_openapi::OpenApi;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use shared::error_set;
+use shared::problem::ApiErr;
+use shared::tokens::Scope;
+use shared::verify::BearerAuth;
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::api::dto::{Todo, TodoPage};
+use crate::api::todos::{DeleteResponse, ListResponse, page_limit};
+use crate::service::todos::{self, ListRequest, Precondition};
+use crate::startup::AppState;
+use crate::store::todos::Sort;
+
+pub struct AdminApi {
+    pub state: Arc<AppState>,
+}
+
+error_set!(pub AdminListErrors: 401, 403, 422);
+error_set!(pub AdminDeleteErrors: 401, 403, 404);
+
+#[OpenApi(prefix_path = "/v1/admin/todos", tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// Every owner's todos, oldest first, optionally of one owner. Needs `todos:admin`.
+    #[oai(path = "/", method = "get", operation_id = "adminListTodos")]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        /// Only this owner's todos (the `sub` of their tokens).
+        owner_id: Query<Option<String>>,
+        done: Query<Option<bool>>,
+        limit: Query<Option<u32>>,
+        cursor: Query<Option<String>>,
+    ) -> Result<ListResponse, ApiErr<AdminListErrors>> {
+        auth.0.require(Scope::TodosAdmin)?;
+        let (rows, next_cursor) = todos::list(
+            &self.state,
+            ListRequest {
+                owner: owner_id.0.as_deref(),
+                done: done.0,
+                sort: Sort::CreatedAsc,
+                cursor: cursor.0.as_deref(),
+                limit: page_limit(limit.0)?,
+            },
+        )
+        .await?;
+        Ok(ListResponse::Ok(Json(TodoPage {
+            items: rows.iter().map(Todo::from).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// Delete any owner's todo. Needs `todos:admin`.
+    #[oai(path = "/:id", method = "delete", operation_id = "adminDeleteTodo")]
+    async fn delete(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<DeleteResponse, ApiErr<AdminDeleteErrors>> {
+        auth.0.require(Scope::TodosAdmin)?;
+        todos::delete(&self.state, None, id.0, Precondition::None).await?;
+        Ok(DeleteResponse::Deleted)
+    }
+}

@@ -1,0 +1,105 @@
+//! Todo fields, parsed before anything touches the database.
+
+use shared::FieldError;
+
+/// 1 to 200 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TodoTitle(String);
+
+impl TodoTitle {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Err(FieldError::new("title", "REQUIRED", "must not be empty"));
+        }
+        if s.chars().count() > 200 {
+            return Err(FieldError::new(
+                "title",
+                "TOO_LONG",
+                "must be at most 200 characters",
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                "title",
+                "INVALID_CHARACTERS",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Up to 2000 characters; kept as written (line breaks are fine), but no other control
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        if raw.chars().count() > 2000 {
+            return Err(FieldError::new(
+                "description",
+                "TOO_LONG",
+                "must be at most 2000 characters",
+            ));
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(FieldError::new(
+                "description",
+                "INVALID_CHARACTERS",
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_trimmed_and_bounded() {
+        assert_eq!(
+            TodoTitle::parse("  Buy milk ").unwrap().into_inner(),
+            "Buy milk"
+        );
+        assert_eq!(TodoTitle::parse("   ").unwrap_err().code, "REQUIRED");
+        assert_eq!(
+            TodoTitle::parse(&"é".repeat(201)).unwrap_err().code,
+            "TOO_LONG"
+        );
+        assert!(TodoTitle::parse(&"é".repeat(200)).is_ok());
+        assert_eq!(
+            TodoTitle::parse("a\u{0}b").unwrap_err().code,
+            "INVALID_CHARACTERS"
+        );
+        assert_eq!(
+            TodoTitle::parse("a\nb").unwrap_err().code,
+            "INVALID_CHARACTERS"
+        );
+    }
+
+    #[test]
+    fn descriptions_allow_line_breaks_up_to_2000_chars() {
+        assert!(Description::parse("line one\nline two").is_ok());
+        assert!(Description::parse(&"x".repeat(2000)).is_ok());
+        assert_eq!(
+            Description::parse(&"x".repeat(2001)).unwrap_err().code,
+            "TOO_LONG"
+        );
+        assert!(Description::parse("bell\u{7}").is_err());
+    }
+}

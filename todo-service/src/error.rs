@@ -1,0 +1,69 @@
+//! The service's error type and its one mapping to problem responses.
+
+use poem::http::StatusCode;
+use shared::{ApiErr, ApiError, FieldError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TodoError {
+    #[error("invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("todo limit reached")]
+    LimitReached(i64),
+    #[error("idempotency key reused with another body")]
+    IdempotencyMismatch,
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+}
+
+impl From<ApiError> for TodoError {
+    fn from(err: ApiError) -> Self {
+        TodoError::Api(err)
+    }
+}
+
+impl From<FieldError> for TodoError {
+    fn from(err: FieldError) -> Self {
+        TodoError::Validation(vec![err])
+    }
+}
+
+impl From<TodoError> for ApiError {
+    fn from(err: TodoError) -> Self {
+        match err {
+            TodoError::Validation(errors) => ApiError::validation(errors),
+            TodoError::BadRequest(detail) => ApiError::bad_request(detail),
+            TodoError::NotFound => ApiError::not_found("No such todo."),
+            TodoError::PreconditionFailed => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "PRECONDITION_FAILED",
+                "The todo has changed since the version in If-Match; fetch it again.",
+            ),
+            TodoError::LimitReached(limit) => ApiError::new(
+                StatusCode::CONFLICT,
+                "TODO_LIMIT_REACHED",
+                format!("An owner can have at most {limit} todos; delete some first."),
+            ),
+            TodoError::IdempotencyMismatch => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "This Idempotency-Key was used with a different request body.",
+            ),
+            TodoError::Api(api) => api,
+            TodoError::Database(err) => shared::problem::internal_error("database error", &err),
+        }
+    }
+}
+
+impl<S> From<TodoError> for ApiErr<S> {
+    fn from(err: TodoError) -> Self {
+        ApiError::from(err).into()
+    }
+}

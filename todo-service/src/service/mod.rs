@@ -1,0 +1,2 @@
+//! The todo use cases.
+pub mod todos;

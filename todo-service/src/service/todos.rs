@@ -1,0 +1,359 @@
+//! The todo use cases.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::{Description, TodoTitle};
+use crate::error::TodoError;
+use crate::startup::AppState;
+use crate::store::idempotency::{self, NewStoredResponse, StoredResponse};
+use crate::store::todos::{self, After, ListQuery, NewTodo, Sort, TodoChanges, TodoRow};
+
+pub struct CreateInput {
+    pub title: String,
+    pub description: Option<String>,
+    pub done: bool,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// A client's `Idempotency-Key` and the fingerprint of its request body.
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+}
+
+impl Idempotency {
+    /// Keys are 1 to 255 visible ASCII characters.
+    pub fn parse(key: &str, canonical_body: &Value) -> Result<Self, TodoError> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(TodoError::BadRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters.".into(),
+            ));
+        }
+        // serde_json sorts object keys, so equal bodies hash equally whatever their order.
+        let request_hash = Sha256::digest(canonical_body.to_string().as_bytes()).to_vec();
+        Ok(Self {
+            key: key.to_owned(),
+            request_hash,
+        })
+    }
+}
+
+/// What a create produced: a new todo, or the stored first response to replay.
+pub enum Created {
+    New(TodoRow),
+    Replayed(StoredResponse),
+}
+
+/// The response a create sends, as stored for replays: body and `Location`.
+pub type Rendered = (Value, String);
+
+pub async fn create(
+    state: &AppState,
+    owner: &str,
+    input: CreateInput,
+    idempotency: Option<Idempotency>,
+    render: impl Fn(&TodoRow) -> Rendered + Send + Sync,
+) -> Result<Created, TodoError> {
+    let mut errors = Vec::new();
+    let title = TodoTitle::parse(&input.title)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let description = input
+        .description
+        .as_deref()
+        .map(Description::parse)
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    let Some(title) = title else {
+        return Err(TodoError::Validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(TodoError::Validation(errors));
+    }
+    let limit = state.settings.todo.max_todos_per_owner;
+    let ttl = chrono::Duration::seconds(state.settings.todo.idempotency_ttl_secs);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    conn.transaction(async |conn| {
+        let now = Utc::now();
+        if let Some(idem) = &idempotency {
+            idempotency::lock(conn, owner, &idem.key).await?;
+            if let Some(stored) = idempotency::find(conn, owner, &idem.key, now).await? {
+                if stored.request_hash != idem.request_hash {
+                    return Err(TodoError::IdempotencyMismatch);
+                }
+                return Ok(Created::Replayed(stored));
+            }
+        }
+        todos::lock_owner(conn, owner).await?;
+        if todos::count_for_owner(conn, owner).await? >= limit {
+            return Err(TodoError::LimitReached(limit));
+        }
+        let title = title.into_inner();
+        let description = description.map(Description::into_inner);
+        let row = todos::insert(
+            conn,
+            NewTodo {
+                id: Uuid::now_v7(),
+                owner_id: owner,
+                title: &title,
+                description: description.as_deref(),
+                done: input.done,
+                due_at: input.due_at,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await?;
+        if let Some(idem) = &idempotency {
+            let (body, location) = render(&row);
+            idempotency::store(
+                conn,
+                NewStoredResponse {
+                    owner_id: owner,
+                    key: &idem.key,
+                    request_hash: &idem.request_hash,
+                    response_status: 201,
+                    response_body: &body,
+                    location: Some(&location),
+                    expires_at: now + ttl,
+                },
+            )
+            .await?;
+        }
+        Ok(Created::New(row))
+    })
+    .await
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorData {
+    /// The sort the cursor belongs to.
+    s: String,
+    a: Option<i64>,
+    i: Uuid,
+}
+
+fn sort_tag(sort: Sort) -> &'static str {
+    match sort {
+        Sort::CreatedAsc => "c",
+        Sort::CreatedDesc => "-c",
+        Sort::DueAsc => "d",
+    }
+}
+
+fn encode_cursor(sort: Sort, row: &TodoRow) -> String {
+    let at = match sort {
+        Sort::CreatedAsc | Sort::CreatedDesc => Some(row.created_at.timestamp_micros()),
+        Sort::DueAsc => row.due_at.map(|d| d.timestamp_micros()),
+    };
+    let data = CursorData {
+        s: sort_tag(sort).into(),
+        a: at,
+        i: row.id,
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&data).unwrap_or_default())
+}
+
+fn decode_cursor(sort: Sort, cursor: &str) -> Result<After, TodoError> {
+    let bad = || {
+        TodoError::BadRequest("The cursor is invalid for this list; start again without it.".into())
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let data: CursorData = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if data.s != sort_tag(sort) || (data.a.is_none() && sort != Sort::DueAsc) {
+        return Err(bad());
+    }
+    Ok(After {
+        at: data.a,
+        id: data.i,
+    })
+}
+
+pub struct ListRequest<'a> {
+    pub owner: Option<&'a str>,
+    pub done: Option<bool>,
+    pub sort: Sort,
+    pub cursor: Option<&'a str>,
+    pub limit: u32,
+}
+
+/// One page and the cursor of the next (none on the last page).
+pub async fn list(
+    state: &AppState,
+    req: ListRequest<'_>,
+) -> Result<(Vec<TodoRow>, Option<String>), TodoError> {
+    let after = req.cursor.map(|c| decode_cursor(req.sort, c)).transpose()?;
+    let limit = i64::from(req.limit);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let mut rows = todos::list(
+        &mut conn,
+        ListQuery {
+            owner: req.owner,
+            done: req.done,
+            sort: req.sort,
+            after,
+            limit: limit + 1,
+        },
+    )
+    .await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| encode_cursor(req.sort, last))
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+pub async fn get(state: &AppState, owner: Option<&str>, id: Uuid) -> Result<TodoRow, TodoError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    todos::find(&mut conn, owner, id)
+        .await?
+        .ok_or(TodoError::NotFound)
+}
+
+/// What `If-Match` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// `*`: the todo must exist.
+    Any,
+    Version(i64),
+    /// An ETag that cannot be ours: never matches.
+    Never,
+}
+
+/// Parse `If-Match` (`"3"`, `W/"3"`, `*`, or a list of those).
+pub fn parse_if_match(raw: Option<&str>) -> Precondition {
+    let Some(raw) = raw else {
+        return Precondition::None;
+    };
+    let mut versions = Vec::new();
+    for tag in raw.split(',').map(str::trim) {
+        if tag == "*" {
+            return Precondition::Any;
+        }
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        if let Some(v) = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse().ok())
+        {
+            versions.push(v);
+        }
+    }
+    match versions.as_slice() {
+        [v] => Precondition::Version(*v),
+        _ => Precondition::Never,
+    }
+}
+
+/// The ETag of a version.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+pub async fn update(
+    state: &AppState,
+    owner: &str,
+    id: Uuid,
+    precondition: Precondition,
+    changes: TodoChanges,
+) -> Result<TodoRow, TodoError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let expected = match precondition {
+        Precondition::Version(v) => Some(v),
+        Precondition::Never => Some(-1),
+        Precondition::None | Precondition::Any => None,
+    };
+    if changes.is_empty() {
+        let row = todos::find(&mut conn, Some(owner), id)
+            .await?
+            .ok_or(TodoError::NotFound)?;
+        return match expected {
+            Some(v) if v != row.version => Err(TodoError::PreconditionFailed),
+            _ => Ok(row),
+        };
+    }
+    match todos::update(&mut conn, owner, id, expected, changes).await? {
+        Some(row) => Ok(row),
+        None => match todos::find(&mut conn, Some(owner), id).await? {
+            Some(_) => Err(TodoError::PreconditionFailed),
+            None => Err(TodoError::NotFound),
+        },
+    }
+}
+
+pub async fn delete(
+    state: &AppState,
+    owner: Option<&str>,
+    id: Uuid,
+    precondition: Precondition,
+) -> Result<(), TodoError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let expected = match precondition {
+        Precondition::Version(v) => Some(v),
+        Precondition::Never => Some(-1),
+        Precondition::None | Precondition::Any => None,
+    };
+    if todos::delete(&mut conn, owner, id, expected).await? {
+        return Ok(());
+    }
+    match todos::find(&mut conn, owner, id).await? {
+        Some(_) => Err(TodoError::PreconditionFailed),
+        None => Err(TodoError::NotFound),
+    }
+}
+
+/// Drop expired idempotency records now and then.
+pub fn spawn_housekeeping(state: std::sync::Weak<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            if let Ok(mut conn) = state.pool.get().await
+                && let Err(err) = idempotency::purge_expired(&mut conn, Utc::now()).await
+            {
+                tracing::warn!(error = %err, "purging idempotency keys failed");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(parse_if_match(None), Precondition::None);
+        assert_eq!(parse_if_match(Some("*")), Precondition::Any);
+        assert_eq!(parse_if_match(Some("\"3\"")), Precondition::Version(3));
+        assert_eq!(parse_if_match(Some("W/\"3\"")), Precondition::Version(3));
+        assert_eq!(parse_if_match(Some("\"x\"")), Precondition::Never);
+        assert_eq!(parse_if_match(Some("3")), Precondition::Never);
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_and_bodies_fingerprinted_by_content() {
+        let a = serde_json::json!({"title": "x", "done": false});
+        let b: Value = serde_json::from_str(r#"{"done": false, "title": "x"}"#).unwrap();
+        assert_eq!(
+            Idempotency::parse("k", &a).unwrap().request_hash,
+            Idempotency::parse("k", &b).unwrap().request_hash
+        );
+        assert!(Idempotency::parse("", &a).is_err());
+        assert!(Idempotency::parse("has space", &a).is_err());
+        assert!(Idempotency::parse(&"k".repeat(256), &a).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Diesel models and queries.
+
+pub mod idempotency;
+pub mod todos;

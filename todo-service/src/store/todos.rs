@@ -1,0 +1,227 @@
+//! Todo rows and their queries. Every query of a user's todos filters by owner, so another
+//! owner's todo is simply not found.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::schema::todos;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = todos)]
+pub struct TodoRow {
+    pub id: Uuid,
+    pub owner_id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub done: bool,
+    pub due_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = todos)]
+pub struct NewTodo<'a> {
+    pub id: Uuid,
+    pub owner_id: &'a str,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub done: bool,
+    pub due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A merge patch: `None` leaves a field alone; `Some(None)` clears a nullable one.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = todos)]
+pub struct TodoChanges {
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub done: Option<bool>,
+    pub due_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl TodoChanges {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.description.is_none()
+            && self.done.is_none()
+            && self.due_at.is_none()
+    }
+}
+
+/// The three orders a list can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    CreatedAsc,
+    CreatedDesc,
+    /// Soonest due first; todos without a due date last.
+    DueAsc,
+}
+
+/// Where the previous page ended: the sort key and id of its last row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct After {
+    /// Microseconds since the epoch of `created_at` or `due_at` (`None`: a null `due_at`).
+    pub at: Option<i64>,
+    pub id: Uuid,
+}
+
+pub struct ListQuery<'a> {
+    /// `None` lists every owner's todos (admin).
+    pub owner: Option<&'a str>,
+    pub done: Option<bool>,
+    pub sort: Sort,
+    pub after: Option<After>,
+    pub limit: i64,
+}
+
+fn micros(at: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at).unwrap_or_default()
+}
+
+/// One page in keyset order: stable while rows are inserted between pages.
+pub async fn list(conn: &mut AsyncPgConnection, q: ListQuery<'_>) -> QueryResult<Vec<TodoRow>> {
+    let mut query = todos::table.select(TodoRow::as_select()).into_boxed();
+    if let Some(owner) = q.owner {
+        query = query.filter(todos::owner_id.eq(owner.to_owned()));
+    }
+    if let Some(done) = q.done {
+        query = query.filter(todos::done.eq(done));
+    }
+    query = match q.sort {
+        Sort::CreatedAsc => {
+            if let Some(After { at: Some(at), id }) = q.after {
+                let at = micros(at);
+                query = query.filter(
+                    todos::created_at
+                        .gt(at)
+                        .or(todos::created_at.eq(at).and(todos::id.gt(id))),
+                );
+            }
+            query.order((todos::created_at.asc(), todos::id.asc()))
+        }
+        Sort::CreatedDesc => {
+            if let Some(After { at: Some(at), id }) = q.after {
+                let at = micros(at);
+                query = query.filter(
+                    todos::created_at
+                        .lt(at)
+                        .or(todos::created_at.eq(at).and(todos::id.lt(id))),
+                );
+            }
+            query.order((todos::created_at.desc(), todos::id.desc()))
+        }
+        Sort::DueAsc => {
+            match q.after {
+                Some(After { at: Some(at), id }) => {
+                    let at = micros(at);
+                    query = query.filter(
+                        todos::due_at
+                            .gt(at)
+                            .or(todos::due_at.eq(at).and(todos::id.gt(id)))
+                            .or(todos::due_at.is_null()),
+                    );
+                }
+                Some(After { at: None, id }) => {
+                    query = query.filter(todos::due_at.is_null().and(todos::id.gt(id)));
+                }
+                None => {}
+            }
+            query.order((todos::due_at.asc().nulls_last(), todos::id.asc()))
+        }
+    };
+    query.limit(q.limit).load(conn).await
+}
+
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    owner: Option<&str>,
+    id: Uuid,
+) -> QueryResult<Option<TodoRow>> {
+    let mut query = todos::table
+        .find(id)
+        .select(TodoRow::as_select())
+        .into_boxed();
+    if let Some(owner) = owner {
+        query = query.filter(todos::owner_id.eq(owner.to_owned()));
+    }
+    query.first(conn).await.optional()
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, todo: NewTodo<'_>) -> QueryResult<TodoRow> {
+    diesel::insert_into(todos::table)
+        .values(&todo)
+        .returning(TodoRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn count_for_owner(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<i64> {
+    todos::table
+        .filter(todos::owner_id.eq(owner))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Apply `changes` and bump the version in one statement; with `expected` only if the
+/// version still matches (so of two writers holding one ETag, one wins). `None` when no row
+/// matched.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    id: Uuid,
+    expected: Option<i64>,
+    changes: TodoChanges,
+) -> QueryResult<Option<TodoRow>> {
+    let mut target = diesel::update(todos::table)
+        .filter(todos::id.eq(id))
+        .filter(todos::owner_id.eq(owner.to_owned()))
+        .into_boxed();
+    if let Some(version) = expected {
+        target = target.filter(todos::version.eq(version));
+    }
+    target
+        .set((
+            changes,
+            todos::version.eq(todos::version + 1),
+            todos::updated_at.eq(Utc::now()),
+        ))
+        .returning(TodoRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Delete; with `expected` only if the version matches. Returns whether a row went.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    owner: Option<&str>,
+    id: Uuid,
+    expected: Option<i64>,
+) -> QueryResult<bool> {
+    let mut target = diesel::delete(todos::table)
+        .filter(todos::id.eq(id))
+        .into_boxed();
+    if let Some(owner) = owner {
+        target = target.filter(todos::owner_id.eq(owner.to_owned()));
+    }
+    if let Some(version) = expected {
+        target = target.filter(todos::version.eq(version));
+    }
+    target.execute(conn).await.map(|n| n > 0)
+}
+
+/// Per-owner lock for the todo limit, held to the end of the transaction.
+pub async fn lock_owner(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
+        .bind::<diesel::sql_types::Text, _>(owner)
+        .execute(conn)
+        .await
+        .map(drop)
+}
