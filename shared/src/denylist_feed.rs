@@ -134,8 +134,7 @@ impl Denylist {
                 }
             };
             let mut backoff = Duration::from_millis(100);
-            loop {
-                let Some(this) = me.upgrade() else { break };
+            while let Some(this) = me.upgrade() {
                 let started = Instant::now();
                 if let Err(err) = this.follow(&client, &keys).await {
                     tracing::debug!(error = %err, "denylist subscription ended");

@@ -31,7 +31,7 @@ pub struct NewStoredResponse<'a> {
 /// Serialise requests with one key (until the transaction ends): the first stores its
 /// response, the others wait and then find it.
 pub async fn lock(conn: &mut AsyncPgConnection, owner: &str, key: &str) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(0) || $2, 7))")
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 7))")
         .bind::<diesel::sql_types::Text, _>(owner)
         .bind::<diesel::sql_types::Text, _>(key)
         .execute(conn)

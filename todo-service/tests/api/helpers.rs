@@ -1,0 +1,306 @@
+//! Boots both services for real (the auth service issuing real tokens, the TODO service
+//! verifying them through the JWKS and the Redis denylist) on random ports, each with a
+//! fresh database and a unique Redis prefix.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_service::config::{AuthSettings, Settings as AuthConfig};
+use reqwest::{RequestBuilder, Response};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::config::HttpSettings;
+use shared::testing::{fresh_database, json, redis_prefix};
+use todo_service::config::{Settings as TodoConfig, TodoSettings};
+
+pub use shared::testing::assert_problem;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct Stack {
+    pub auth: String,
+    pub todo: String,
+    pub client: reqwest::Client,
+    pub auth_state: Arc<auth_service::state::AppState>,
+    pub todo_state: Arc<todo_service::startup::AppState>,
+    pub auth_db: String,
+    pub todo_db: String,
+    auth_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _todo_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A logged-in user.
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(shared::testing::redis_url(), |_| {}).await
+}
+
+pub async fn spawn_stack_with(redis_url: String, configure: impl FnOnce(&mut TodoSettings)) -> Stack {
+    let prefix = redis_prefix();
+    let auth_db = fresh_database("auth", auth_service::startup::MIGRATIONS).await;
+    let todo_db = fresh_database("todo", todo_service::startup::MIGRATIONS).await;
+    let http = HttpSettings {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        ..HttpSettings::default()
+    };
+    let auth_settings = AuthConfig {
+        http: http.clone(),
+        auth: AuthSettings {
+            database_url: SecretString::from(auth_db.clone()),
+            redis_url: SecretString::from(redis_url.clone()),
+            redis_prefix: prefix.clone(),
+            key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            database_pool_size: 8,
+            ..AuthSettings::default()
+        },
+    };
+    let auth_app = auth_service::startup::Application::build(auth_settings).await.expect("auth app");
+    let auth = format!("http://{}", auth_app.addr());
+    let auth_state = auth_app.state();
+    let (auth_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(auth_app.run_until(async {
+        let _ = rx.await;
+    }));
+
+    let mut todo = TodoSettings {
+        database_url: SecretString::from(todo_db.clone()),
+        redis_url: SecretString::from(redis_url.clone()),
+        redis_prefix: prefix.clone(),
+        jwks_url: format!("{auth}/.well-known/jwks.json"),
+        database_pool_size: 8,
+        ..TodoSettings::default()
+    };
+    configure(&mut todo);
+    let (todo_base, todo_state, todo_stop) = spawn_todo(TodoConfig { http, todo }).await;
+    let stack = Stack {
+        auth,
+        todo: todo_base,
+        client: reqwest::Client::new(),
+        auth_state,
+        todo_state,
+        auth_db,
+        todo_db,
+        auth_stop: Some(auth_stop),
+        _todo_stop: todo_stop,
+    };
+    stack.wait_ready(&stack.todo).await;
+    stack
+}
+
+/// Start a TODO service; returns its base URL, state and stop handle.
+pub async fn spawn_todo(
+    settings: TodoConfig,
+) -> (String, Arc<todo_service::startup::AppState>, tokio::sync::oneshot::Sender<()>) {
+    settings.validate().expect("valid todo settings");
+    let app = todo_service::startup::Application::build(settings).await.expect("todo app");
+    let base = format!("http://{}", app.addr());
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    (base, state, tx)
+}
+
+impl Stack {
+    /// Wait until a TODO service's denylist is current and its keys are loaded.
+    pub async fn wait_ready(&self, base: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let resp = self.client.get(format!("{base}/readyz")).send().await;
+            if let Ok(resp) = resp {
+                let (status, body) = json(resp).await;
+                let all_up = body["checks"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().all(|c| c["status"] == "up"));
+                if status == 200 && all_up {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the TODO service did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stop the auth service (the TODO service must keep working without it).
+    pub fn stop_auth(&mut self) {
+        if let Some(stop) = self.auth_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    pub async fn user(&self) -> User {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let resp = self
+            .client
+            .post(format!("{}/v1/auth/signup", self.auth))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let (status, user) = json(resp).await;
+        assert_eq!(status, 201, "{user}");
+        self.login(&email, user["id"].as_str().unwrap()).await
+    }
+
+    pub async fn login(&self, email: &str, id: &str) -> User {
+        let resp = self
+            .client
+            .post(format!("{}/v1/auth/login", self.auth))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        let (status, pair) = json(resp).await;
+        assert_eq!(status, 200, "{pair}");
+        User {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            access: pair["access_token"].as_str().unwrap().to_owned(),
+            refresh: pair["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A user promoted to admin in the auth database, logged in afresh.
+    pub async fn admin(&self) -> User {
+        let user = self.user().await;
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let mut conn = diesel_async::AsyncPgConnection::establish(&self.auth_db).await.unwrap();
+        diesel::sql_query(format!("UPDATE users SET role = 'admin' WHERE id = '{}'", user.id))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        self.login(&user.email, &user.id).await
+    }
+
+    pub fn todo_url(&self, path: &str) -> String {
+        format!("{}{path}", self.todo)
+    }
+
+    pub fn get(&self, user: &User, path: &str) -> RequestBuilder {
+        self.client.get(self.todo_url(path)).bearer_auth(&user.access)
+    }
+
+    pub fn post(&self, user: &User, path: &str, body: &Value) -> RequestBuilder {
+        self.client.post(self.todo_url(path)).bearer_auth(&user.access).json(body)
+    }
+
+    pub fn patch(&self, user: &User, path: &str, body: &Value) -> RequestBuilder {
+        self.client.patch(self.todo_url(path)).bearer_auth(&user.access).json(body)
+    }
+
+    pub fn delete(&self, user: &User, path: &str) -> RequestBuilder {
+        self.client.delete(self.todo_url(path)).bearer_auth(&user.access)
+    }
+
+    /// Create a todo; returns its JSON.
+    pub async fn create(&self, user: &User, body: Value) -> Value {
+        let (status, todo) = json(self.post(user, "/v1/todos", &body).send().await.unwrap()).await;
+        assert_eq!(status, 201, "{todo}");
+        todo
+    }
+
+    pub async fn auth_post(&self, user: &User, path: &str, body: Option<Value>) -> Response {
+        let mut req = self.client.post(format!("{}{path}", self.auth)).bearer_auth(&user.access);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// How long until the TODO service refuses `user`'s token as revoked (panics after 3 s).
+    pub async fn time_until_revoked(&self, user: &User, started: Instant) -> Duration {
+        loop {
+            let resp = self.get(user, "/v1/todos").send().await.unwrap();
+            if resp.status() == 401 {
+                assert_problem(resp, 401, "TOKEN_REVOKED").await;
+                return started.elapsed();
+            }
+            assert_eq!(resp.status(), 200);
+            assert!(started.elapsed() < Duration::from_secs(3), "the token was never refused");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sign a token with the auth service's current key and arbitrary claims.
+    pub fn sign(&self, claims: &shared::tokens::AccessClaims) -> String {
+        let signer = self.auth_state.keys.signer().unwrap();
+        let mut header = jsonwebtoken::Header::new(signer.alg.jwt());
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
+    }
+
+    /// Claims like the auth service issues, for `sub`, with `scope`.
+    pub fn claims_for(&self, sub: &str, role: &str, scope: &str) -> shared::tokens::AccessClaims {
+        let now = chrono::Utc::now().timestamp();
+        shared::tokens::AccessClaims {
+            iss: "http://127.0.0.1:8080".into(),
+            aud: shared::tokens::Audience::Many(vec!["todo-service".into()]),
+            sub: sub.into(),
+            exp: now + 600,
+            iat: now,
+            nbf: Some(now),
+            jti: uuid::Uuid::now_v7().to_string(),
+            sid: None,
+            role: role.into(),
+            scope: scope.into(),
+            client_id: None,
+        }
+    }
+}
+
+/// A Redis server of a test's own, to stop and restart.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Start (again) on the same port, empty: no persistence.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let bin = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = std::process::Command::new(bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (TEST_REDIS_SERVER)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

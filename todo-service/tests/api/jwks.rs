@@ -1,0 +1,68 @@
+//! Keys come from the JWKS: cached, refetched on an unknown kid (rate-limited), and still
+//! working when the auth service is down.
+
+use std::time::Duration;
+
+use auth_service::config::SigningAlg;
+use auth_service::crypto::keys;
+
+use crate::helpers::{User, assert_problem, spawn_stack, spawn_stack_with};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
+    let stack = spawn_stack_with(shared::testing::redis_url(), |t| t.jwks_min_refetch_secs = 60).await;
+    let user = stack.user().await;
+    let foreign = keys::generate(SigningAlg::EdDSA).unwrap();
+    let key = keys::encoding_key(SigningAlg::EdDSA, &foreign.private_der);
+    let before = stack.todo_state.keys.fetch_count();
+
+    for _ in 0..20 {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(uuid::Uuid::new_v4().to_string());
+        let token = jsonwebtoken::encode(&header, &stack.claims_for(&user.id, "user", "todos:read"), &key).unwrap();
+        let resp = stack.client.get(stack.todo_url("/v1/todos")).bearer_auth(token).send().await.unwrap();
+        assert_problem(resp, 401, "TOKEN_INVALID").await;
+    }
+
+    assert!(stack.todo_state.keys.fetch_count() - before <= 1, "at most one refetch");
+    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_keys_keep_working_while_the_auth_service_is_down() {
+    let mut stack = spawn_stack().await;
+    let user = stack.user().await;
+    stack.stop_auth();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(stack.client.get(format!("{}/healthz", stack.auth)).send().await.is_err(), "auth is down");
+
+    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_is_fetched_when_its_first_token_arrives() {
+    let stack = spawn_stack_with(shared::testing::redis_url(), |t| t.jwks_min_refetch_secs = 1).await;
+    let user = stack.user().await;
+    let settings = &stack.auth_state.settings;
+    let mut conn = {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncPgConnection::establish(&stack.auth_db).await.unwrap()
+    };
+    auth_service::crypto::keyring::rotate(
+        &mut conn,
+        &auth_service::startup::key_cipher(settings).unwrap(),
+        SigningAlg::ES256,
+        chrono::Duration::zero(),
+        auth_service::startup::token_horizon(settings),
+    )
+    .await
+    .unwrap();
+    stack.auth_state.keys.load(&mut conn).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let rotated: User = stack.login(&user.email, &user.id).await;
+    assert_eq!(shared::testing::jwt_header(&rotated.access)["alg"], "ES256");
+    assert_eq!(stack.get(&rotated, "/v1/todos").send().await.unwrap().status(), 200);
+    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200, "old tokens too");
+}

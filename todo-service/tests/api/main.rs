@@ -1,0 +1,13 @@
+//! End-to-end tests: the real auth service issues tokens, the real TODO service verifies
+//! them, against real PostgreSQL and Redis.
+
+mod helpers;
+
+mod access;
+mod crud;
+mod idempotency;
+mod jwks;
+mod openapi;
+mod pagination;
+mod redis_outage;
+mod revocation;
