@@ -84,7 +84,9 @@ impl Denylist {
         }
     }
 
-    fn mark_fresh(&self) {
+    /// Declare the view current. The Redis feed does this after each full sync; a process
+    /// that embeds a view without Redis (benchmarks, tests) may call it directly.
+    pub fn mark_fresh(&self) {
         if self.stale_since.swap(FRESH, Ordering::AcqRel) != FRESH {
             tracing::info!("denylist view is current");
         }

@@ -72,8 +72,8 @@ fn fixture() -> Fixture {
 
 /// jsonwebtoken wants the SEC1 point for EC public keys, not the SPKI document.
 fn ec_pub_point(spki: &p256::pkcs8::Document) -> Vec<u8> {
-    use p256::pkcs8::DecodePublicKey;
     use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::pkcs8::DecodePublicKey;
     p256::PublicKey::from_public_key_der(spki.as_bytes())
         .unwrap()
         .to_encoded_point(false)
@@ -97,7 +97,11 @@ fn header(alg: Algorithm, kid: &str) -> Header {
 }
 
 fn sign(f: &Fixture, header: &Header, claims: &Value) -> String {
-    let key = if header.alg == Algorithm::ES256 { &f.ec } else { &f.ed };
+    let key = if header.alg == Algorithm::ES256 {
+        &f.ec
+    } else {
+        &f.ed
+    };
     jsonwebtoken::encode(header, claims, key).unwrap()
 }
 
@@ -160,7 +164,12 @@ async fn only_configured_algorithms_are_accepted() {
     let f = fixture();
     // HS256 signed with the public key bytes: the classic confusion attack.
     let h = header(Algorithm::HS256, "ed");
-    let token = jsonwebtoken::encode(&h, &claims(), &EncodingKey::from_secret(b"public key bytes")).unwrap();
+    let token = jsonwebtoken::encode(
+        &h,
+        &claims(),
+        &EncodingKey::from_secret(b"public key bytes"),
+    )
+    .unwrap();
     assert!(invalid(verify(&f, &token).await).contains("alg"));
     // alg none.
     let none_header = json!({"alg": "none", "typ": "at+jwt", "kid": "ed"});
@@ -241,7 +250,10 @@ async fn issuer_and_audience_must_match() {
     }
     let mut c = claims();
     c["aud"] = json!(AUD);
-    assert!(verify(&f, &ed_token(&f, &c)).await.is_ok(), "aud may be a string");
+    assert!(
+        verify(&f, &ed_token(&f, &c)).await.is_ok(),
+        "aud may be a string"
+    );
 }
 
 #[tokio::test]
@@ -251,7 +263,10 @@ async fn nbf_and_iat_in_the_future_beyond_the_leeway_are_invalid() {
     c["nbf"] = json!(NOW + 31);
     assert!(invalid(verify(&f, &ed_token(&f, &c)).await).contains("nbf"));
     c["nbf"] = json!(NOW + 29);
-    assert!(verify(&f, &ed_token(&f, &c)).await.is_ok(), "within the leeway");
+    assert!(
+        verify(&f, &ed_token(&f, &c)).await.is_ok(),
+        "within the leeway"
+    );
     let mut c = claims();
     c["iat"] = json!(NOW + 31);
     assert!(invalid(verify(&f, &ed_token(&f, &c)).await).contains("iat"));
@@ -264,9 +279,15 @@ async fn only_a_token_whose_one_fault_is_exp_is_expired() {
     c["iat"] = json!(NOW - 2000);
     c["nbf"] = json!(NOW - 2000);
     c["exp"] = json!(NOW - 31);
-    assert_eq!(verify(&f, &ed_token(&f, &c)).await.unwrap_err(), TokenError::Expired);
+    assert_eq!(
+        verify(&f, &ed_token(&f, &c)).await.unwrap_err(),
+        TokenError::Expired
+    );
     c["exp"] = json!(NOW - 29);
-    assert!(verify(&f, &ed_token(&f, &c)).await.is_ok(), "within the leeway");
+    assert!(
+        verify(&f, &ed_token(&f, &c)).await.is_ok(),
+        "within the leeway"
+    );
 
     // Expired and wrong audience: invalid, not expired.
     c["exp"] = json!(NOW - 100);

@@ -8,16 +8,48 @@ async fn another_users_todo_is_404_and_untouched() {
     let stack = spawn_stack().await;
     let alice = stack.user().await;
     let mallory = stack.user().await;
-    let todo = stack.create(&alice, json!({"title": "private", "description": "secret plans"})).await;
+    let todo = stack
+        .create(
+            &alice,
+            json!({"title": "private", "description": "secret plans"}),
+        )
+        .await;
     let path = format!("/v1/todos/{}", todo["id"].as_str().unwrap());
 
-    let get = assert_problem(stack.get(&mallory, &path).send().await.unwrap(), 404, "NOT_FOUND").await;
+    let get = assert_problem(
+        stack.get(&mallory, &path).send().await.unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     let unknown = format!("/v1/todos/{}", uuid::Uuid::now_v7());
-    let missing = assert_problem(stack.get(&mallory, &unknown).send().await.unwrap(), 404, "NOT_FOUND").await;
-    assert_eq!(get["detail"], missing["detail"], "nothing tells the two apart");
+    let missing = assert_problem(
+        stack.get(&mallory, &unknown).send().await.unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_eq!(
+        get["detail"], missing["detail"],
+        "nothing tells the two apart"
+    );
     assert!(!get.to_string().contains("secret"));
-    assert_problem(stack.patch(&mallory, &path, &json!({"title": "mine"})).send().await.unwrap(), 404, "NOT_FOUND").await;
-    assert_problem(stack.delete(&mallory, &path).send().await.unwrap(), 404, "NOT_FOUND").await;
+    assert_problem(
+        stack
+            .patch(&mallory, &path, &json!({"title": "mine"}))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_problem(
+        stack.delete(&mallory, &path).send().await.unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     let (_, list) = json(stack.get(&mallory, "/v1/todos").send().await.unwrap()).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 
@@ -41,10 +73,21 @@ async fn missing_or_bad_tokens_are_401_with_one_body() {
     let forged = parts.join(".");
 
     let mut bodies = Vec::new();
-    let none = stack.client.get(stack.todo_url("/v1/todos")).send().await.unwrap();
+    let none = stack
+        .client
+        .get(stack.todo_url("/v1/todos"))
+        .send()
+        .await
+        .unwrap();
     bodies.push(assert_problem(none, 401, "TOKEN_INVALID").await);
     for token in ["garbage", "a.b.c", forged.as_str()] {
-        let resp = stack.client.get(stack.todo_url("/v1/todos")).bearer_auth(token).send().await.unwrap();
+        let resp = stack
+            .client
+            .get(stack.todo_url("/v1/todos"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         bodies.push(assert_problem(resp, 401, "TOKEN_INVALID").await);
     }
     for b in &mut bodies {
@@ -57,7 +100,13 @@ async fn missing_or_bad_tokens_are_401_with_one_body() {
     expired.iat = now - 4000;
     expired.nbf = Some(now - 4000);
     expired.exp = now - 3600;
-    let resp = stack.client.get(stack.todo_url("/v1/todos")).bearer_auth(stack.sign(&expired)).send().await.unwrap();
+    let resp = stack
+        .client
+        .get(stack.todo_url("/v1/todos"))
+        .bearer_auth(stack.sign(&expired))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 401, "TOKEN_EXPIRED").await;
 }
 
@@ -70,18 +119,44 @@ async fn scopes_decide_what_a_token_may_do() {
         ..stack.user().await
     };
     let nothing = crate::helpers::User {
-        access: stack.sign(&stack.claims_for(&user.id, "superuser", "todos:read todos:write todos:admin")),
+        access: stack.sign(&stack.claims_for(
+            &user.id,
+            "superuser",
+            "todos:read todos:write todos:admin",
+        )),
         ..stack.user().await
     };
 
-    assert_eq!(stack.get(&read_only, "/v1/todos").send().await.unwrap().status(), 200);
-    let resp = stack.post(&read_only, "/v1/todos", &json!({"title": "x"})).send().await.unwrap();
+    assert_eq!(
+        stack
+            .get(&read_only, "/v1/todos")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resp = stack
+        .post(&read_only, "/v1/todos", &json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
     let body = assert_problem(resp, 403, "FORBIDDEN").await;
     assert!(body["detail"].as_str().unwrap().contains("todos:write"));
     // An unknown role grants nothing, whatever scopes it claims.
-    assert_problem(stack.get(&nothing, "/v1/todos").send().await.unwrap(), 403, "FORBIDDEN").await;
+    assert_problem(
+        stack.get(&nothing, "/v1/todos").send().await.unwrap(),
+        403,
+        "FORBIDDEN",
+    )
+    .await;
     // A user cannot use the admin routes.
-    assert_problem(stack.get(&user, "/v1/admin/todos").send().await.unwrap(), 403, "FORBIDDEN").await;
+    assert_problem(
+        stack.get(&user, "/v1/admin/todos").send().await.unwrap(),
+        403,
+        "FORBIDDEN",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,15 +171,35 @@ async fn admins_see_and_delete_any_owners_todos() {
     let (status, all) = json(stack.get(&admin, "/v1/admin/todos").send().await.unwrap()).await;
     assert_eq!(status, 200, "{all}");
     assert_eq!(all["items"].as_array().unwrap().len(), 2);
-    let (_, only) = json(stack.get(&admin, &format!("/v1/admin/todos?owner_id={}", alice.id)).send().await.unwrap()).await;
+    let (_, only) = json(
+        stack
+            .get(&admin, &format!("/v1/admin/todos?owner_id={}", alice.id))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let items = only["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["title"], "alice's");
 
     let path = format!("/v1/admin/todos/{}", a["id"].as_str().unwrap());
-    assert_problem(stack.delete(&bob, &path).send().await.unwrap(), 403, "FORBIDDEN").await;
-    assert_eq!(stack.delete(&admin, &path).send().await.unwrap().status(), 204);
-    assert_problem(stack.delete(&admin, &path).send().await.unwrap(), 404, "NOT_FOUND").await;
+    assert_problem(
+        stack.delete(&bob, &path).send().await.unwrap(),
+        403,
+        "FORBIDDEN",
+    )
+    .await;
+    assert_eq!(
+        stack.delete(&admin, &path).send().await.unwrap().status(),
+        204
+    );
+    assert_problem(
+        stack.delete(&admin, &path).send().await.unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     let (_, left) = json(stack.get(&alice, "/v1/todos").send().await.unwrap()).await;
     assert_eq!(left["items"].as_array().unwrap().len(), 0);
 }

@@ -9,7 +9,11 @@ async fn a_todo_is_created_read_patched_and_deleted() {
     let user = stack.user().await;
 
     let resp = stack
-        .post(&user, "/v1/todos", &json!({"title": "  Buy milk ", "due_at": "2030-01-02T03:04:05Z"}))
+        .post(
+            &user,
+            "/v1/todos",
+            &json!({"title": "  Buy milk ", "due_at": "2030-01-02T03:04:05Z"}),
+        )
         .send()
         .await
         .unwrap();
@@ -33,7 +37,11 @@ async fn a_todo_is_created_read_patched_and_deleted() {
     assert_eq!((status.as_u16(), &got), (200, &todo));
 
     let resp = stack
-        .patch(&user, &location, &json!({"done": true, "description": "2 litres", "due_at": null}))
+        .patch(
+            &user,
+            &location,
+            &json!({"done": true, "description": "2 litres", "due_at": null}),
+        )
         .header("if-match", "\"1\"")
         .send()
         .await
@@ -47,15 +55,29 @@ async fn a_todo_is_created_read_patched_and_deleted() {
     assert_eq!(patched["title"], "Buy milk", "absent fields stay");
     assert_eq!(patched["version"], 2);
 
-    let resp = stack.patch(&user, &location, &json!({"description": null})).send().await.unwrap();
+    let resp = stack
+        .patch(&user, &location, &json!({"description": null}))
+        .send()
+        .await
+        .unwrap();
     let (_, cleared) = json(resp).await;
     assert_eq!(cleared["description"], Value::Null);
     assert_eq!(cleared["version"], 3);
 
     let resp = stack.delete(&user, &location).send().await.unwrap();
     assert_eq!(resp.status(), 204);
-    assert_problem(stack.get(&user, &location).send().await.unwrap(), 404, "NOT_FOUND").await;
-    assert_problem(stack.delete(&user, &location).send().await.unwrap(), 404, "NOT_FOUND").await;
+    assert_problem(
+        stack.get(&user, &location).send().await.unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    assert_problem(
+        stack.delete(&user, &location).send().await.unwrap(),
+        404,
+        "NOT_FOUND",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -64,7 +86,12 @@ async fn if_none_match_gives_304() {
     let user = stack.user().await;
     let todo = stack.create(&user, json!({"title": "t"})).await;
     let path = format!("/v1/todos/{}", todo["id"].as_str().unwrap());
-    let resp = stack.get(&user, &path).header("if-none-match", "\"1\"").send().await.unwrap();
+    let resp = stack
+        .get(&user, &path)
+        .header("if-none-match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 304);
 }
 
@@ -77,9 +104,17 @@ async fn invalid_todos_are_refused_and_nothing_is_created() {
         (json!({"title": "   "}), 422, Some("title")),
         (json!({"title": "x".repeat(201)}), 422, Some("title")),
         (json!({"title": "a\u{0007}b"}), 422, Some("title")),
-        (json!({"title": "ok", "description": "d".repeat(2001)}), 422, Some("description")),
+        (
+            json!({"title": "ok", "description": "d".repeat(2001)}),
+            422,
+            Some("description"),
+        ),
         (json!({"description": "no title"}), 400, None),
-        (json!({"title": "ok", "owner_id": "someone-else"}), 400, None),
+        (
+            json!({"title": "ok", "owner_id": "someone-else"}),
+            400,
+            None,
+        ),
         (json!({"title": "ok", "version": 7}), 400, None),
         (json!({"title": "ok", "due_at": "tomorrow"}), 400, None),
         (json!({"title": ["x"]}), 400, None),
@@ -121,16 +156,33 @@ async fn a_stale_if_match_is_412_and_changes_nothing() {
     let user = stack.user().await;
     let todo = stack.create(&user, json!({"title": "v1"})).await;
     let path = format!("/v1/todos/{}", todo["id"].as_str().unwrap());
-    stack.patch(&user, &path, &json!({"title": "v2"})).send().await.unwrap();
+    stack
+        .patch(&user, &path, &json!({"title": "v2"}))
+        .send()
+        .await
+        .unwrap();
 
     for tag in ["\"1\"", "garbage"] {
-        let resp = stack.patch(&user, &path, &json!({"title": "lost update"})).header("if-match", tag).send().await.unwrap();
+        let resp = stack
+            .patch(&user, &path, &json!({"title": "lost update"}))
+            .header("if-match", tag)
+            .send()
+            .await
+            .unwrap();
         assert_problem(resp, 412, "PRECONDITION_FAILED").await;
-        let resp = stack.delete(&user, &path).header("if-match", tag).send().await.unwrap();
+        let resp = stack
+            .delete(&user, &path)
+            .header("if-match", tag)
+            .send()
+            .await
+            .unwrap();
         assert_problem(resp, 412, "PRECONDITION_FAILED").await;
     }
     let (_, now) = json(stack.get(&user, &path).send().await.unwrap()).await;
-    assert_eq!((now["title"].as_str(), now["version"].as_i64()), (Some("v2"), Some(2)));
+    assert_eq!(
+        (now["title"].as_str(), now["version"].as_i64()),
+        (Some("v2"), Some(2))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,10 +190,18 @@ async fn of_two_concurrent_patches_with_one_etag_one_wins() {
     let stack = spawn_stack().await;
     let user = stack.user().await;
     for round in 0..5 {
-        let todo = stack.create(&user, json!({"title": format!("race {round}")})).await;
+        let todo = stack
+            .create(&user, json!({"title": format!("race {round}")}))
+            .await;
         let path = format!("/v1/todos/{}", todo["id"].as_str().unwrap());
-        let a = stack.patch(&user, &path, &json!({"title": "a"})).header("if-match", "\"1\"").send();
-        let b = stack.patch(&user, &path, &json!({"title": "b"})).header("if-match", "\"1\"").send();
+        let a = stack
+            .patch(&user, &path, &json!({"title": "a"}))
+            .header("if-match", "\"1\"")
+            .send();
+        let b = stack
+            .patch(&user, &path, &json!({"title": "b"}))
+            .header("if-match", "\"1\"")
+            .send();
         let (a, b) = tokio::join!(a, b);
         let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
         statuses.sort_unstable();
@@ -153,18 +213,35 @@ async fn of_two_concurrent_patches_with_one_etag_one_wins() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_per_owner_limit_is_enforced() {
-    let stack = crate::helpers::spawn_stack_with(shared::testing::redis_url(), |t| t.max_todos_per_owner = 3).await;
+    let stack = crate::helpers::spawn_stack_with(shared::testing::redis_url(), |t| {
+        t.max_todos_per_owner = 3
+    })
+    .await;
     let user = stack.user().await;
     let other = stack.user().await;
-    let creates = (0..5).map(|i| stack.post(&user, "/v1/todos", &json!({"title": format!("t{i}")})).send());
+    let creates = (0..5).map(|i| {
+        stack
+            .post(&user, "/v1/todos", &json!({"title": format!("t{i}")}))
+            .send()
+    });
     let statuses: Vec<u16> = futures_util::future::join_all(creates)
         .await
         .into_iter()
         .map(|r| r.unwrap().status().as_u16())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
-    let resp = stack.post(&user, "/v1/todos", &json!({"title": "one more"})).send().await.unwrap();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    let resp = stack
+        .post(&user, "/v1/todos", &json!({"title": "one more"}))
+        .send()
+        .await
+        .unwrap();
     let body = assert_problem(resp, 409, "TODO_LIMIT_REACHED").await;
     assert!(body["detail"].as_str().unwrap().contains('3'));
-    stack.create(&other, json!({"title": "others are not affected"})).await;
+    stack
+        .create(&other, json!({"title": "others are not affected"}))
+        .await;
 }

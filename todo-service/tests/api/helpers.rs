@@ -41,7 +41,10 @@ pub async fn spawn_stack() -> Stack {
     spawn_stack_with(shared::testing::redis_url(), |_| {}).await
 }
 
-pub async fn spawn_stack_with(redis_url: String, configure: impl FnOnce(&mut TodoSettings)) -> Stack {
+pub async fn spawn_stack_with(
+    redis_url: String,
+    configure: impl FnOnce(&mut TodoSettings),
+) -> Stack {
     let prefix = redis_prefix();
     let auth_db = fresh_database("auth", auth_service::startup::MIGRATIONS).await;
     let todo_db = fresh_database("todo", todo_service::startup::MIGRATIONS).await;
@@ -60,7 +63,9 @@ pub async fn spawn_stack_with(redis_url: String, configure: impl FnOnce(&mut Tod
             ..AuthSettings::default()
         },
     };
-    let auth_app = auth_service::startup::Application::build(auth_settings).await.expect("auth app");
+    let auth_app = auth_service::startup::Application::build(auth_settings)
+        .await
+        .expect("auth app");
     let auth = format!("http://{}", auth_app.addr());
     let auth_state = auth_app.state();
     let (auth_stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -96,9 +101,15 @@ pub async fn spawn_stack_with(redis_url: String, configure: impl FnOnce(&mut Tod
 /// Start a TODO service; returns its base URL, state and stop handle.
 pub async fn spawn_todo(
     settings: TodoConfig,
-) -> (String, Arc<todo_service::startup::AppState>, tokio::sync::oneshot::Sender<()>) {
+) -> (
+    String,
+    Arc<todo_service::startup::AppState>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     settings.validate().expect("valid todo settings");
-    let app = todo_service::startup::Application::build(settings).await.expect("todo app");
+    let app = todo_service::startup::Application::build(settings)
+        .await
+        .expect("todo app");
     let base = format!("http://{}", app.addr());
     let state = app.state();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -123,7 +134,10 @@ impl Stack {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "the TODO service did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "the TODO service did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -171,11 +185,16 @@ impl Stack {
     pub async fn admin(&self) -> User {
         let user = self.user().await;
         use diesel_async::{AsyncConnection, RunQueryDsl};
-        let mut conn = diesel_async::AsyncPgConnection::establish(&self.auth_db).await.unwrap();
-        diesel::sql_query(format!("UPDATE users SET role = 'admin' WHERE id = '{}'", user.id))
-            .execute(&mut conn)
+        let mut conn = diesel_async::AsyncPgConnection::establish(&self.auth_db)
             .await
             .unwrap();
+        diesel::sql_query(format!(
+            "UPDATE users SET role = 'admin' WHERE id = '{}'",
+            user.id
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
         self.login(&user.email, &user.id).await
     }
 
@@ -184,19 +203,29 @@ impl Stack {
     }
 
     pub fn get(&self, user: &User, path: &str) -> RequestBuilder {
-        self.client.get(self.todo_url(path)).bearer_auth(&user.access)
+        self.client
+            .get(self.todo_url(path))
+            .bearer_auth(&user.access)
     }
 
     pub fn post(&self, user: &User, path: &str, body: &Value) -> RequestBuilder {
-        self.client.post(self.todo_url(path)).bearer_auth(&user.access).json(body)
+        self.client
+            .post(self.todo_url(path))
+            .bearer_auth(&user.access)
+            .json(body)
     }
 
     pub fn patch(&self, user: &User, path: &str, body: &Value) -> RequestBuilder {
-        self.client.patch(self.todo_url(path)).bearer_auth(&user.access).json(body)
+        self.client
+            .patch(self.todo_url(path))
+            .bearer_auth(&user.access)
+            .json(body)
     }
 
     pub fn delete(&self, user: &User, path: &str) -> RequestBuilder {
-        self.client.delete(self.todo_url(path)).bearer_auth(&user.access)
+        self.client
+            .delete(self.todo_url(path))
+            .bearer_auth(&user.access)
     }
 
     /// Create a todo; returns its JSON.
@@ -207,7 +236,10 @@ impl Stack {
     }
 
     pub async fn auth_post(&self, user: &User, path: &str, body: Option<Value>) -> Response {
-        let mut req = self.client.post(format!("{}{path}", self.auth)).bearer_auth(&user.access);
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.auth))
+            .bearer_auth(&user.access);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -223,7 +255,10 @@ impl Stack {
                 return started.elapsed();
             }
             assert_eq!(resp.status(), 200);
-            assert!(started.elapsed() < Duration::from_secs(3), "the token was never refused");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "the token was never refused"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -264,7 +299,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut server = Self { port, child: None };
         server.restart().await;
         server
@@ -279,13 +318,25 @@ impl RedisServer {
         self.stop();
         let bin = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = std::process::Command::new(bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server runs (TEST_REDIS_SERVER)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -8,7 +8,12 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_response() {
     let stack = spawn_stack().await;
     let user = stack.user().await;
     let body = json!({"title": "pay rent", "done": false});
-    let send = || stack.post(&user, "/v1/todos", &body).header("idempotency-key", "rent-2030-01").send();
+    let send = || {
+        stack
+            .post(&user, "/v1/todos", &body)
+            .header("idempotency-key", "rent-2030-01")
+            .send()
+    };
 
     let first = send().await.unwrap();
     let first_location = first.headers()["location"].clone();
@@ -55,7 +60,10 @@ async fn parallel_retries_with_one_key_create_exactly_one_todo() {
     let body = json!({"title": "only once"});
 
     let attempts = (0..10).map(|_| {
-        stack.post(&user, "/v1/todos", &body).header("idempotency-key", "parallel-1").send()
+        stack
+            .post(&user, "/v1/todos", &body)
+            .header("idempotency-key", "parallel-1")
+            .send()
     });
     let responses = futures_util::future::join_all(attempts).await;
 
@@ -77,25 +85,47 @@ async fn keys_are_per_owner_and_expire() {
     let alice = stack.user().await;
     let bob = stack.user().await;
     let body = json!({"title": "same key, different owners"});
-    let a = stack.post(&alice, "/v1/todos", &body).header("idempotency-key", "k").send().await.unwrap();
-    let b = stack.post(&bob, "/v1/todos", &body).header("idempotency-key", "k").send().await.unwrap();
+    let a = stack
+        .post(&alice, "/v1/todos", &body)
+        .header("idempotency-key", "k")
+        .send()
+        .await
+        .unwrap();
+    let b = stack
+        .post(&bob, "/v1/todos", &body)
+        .header("idempotency-key", "k")
+        .send()
+        .await
+        .unwrap();
     let (_, a) = json(a).await;
     let (_, b) = json(b).await;
     assert_ne!(a["id"], b["id"]);
 
     {
         use diesel_async::{AsyncConnection, RunQueryDsl};
-        let mut conn = diesel_async::AsyncPgConnection::establish(&stack.todo_db).await.unwrap();
+        let mut conn = diesel_async::AsyncPgConnection::establish(&stack.todo_db)
+            .await
+            .unwrap();
         diesel::sql_query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
             .execute(&mut conn)
             .await
             .unwrap();
     }
-    let after = stack.post(&alice, "/v1/todos", &body).header("idempotency-key", "k").send().await.unwrap();
+    let after = stack
+        .post(&alice, "/v1/todos", &body)
+        .header("idempotency-key", "k")
+        .send()
+        .await
+        .unwrap();
     assert!(after.headers().get("idempotent-replayed").is_none());
     let (_, after) = json(after).await;
     assert_ne!(after["id"], a["id"], "an expired key creates anew");
 
-    let bad = stack.post(&alice, "/v1/todos", &body).header("idempotency-key", "with space").send().await.unwrap();
+    let bad = stack
+        .post(&alice, "/v1/todos", &body)
+        .header("idempotency-key", "with space")
+        .send()
+        .await
+        .unwrap();
     assert_problem(bad, 400, "VALIDATION_FAILED").await;
 }

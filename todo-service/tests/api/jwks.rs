@@ -10,7 +10,10 @@ use crate::helpers::{User, assert_problem, spawn_stack, spawn_stack_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
-    let stack = spawn_stack_with(shared::testing::redis_url(), |t| t.jwks_min_refetch_secs = 60).await;
+    let stack = spawn_stack_with(shared::testing::redis_url(), |t| {
+        t.jwks_min_refetch_secs = 60
+    })
+    .await;
     let user = stack.user().await;
     let foreign = keys::generate(SigningAlg::EdDSA).unwrap();
     let key = keys::encoding_key(SigningAlg::EdDSA, &foreign.private_der);
@@ -20,13 +23,30 @@ async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
         header.kid = Some(uuid::Uuid::new_v4().to_string());
-        let token = jsonwebtoken::encode(&header, &stack.claims_for(&user.id, "user", "todos:read"), &key).unwrap();
-        let resp = stack.client.get(stack.todo_url("/v1/todos")).bearer_auth(token).send().await.unwrap();
+        let token = jsonwebtoken::encode(
+            &header,
+            &stack.claims_for(&user.id, "user", "todos:read"),
+            &key,
+        )
+        .unwrap();
+        let resp = stack
+            .client
+            .get(stack.todo_url("/v1/todos"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_problem(resp, 401, "TOKEN_INVALID").await;
     }
 
-    assert!(stack.todo_state.keys.fetch_count() - before <= 1, "at most one refetch");
-    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200);
+    assert!(
+        stack.todo_state.keys.fetch_count() - before <= 1,
+        "at most one refetch"
+    );
+    assert_eq!(
+        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,19 +55,35 @@ async fn cached_keys_keep_working_while_the_auth_service_is_down() {
     let user = stack.user().await;
     stack.stop_auth();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(stack.client.get(format!("{}/healthz", stack.auth)).send().await.is_err(), "auth is down");
+    assert!(
+        stack
+            .client
+            .get(format!("{}/healthz", stack.auth))
+            .send()
+            .await
+            .is_err(),
+        "auth is down"
+    );
 
-    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200);
+    assert_eq!(
+        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_key_is_fetched_when_its_first_token_arrives() {
-    let stack = spawn_stack_with(shared::testing::redis_url(), |t| t.jwks_min_refetch_secs = 1).await;
+    let stack = spawn_stack_with(shared::testing::redis_url(), |t| {
+        t.jwks_min_refetch_secs = 1
+    })
+    .await;
     let user = stack.user().await;
     let settings = &stack.auth_state.settings;
     let mut conn = {
         use diesel_async::AsyncConnection;
-        diesel_async::AsyncPgConnection::establish(&stack.auth_db).await.unwrap()
+        diesel_async::AsyncPgConnection::establish(&stack.auth_db)
+            .await
+            .unwrap()
     };
     auth_service::crypto::keyring::rotate(
         &mut conn,
@@ -63,6 +99,18 @@ async fn a_rotated_key_is_fetched_when_its_first_token_arrives() {
 
     let rotated: User = stack.login(&user.email, &user.id).await;
     assert_eq!(shared::testing::jwt_header(&rotated.access)["alg"], "ES256");
-    assert_eq!(stack.get(&rotated, "/v1/todos").send().await.unwrap().status(), 200);
-    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200, "old tokens too");
+    assert_eq!(
+        stack
+            .get(&rotated, "/v1/todos")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        200,
+        "old tokens too"
+    );
 }

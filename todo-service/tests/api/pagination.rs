@@ -6,13 +6,25 @@ use shared::testing::json;
 use crate::helpers::{Stack, User, assert_problem, spawn_stack};
 
 async fn page(stack: &Stack, user: &User, query: &str) -> (Vec<Value>, Option<String>) {
-    let (status, body) = json(stack.get(user, &format!("/v1/todos?{query}")).send().await.unwrap()).await;
+    let (status, body) = json(
+        stack
+            .get(user, &format!("/v1/todos?{query}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let items = body["items"].as_array().unwrap().clone();
     (items, body["next_cursor"].as_str().map(str::to_owned))
 }
 
-async fn all_pages(stack: &Stack, user: &User, query: &str, between: impl AsyncFn(usize)) -> Vec<Value> {
+async fn all_pages(
+    stack: &Stack,
+    user: &User,
+    query: &str,
+    between: impl AsyncFn(usize),
+) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for n in 0.. {
@@ -37,7 +49,9 @@ async fn pages_stay_correct_while_todos_are_inserted_between_them() {
     let user = stack.user().await;
     let mut originals = HashSet::new();
     for i in 0..25 {
-        let todo = stack.create(&user, json!({"title": format!("t{i:02}")})).await;
+        let todo = stack
+            .create(&user, json!({"title": format!("t{i:02}")}))
+            .await;
         originals.insert(todo["id"].as_str().unwrap().to_owned());
     }
 
@@ -45,17 +59,31 @@ async fn pages_stay_correct_while_todos_are_inserted_between_them() {
         let inserted = std::sync::Mutex::new(Vec::new());
         let items = all_pages(&stack, &user, &format!("limit=7&sort={sort}"), async |n| {
             // Other writers add todos between every page.
-            let todo = stack.create(&user, json!({"title": format!("new {sort} {n}")})).await;
-            inserted.lock().unwrap().push(todo["id"].as_str().unwrap().to_owned());
+            let todo = stack
+                .create(&user, json!({"title": format!("new {sort} {n}")}))
+                .await;
+            inserted
+                .lock()
+                .unwrap()
+                .push(todo["id"].as_str().unwrap().to_owned());
         })
         .await;
-        let ids: Vec<String> = items.iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+        let ids: Vec<String> = items
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
         let unique: HashSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "no todo is seen twice ({sort})");
         for id in &originals {
-            assert!(ids.contains(id), "every todo that existed throughout is seen ({sort})");
+            assert!(
+                ids.contains(id),
+                "every todo that existed throughout is seen ({sort})"
+            );
         }
-        let created: Vec<&str> = items.iter().map(|t| t["created_at"].as_str().unwrap()).collect();
+        let created: Vec<&str> = items
+            .iter()
+            .map(|t| t["created_at"].as_str().unwrap())
+            .collect();
         let mut sorted = created.clone();
         sorted.sort();
         if sort == "-created_at" {
@@ -77,7 +105,9 @@ async fn due_at_sorts_soonest_first_with_undated_last_and_done_filters() {
         ("none2", None, false),
         ("b", Some("2030-01-01T00:00:00Z"), false),
     ] {
-        stack.create(&user, json!({"title": title, "due_at": due, "done": done})).await;
+        stack
+            .create(&user, json!({"title": title, "due_at": due, "done": done}))
+            .await;
     }
 
     let items = all_pages(&stack, &user, "sort=due_at&limit=2", async |_| {}).await;
@@ -112,11 +142,19 @@ async fn bad_list_parameters_are_problems() {
         ("done=maybe", 400),
         ("cursor=not-a-cursor", 400),
     ] {
-        let resp = stack.get(&user, &format!("/v1/todos?{query}")).send().await.unwrap();
+        let resp = stack
+            .get(&user, &format!("/v1/todos?{query}"))
+            .send()
+            .await
+            .unwrap();
         assert_problem(resp, status, "VALIDATION_FAILED").await;
     }
     // A cursor belongs to its sort order.
-    let resp = stack.get(&user, &format!("/v1/todos?sort=due_at&cursor={cursor}")).send().await.unwrap();
+    let resp = stack
+        .get(&user, &format!("/v1/todos?sort=due_at&cursor={cursor}"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 400, "VALIDATION_FAILED").await;
     let (items, _) = page(&stack, &user, "limit=100").await;
     assert_eq!(items.len(), 2);

@@ -8,14 +8,23 @@ use shared::testing::json;
 
 use crate::helpers::{RedisServer, assert_problem, spawn_stack_with, spawn_todo};
 
-async fn wait_for_status(stack: &crate::helpers::Stack, user: &crate::helpers::User, want: u16, within: Duration) -> reqwest::Response {
+async fn wait_for_status(
+    stack: &crate::helpers::Stack,
+    user: &crate::helpers::User,
+    want: u16,
+    within: Duration,
+) -> reqwest::Response {
     let deadline = Instant::now() + within;
     loop {
         let resp = stack.get(user, "/v1/todos").send().await.unwrap();
         if resp.status() == want {
             return resp;
         }
-        assert!(Instant::now() < deadline, "still {} after {within:?}", resp.status());
+        assert!(
+            Instant::now() < deadline,
+            "still {} after {within:?}",
+            resp.status()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -25,13 +34,24 @@ async fn with_redis_down_requests_get_503_after_the_bound_then_recover() {
     let mut redis = RedisServer::start().await;
     let stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
     let user = stack.user().await;
-    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200);
+    assert_eq!(
+        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        200
+    );
 
     redis.stop();
     let resp = wait_for_status(&stack, &user, 503, Duration::from_secs(5)).await;
     let body = assert_problem(resp, 503, "SERVICE_UNAVAILABLE").await;
     assert!(body["detail"].as_str().unwrap().contains("revocations"));
-    let (status, ready) = json(stack.client.get(stack.todo_url("/readyz")).send().await.unwrap()).await;
+    let (status, ready) = json(
+        stack
+            .client
+            .get(stack.todo_url("/readyz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 503, "{ready}");
 
     redis.restart().await;
@@ -44,7 +64,13 @@ async fn a_revoked_token_stays_revoked_after_redis_restarts_empty() {
     let stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
     let user = stack.user().await;
     let bystander = stack.user().await;
-    assert_eq!(stack.auth_post(&user, "/v1/auth/logout", None).await.status(), 204);
+    assert_eq!(
+        stack
+            .auth_post(&user, "/v1/auth/logout", None)
+            .await
+            .status(),
+        204
+    );
     stack.time_until_revoked(&user, Instant::now()).await;
 
     redis.restart().await; // empty: no persistence
@@ -63,8 +89,20 @@ async fn a_revoked_token_stays_revoked_after_redis_restarts_empty() {
     };
     let (fresh, _state, _stop) = spawn_todo(settings).await;
     stack.wait_ready(&fresh).await;
-    let resp = stack.client.get(format!("{fresh}/v1/todos")).bearer_auth(&user.access).send().await.unwrap();
+    let resp = stack
+        .client
+        .get(format!("{fresh}/v1/todos"))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 401, "TOKEN_REVOKED").await;
-    let resp = stack.client.get(format!("{fresh}/v1/todos")).bearer_auth(&bystander.access).send().await.unwrap();
+    let resp = stack
+        .client
+        .get(format!("{fresh}/v1/todos"))
+        .bearer_auth(&bystander.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }

@@ -10,7 +10,10 @@ const WITHIN: Duration = Duration::from_secs(1);
 async fn after_logout_the_todo_service_refuses_the_token_within_a_second() {
     let stack = spawn_stack().await;
     let user = stack.user().await;
-    assert_eq!(stack.get(&user, "/v1/todos").send().await.unwrap().status(), 200);
+    assert_eq!(
+        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        200
+    );
 
     let resp = stack.auth_post(&user, "/v1/auth/logout", None).await;
     assert_eq!(resp.status(), 204);
@@ -26,14 +29,28 @@ async fn after_logout_all_every_session_is_refused_within_a_second() {
     let second = stack.login(&first.email, &first.id).await;
     let bystander = stack.user().await;
 
-    assert_eq!(stack.auth_post(&first, "/v1/auth/logout-all", None).await.status(), 204);
+    assert_eq!(
+        stack
+            .auth_post(&first, "/v1/auth/logout-all", None)
+            .await
+            .status(),
+        204
+    );
     let started = Instant::now();
 
     for user in [&first, &second] {
         let took = stack.time_until_revoked(user, started).await;
         assert!(took < WITHIN, "took {took:?}");
     }
-    assert_eq!(stack.get(&bystander, "/v1/todos").send().await.unwrap().status(), 200);
+    assert_eq!(
+        stack
+            .get(&bystander, "/v1/todos")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,7 +70,11 @@ async fn after_a_password_change_other_sessions_are_refused_within_a_second() {
     let took = stack.time_until_revoked(&elsewhere, Instant::now()).await;
 
     assert!(took < WITHIN, "took {took:?}");
-    assert_eq!(stack.get(&here, "/v1/todos").send().await.unwrap().status(), 200, "the current session stays");
+    assert_eq!(
+        stack.get(&here, "/v1/todos").send().await.unwrap().status(),
+        200,
+        "the current session stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,7 +82,11 @@ async fn refresh_token_reuse_kills_the_access_tokens_of_the_session() {
     let stack = spawn_stack().await;
     let user = stack.user().await;
     let refresh = |token: String| {
-        stack.client.post(format!("{}/v1/auth/refresh", stack.auth)).json(&json!({"refresh_token": token})).send()
+        stack
+            .client
+            .post(format!("{}/v1/auth/refresh", stack.auth))
+            .json(&json!({"refresh_token": token}))
+            .send()
     };
     assert_eq!(refresh(user.refresh.clone()).await.unwrap().status(), 200);
     assert_eq!(refresh(user.refresh.clone()).await.unwrap().status(), 401);
