@@ -207,10 +207,12 @@ load_secrets() {
     source "$file"
 }
 
-# The environment each service runs with locally; variables already set win.
+# The environment each service runs with locally; variables already set win. Migrations run
+# as the database owner; the auth service runs as auth_service_app, which may not update or
+# delete audit rows (the role is created by the migrations).
 auth_env() {
     AUTH_ENV=(
-        AUTH_DATABASE_URL="${AUTH_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/auth}"
+        AUTH_DATABASE_URL="${AUTH_DATABASE_URL:-postgres://auth_service_app@127.0.0.1:$PG_PORT/auth}"
         AUTH_REDIS_URL="${AUTH_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"
         AUTH_LISTEN_ADDR="${AUTH_LISTEN_ADDR:-127.0.0.1:$AUTH_PORT}"
         AUTH_ISSUER="${AUTH_ISSUER:-http://127.0.0.1:$AUTH_PORT}"

@@ -3,7 +3,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use auth_service::config::Settings;
+use auth_service::service::RequestMeta;
+use auth_service::service::admin::{self, AdminSetup};
+use auth_service::service::clients;
 use auth_service::startup::{self, Application, MIGRATIONS};
+use auth_service::store::audit::ChainCheck;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
@@ -31,6 +35,45 @@ enum Command {
         #[arg(long)]
         now: bool,
     },
+    /// Create the first admin, or promote an existing account. The password of a new
+    /// account is read from a prompt, or from stdin when it is not a terminal; never from a
+    /// flag or the environment.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+    },
+    /// Manage OAuth service clients.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client; prints its id and secret (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A scope it may request (repeat for several), e.g. --scope todos:admin.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// List clients.
+    List,
+    /// Delete a client and revoke its tokens.
+    Delete { id: uuid::Uuid },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit log; fails if any row was altered or removed.
+    Verify,
 }
 
 #[tokio::main]
@@ -87,6 +130,105 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             .await?;
             tracing::info!(%kid, %activates_at, "new signing key published");
         }
+        Command::CreateAdmin { email } => {
+            let state = startup::build_state(settings).await?;
+            let outcome = admin::create_or_promote_admin(&state, &email, read_password, &cli_meta())
+                .await
+                .map_err(describe)?;
+            match outcome {
+                AdminSetup::Created(user) => say(&format!("created admin {} ({})", user.email, user.id)),
+                AdminSetup::Promoted(user) => say(&format!("promoted {} ({}) to admin", user.email, user.id)),
+                AdminSetup::AlreadyAdmin(user) => say(&format!("{} ({}) is already an admin", user.email, user.id)),
+            }
+        }
+        Command::Client { command } => {
+            let state = startup::build_state(settings).await?;
+            match command {
+                ClientCommand::Create { name, scopes } => {
+                    let created = clients::create(&state, None, &name, &scopes, &cli_meta()).await.map_err(describe)?;
+                    say(&format!(
+                        "client_id={}\nclient_secret={}\nscopes={}\n(the secret is shown only now)",
+                        created.client.id,
+                        created.secret,
+                        created.client.scopes.join(" ")
+                    ));
+                }
+                ClientCommand::List => {
+                    let mut cursor = None;
+                    loop {
+                        let (rows, next) = clients::list(&state, cursor.as_deref(), 100).await.map_err(describe)?;
+                        for c in rows {
+                            say(&format!("{}  {}  [{}]  {}", c.id, c.name, c.scopes.join(" "), c.created_at));
+                        }
+                        match next {
+                            Some(next) => cursor = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+                ClientCommand::Delete { id } => {
+                    clients::delete(&state, None, id, &cli_meta()).await.map_err(describe)?;
+                    say(&format!("deleted client {id}; its tokens are revoked"));
+                }
+            }
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let pool = startup::pool(&settings)?;
+            let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+            match auth_service::store::audit::verify_chain(&mut conn).await? {
+                ChainCheck::Intact { rows } => say(&format!("audit log intact: {rows} rows verified")),
+                ChainCheck::Broken { id, rows_checked } => {
+                    anyhow::bail!("audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)")
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Command output goes to stdout; logs go through tracing.
+#[expect(clippy::print_stdout, reason = "the CLI's output")]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+fn cli_meta() -> RequestMeta {
+    RequestMeta {
+        ip: "cli".into(),
+        user_agent: Some(format!("auth-service/{} cli", env!("CARGO_PKG_VERSION"))),
+        request_id: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// A service error, as a readable message.
+fn describe(err: auth_service::error::AuthError) -> anyhow::Error {
+    let api = shared::ApiError::from(err);
+    match api.errors {
+        Some(fields) => anyhow::anyhow!(
+            "{}",
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        None => anyhow::anyhow!("{}", api.detail),
+    }
+}
+
+/// The new admin's password: prompted twice on a terminal, else one line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password for the new admin: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\n', '\r']).to_owned();
+        anyhow::ensure!(!password.is_empty(), "no password on stdin");
+        Ok(password)
+    }
 }

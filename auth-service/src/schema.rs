@@ -69,6 +69,31 @@ diesel::table! {
         request_id -> Nullable<Text>,
         details -> Jsonb,
         created_at -> Timestamptz,
+        prev_hash -> Nullable<Bytea>,
+        hash -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
+    oauth_clients (id) {
+        id -> Uuid,
+        name -> Text,
+        scopes -> Array<Text>,
+        secret_hash -> Bytea,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox_events (id) {
+        id -> Int8,
+        kind -> Text,
+        payload -> Jsonb,
+        published_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 

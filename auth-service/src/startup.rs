@@ -23,6 +23,7 @@ use crate::config::Settings;
 use crate::crypto::hashing::{HashParams, PasswordHashing};
 use crate::crypto::keyring::KeyRing;
 use crate::crypto::keys::KeyCipher;
+use crate::service::events::EventPublisher;
 use crate::service::revocation::RevocationPublisher;
 use crate::state::AppState;
 use crate::store::sessions;
@@ -63,74 +64,78 @@ pub fn key_cipher(settings: &Settings) -> anyhow::Result<KeyCipher> {
     Ok(KeyCipher::new(&kek))
 }
 
-impl Application {
-    /// Connect, load keys, bind the listener (port 0 picks a free port).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = pool(&settings)?;
-        let redis = shared::redis_client::connect_lazy(settings.auth.redis_url.expose_secret())
-            .context("AUTH_REDIS_URL is not a valid Redis URL")?;
-        let horizon = token_horizon(&settings);
-        let keys = Arc::new(KeyRing::new(pool.clone(), key_cipher(&settings)?, horizon));
-        {
-            let mut conn = pool
-                .get()
-                .await
-                .context("connecting to PostgreSQL (is AUTH_DATABASE_URL right, and has `auth-service migrate` run?)")?;
-            keys.bootstrap(&mut conn, settings.auth.signing_alg)
-                .await
-                .context("loading signing keys")?;
-        }
-        let verifier = Verifier::new(
-            VerifierConfig {
-                issuer: settings.auth.issuer.clone(),
-                audience: settings.auth.audience.clone(),
-                algorithms: vec![
-                    jsonwebtoken::Algorithm::EdDSA,
-                    jsonwebtoken::Algorithm::ES256,
-                    jsonwebtoken::Algorithm::RS256,
-                ],
-                leeway_secs: settings.auth.clock_leeway_secs,
-            },
-            keys.clone(),
-        );
-        let a = &settings.auth;
-        let hashing = PasswordHashing::new(
-            HashParams {
-                memory_kib: a.argon2_memory_kib,
-                iterations: a.argon2_iterations,
-                parallelism: a.argon2_parallelism,
-            },
-            a.hash_concurrency,
-            a.hash_queue,
+/// Everything but the listener and the background tasks: what the CLI commands use too.
+pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
+    let pool = pool(&settings)?;
+    let redis = shared::redis_client::connect_lazy(settings.auth.redis_url.expose_secret())
+        .context("AUTH_REDIS_URL is not a valid Redis URL")?;
+    let horizon = token_horizon(&settings);
+    let keys = Arc::new(KeyRing::new(pool.clone(), key_cipher(&settings)?, horizon));
+    {
+        let mut conn = pool.get().await.context(
+            "connecting to PostgreSQL (is AUTH_DATABASE_URL right, and has `auth-service migrate` run?)",
         )?;
-        let revocations = Arc::new(RevocationPublisher::new(
-            pool.clone(),
-            redis.clone(),
-            &a.redis_prefix,
-            horizon,
-        ));
-        let background = vec![
-            keys.spawn_refresh(Duration::from_secs(10)),
-            revocations.spawn(Duration::from_secs(1)),
-        ];
-        let listener = TcpListener::bind(settings.http.listen_addr)
+        keys.bootstrap(&mut conn, settings.auth.signing_alg)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (is the port taken? set AUTH_LISTEN_ADDR)",
-                    settings.http.listen_addr
-                )
-            })?;
+            .context("loading signing keys")?;
+    }
+    let verifier = Verifier::new(
+        VerifierConfig {
+            issuer: settings.auth.issuer.clone(),
+            audience: settings.auth.audience.clone(),
+            algorithms: vec![
+                jsonwebtoken::Algorithm::EdDSA,
+                jsonwebtoken::Algorithm::ES256,
+                jsonwebtoken::Algorithm::RS256,
+            ],
+            leeway_secs: settings.auth.clock_leeway_secs,
+        },
+        keys.clone(),
+    );
+    let a = &settings.auth;
+    let hashing = PasswordHashing::new(
+        HashParams {
+            memory_kib: a.argon2_memory_kib,
+            iterations: a.argon2_iterations,
+            parallelism: a.argon2_parallelism,
+        },
+        a.hash_concurrency,
+        a.hash_queue,
+    )?;
+    let revocations = Arc::new(RevocationPublisher::new(
+        pool.clone(),
+        redis.clone(),
+        &a.redis_prefix,
+        horizon,
+    ));
+    let events = Arc::new(EventPublisher::new(pool.clone(), redis.clone(), &a.redis_prefix));
+    Ok(Arc::new(AppState {
+        settings,
+        pool,
+        redis,
+        hashing,
+        keys,
+        revocations,
+        events,
+        verifier,
+    }))
+}
+
+impl Application {
+    /// Connect, load keys, start the background work, bind the listener (port 0 picks a
+    /// free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listen = settings.http.listen_addr;
+        let state = build_state(settings).await?;
+        let listener = TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen} (is the port taken? set AUTH_LISTEN_ADDR)")
+        })?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(AppState {
-            settings,
-            pool,
-            redis,
-            hashing,
-            keys,
-            revocations,
-            verifier,
-        });
+        let background = vec![
+            state.keys.spawn_refresh(Duration::from_secs(10)),
+            state.revocations.spawn(Duration::from_secs(1)),
+            state.events.spawn(Duration::from_secs(1)),
+        ];
         Ok(Self {
             listener,
             addr,
@@ -157,8 +162,11 @@ impl Application {
             state: state.clone(),
         });
         let service = api::service(state.clone(), health);
-        shared::http::mount(service, &state.settings.http)
-            .around(empty_post_is_json)
+        shared::http::mount(service, &state.settings.http, |routes| {
+            routes
+                .around(api::oauth::framework_errors_as_oauth)
+                .around(empty_post_is_json)
+        })
             .data(authenticator)
             .data(state)
     }

@@ -9,6 +9,7 @@ use shared::verify::Verifier;
 use crate::config::Settings;
 use crate::crypto::hashing::PasswordHashing;
 use crate::crypto::keyring::KeyRing;
+use crate::service::events::EventPublisher;
 use crate::service::revocation::RevocationPublisher;
 
 pub struct AppState {
@@ -18,6 +19,7 @@ pub struct AppState {
     pub hashing: PasswordHashing,
     pub keys: Arc<KeyRing>,
     pub revocations: Arc<RevocationPublisher>,
+    pub events: Arc<EventPublisher>,
     /// Checks signatures and claims of access tokens with this service's own keys.
     pub verifier: Verifier,
 }

@@ -29,11 +29,15 @@ const EXPOSE_HEADERS: &[&str] = &[
 
 /// Mount `api` at `/` with its spec at `/openapi.json` and a browsable UI at `/docs`, behind
 /// CORS (only when origins are configured: an empty allowlist means no cross-origin access,
-/// never "any origin") and the edge middleware.
-pub fn mount<T: OpenApi + 'static>(
-    api: OpenApiService<T, ()>,
-    settings: &HttpSettings,
-) -> impl Endpoint + use<T> {
+/// never "any origin") and the edge middleware. `inner` may wrap the routes in middleware
+/// of the service's own, inside the edge (so after the body limit and with errors still
+/// unconverted).
+pub fn mount<T, F, E>(api: OpenApiService<T, ()>, settings: &HttpSettings, inner: F) -> impl Endpoint + use<T, F, E>
+where
+    T: OpenApi + 'static,
+    F: FnOnce(Route) -> E,
+    E: Endpoint + 'static,
+{
     // Install the metrics recorder before the first request records anything.
     crate::metrics::handle();
     let spec = api.spec_endpoint();
@@ -46,10 +50,11 @@ pub fn mount<T: OpenApi + 'static>(
         .expose_headers(EXPOSE_HEADERS.iter().copied())
         .max_age(600);
     let has_cors = !settings.cors_allowed_origins.is_empty();
-    Route::new()
+    let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/", api)
+        .nest("/", api);
+    inner(routes)
         .with_if(has_cors, cors)
         .with(Edge::new(EdgeConfig {
             body_limit: settings.body_limit_bytes,

@@ -3,9 +3,11 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod cursor;
 pub mod db;
 pub mod denylist;
 pub mod denylist_feed;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod jwks;

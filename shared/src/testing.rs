@@ -104,3 +104,15 @@ fn jwt_part(token: &str, i: usize) -> Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("json")
 }
+
+/// The same database, connected as another role (trust authentication on the test
+/// instance): services run as their restricted role, assertions as the owner.
+pub fn as_role(database_url: &str, role: &str) -> String {
+    match database_url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{role}@{host}")
+        }
+        None => database_url.to_owned(),
+    }
+}

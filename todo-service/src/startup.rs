@@ -123,7 +123,7 @@ impl Application {
             state: state.clone(),
         }));
         let authenticator: Arc<dyn Authenticator> = state.authenticator.clone();
-        shared::http::mount(api::service(state.clone(), health), &state.settings.http)
+        shared::http::mount(api::service(state.clone(), health), &state.settings.http, |r| r)
             .data(authenticator)
             .data(state)
     }

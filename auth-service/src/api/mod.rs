@@ -1,7 +1,9 @@
 //! The HTTP API: one struct per resource, combined into one OpenAPI document.
 
+pub mod admin;
 pub mod auth;
 pub mod dto;
+pub mod oauth;
 pub mod users;
 pub mod wellknown;
 
@@ -18,8 +20,13 @@ pub enum ApiTags {
     Auth,
     /// The caller's own account.
     Users,
-    /// Public signing keys.
+    /// Public signing keys and server metadata.
     Keys,
+    /// Users, audit log and service clients (admins only).
+    Admin,
+    /// OAuth 2 endpoints for service clients.
+    #[oai(rename = "OAuth")]
+    OAuth,
 }
 
 pub type Apis = (

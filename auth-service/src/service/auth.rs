@@ -39,6 +39,8 @@ impl Delivery {
 pub struct Issued {
     pub access_token: String,
     pub expires_in: i64,
+    /// The access token's `scope` claim.
+    pub scope: String,
     pub refresh_token: String,
     pub refresh_expires_in: i64,
     pub session_id: Uuid,
@@ -61,7 +63,7 @@ pub fn access_token_for(
     user_id: Uuid,
     role: Role,
     session_id: Uuid,
-) -> Result<(String, i64), AuthError> {
+) -> Result<(String, i64, String), AuthError> {
     let signer = state
         .keys
         .signer()
@@ -81,7 +83,7 @@ pub fn access_token_for(
             ttl_secs: a.access_token_ttl_secs,
         },
     )?;
-    Ok((token, a.access_token_ttl_secs))
+    Ok((token, a.access_token_ttl_secs, scope.to_claim()))
 }
 
 pub async fn signup(
@@ -260,10 +262,11 @@ pub async fn login(
     })
     .await?;
 
-    let (access_token, expires_in) = access_token_for(state, user.id, role_of(&user), session_id)?;
+    let (access_token, expires_in, scope) = access_token_for(state, user.id, role_of(&user), session_id)?;
     Ok(Issued {
         access_token,
         expires_in,
+        scope,
         refresh_token: refresh.0,
         refresh_expires_in: (refresh_expires - now).num_seconds(),
         session_id,
@@ -385,11 +388,12 @@ pub async fn refresh(
             session_id,
             refresh_expires,
         } => {
-            let (access_token, expires_in) =
+            let (access_token, expires_in, scope) =
                 access_token_for(state, user.id, role_of(&user), session_id)?;
             Ok(Issued {
                 access_token,
                 expires_in,
+                scope,
                 refresh_token: successor.0,
                 refresh_expires_in: (refresh_expires - now).num_seconds(),
                 session_id,
@@ -474,7 +478,7 @@ pub async fn logout_with_refresh(
     }
     let hash = hash_token(presented);
     let mut conn = shared::db::conn(&state.pool).await?;
-    let found = sessions::find_refresh_for_update(&mut conn, &hash).await?;
+    let found = sessions::find_refresh(&mut conn, &hash).await?;
     drop(conn);
     if let Some((_, session)) = found {
         revoke_sessions(

@@ -1,6 +1,10 @@
 //! Use cases as plain async functions over the app state.
 
+pub mod admin;
 pub mod auth;
+pub mod clients;
+pub mod events;
+pub mod oauth;
 pub mod revocation;
 pub mod users;
 

@@ -1,8 +1,11 @@
-//! The audit log: append-only, written in the same transaction as the event it records.
+//! The audit log: append-only, written in the same transaction as the event it records,
+//! each row chained to the previous one by SHA-256 so that tampering is detectable.
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde_json::Value;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::schema::audit_log;
@@ -21,6 +24,16 @@ pub mod event {
     pub const PASSWORD_CHANGED: &str = "password_changed";
     pub const PASSWORD_CHANGE_FAILED: &str = "password_change_failed";
     pub const PROFILE_UPDATED: &str = "profile_updated";
+    pub const ROLE_CHANGED: &str = "role_changed";
+    pub const USER_DISABLED: &str = "user_disabled";
+    pub const USER_ENABLED: &str = "user_enabled";
+    pub const USER_DELETED: &str = "user_deleted";
+    pub const ADMIN_CREATED: &str = "admin_created";
+    pub const CLIENT_CREATED: &str = "client_created";
+    pub const CLIENT_DELETED: &str = "client_deleted";
+    pub const CLIENT_AUTH_FAILED: &str = "client_auth_failed";
+    pub const TOKEN_ISSUED: &str = "client_token_issued";
+    pub const TOKEN_REVOKED: &str = "token_revoked";
 }
 
 /// One event. Never a password, hash or token in `details`.
@@ -33,9 +46,27 @@ pub struct AuditEntry<'a> {
     pub details: Value,
 }
 
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub id: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub event: String,
+    pub actor_id: Option<Uuid>,
+    pub subject_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub details: Value,
+    pub prev_hash: Option<Vec<u8>>,
+    pub hash: Option<Vec<u8>>,
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = audit_log)]
 struct NewAuditRow<'a> {
+    occurred_at: DateTime<Utc>,
     event: &'a str,
     actor_id: Option<Uuid>,
     subject_id: Option<Uuid>,
@@ -44,22 +75,168 @@ struct NewAuditRow<'a> {
     user_agent: Option<&'a str>,
     request_id: Option<&'a str>,
     details: &'a Value,
+    prev_hash: Option<&'a [u8]>,
+    hash: &'a [u8],
+}
+
+/// Serialises writers of the chain (to the end of their transaction).
+const CHAIN_LOCK: i64 = 727_274_002;
+
+/// The hash of a row: SHA-256 over the previous hash and the row's content, canonically
+/// encoded (serde_json sorts object keys, as reading `details` back does).
+#[expect(clippy::too_many_arguments, reason = "one argument per hashed column")]
+fn chain_hash(
+    prev: Option<&[u8]>,
+    occurred_at: DateTime<Utc>,
+    event: &str,
+    actor_id: Option<Uuid>,
+    subject_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    request_id: Option<&str>,
+    details: &Value,
+) -> Vec<u8> {
+    let content = json!([
+        occurred_at.timestamp_micros(),
+        event,
+        actor_id,
+        subject_id,
+        session_id,
+        ip,
+        user_agent,
+        request_id,
+        details
+    ]);
+    let mut hasher = Sha256::new();
+    hasher.update(prev.unwrap_or_default());
+    hasher.update(content.to_string().as_bytes());
+    hasher.finalize().to_vec()
 }
 
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
     shared::metrics::auth_event(entry.event);
-    diesel::insert_into(audit_log::table)
-        .values(NewAuditRow {
-            event: entry.event,
-            actor_id: entry.actor_id,
-            subject_id: entry.subject_id,
-            session_id: entry.session_id,
-            ip: Some(&entry.meta.ip),
-            user_agent: entry.meta.user_agent.as_deref(),
-            request_id: Some(&entry.meta.request_id),
-            details: &entry.details,
-        })
-        .execute(conn)
-        .await
-        .map(drop)
+    // Always in a transaction (a savepoint when the caller has one), so the chain lock is
+    // held from reading the last hash until this row is committed.
+    conn.transaction(async |conn| {
+        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
+            .execute(conn)
+            .await?;
+        let prev: Option<Option<Vec<u8>>> = audit_log::table
+            .order(audit_log::id.desc())
+            .select(audit_log::hash)
+            .first(conn)
+            .await
+            .optional()?;
+        let prev = prev.flatten();
+        // Stored with microsecond precision: hash exactly what will be read back.
+        let occurred_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+        let meta = entry.meta;
+        let hash = chain_hash(
+            prev.as_deref(),
+            occurred_at,
+            entry.event,
+            entry.actor_id,
+            entry.subject_id,
+            entry.session_id,
+            Some(&meta.ip),
+            meta.user_agent.as_deref(),
+            Some(&meta.request_id),
+            &entry.details,
+        );
+        diesel::insert_into(audit_log::table)
+            .values(NewAuditRow {
+                occurred_at,
+                event: entry.event,
+                actor_id: entry.actor_id,
+                subject_id: entry.subject_id,
+                session_id: entry.session_id,
+                ip: Some(&meta.ip),
+                user_agent: meta.user_agent.as_deref(),
+                request_id: Some(&meta.request_id),
+                details: &entry.details,
+                prev_hash: prev.as_deref(),
+                hash: &hash,
+            })
+            .execute(conn)
+            .await
+            .map(drop)
+    })
+    .await
+}
+
+/// Filters of the admin audit listing.
+pub struct AuditQuery<'a> {
+    pub user_id: Option<Uuid>,
+    pub event: Option<&'a str>,
+    /// Rows older than this id (the cursor).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Newest first. `user_id` matches the subject or the actor.
+pub async fn list(conn: &mut AsyncPgConnection, q: AuditQuery<'_>) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_log::table.select(AuditRow::as_select()).into_boxed();
+    if let Some(user) = q.user_id {
+        query = query.filter(audit_log::subject_id.eq(user).or(audit_log::actor_id.eq(user)));
+    }
+    if let Some(event) = q.event {
+        query = query.filter(audit_log::event.eq(event.to_owned()));
+    }
+    if let Some(before) = q.before_id {
+        query = query.filter(audit_log::id.lt(before));
+    }
+    query.order(audit_log::id.desc()).limit(q.limit).load(conn).await
+}
+
+/// The outcome of checking the chain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChainCheck {
+    Intact { rows: u64 },
+    Broken { id: i64, rows_checked: u64 },
+}
+
+/// Recompute every hash in id order.
+pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainCheck> {
+    let mut prev: Option<Vec<u8>> = None;
+    let mut after = 0i64;
+    let mut checked = 0u64;
+    loop {
+        let rows: Vec<AuditRow> = audit_log::table
+            .filter(audit_log::id.gt(after))
+            .order(audit_log::id.asc())
+            .limit(1000)
+            .select(AuditRow::as_select())
+            .load(conn)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in rows {
+            let Some(hash) = &row.hash else {
+                // Rows written before the chain existed.
+                if prev.is_none() {
+                    continue;
+                }
+                return Ok(ChainCheck::Broken { id: row.id, rows_checked: checked });
+            };
+            let expected = chain_hash(
+                prev.as_deref(),
+                row.occurred_at,
+                &row.event,
+                row.actor_id,
+                row.subject_id,
+                row.session_id,
+                row.ip.as_deref(),
+                row.user_agent.as_deref(),
+                row.request_id.as_deref(),
+                &row.details,
+            );
+            if row.prev_hash != prev || &expected != hash {
+                return Ok(ChainCheck::Broken { id: row.id, rows_checked: checked });
+            }
+            checked += 1;
+            prev = Some(hash.clone());
+        }
+    }
+    Ok(ChainCheck::Intact { rows: checked })
 }

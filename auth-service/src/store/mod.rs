@@ -1,7 +1,9 @@
 //! Diesel models and queries. Models never derive API traits; the API never sees them.
 
 pub mod audit;
+pub mod clients;
 pub mod keys;
+pub mod outbox;
 pub mod revocations;
 pub mod sessions;
 pub mod users;

@@ -86,3 +86,29 @@ pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> 
         .execute(conn)
         .await
 }
+
+/// Whether a live revocation covers this token: its own `jti`, or its subject revoked at
+/// or after it was issued.
+pub async fn covers(
+    conn: &mut AsyncPgConnection,
+    jti: &str,
+    sub: &str,
+    issued_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    let found: i64 = revocations::table
+        .filter(revocations::expires_at.gt(now))
+        .filter(
+            revocations::kind
+                .eq("jti")
+                .and(revocations::value.eq(jti))
+                .or(revocations::kind
+                    .eq("user")
+                    .and(revocations::value.eq(sub))
+                    .and(revocations::revoked_at.ge(issued_at))),
+        )
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(found > 0)
+}

@@ -72,6 +72,20 @@ pub async fn insert_refresh(conn: &mut AsyncPgConnection, r: NewRefresh<'_>) -> 
         .map(drop)
 }
 
+/// The refresh token with this hash and its session.
+pub async fn find_refresh(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<(RefreshRow, SessionRow)>> {
+    refresh_tokens::table
+        .inner_join(sessions::table)
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select((RefreshRow::as_select(), SessionRow::as_select()))
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The refresh token with this hash and its session, both locked for the rest of the
 /// transaction: concurrent refreshes with one token queue here, and only the first finds
 /// it unspent.

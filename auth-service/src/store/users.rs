@@ -106,3 +106,68 @@ pub async fn set_display_name(
         .await
         .optional()
 }
+
+/// Filters of the admin user listing.
+pub struct UserQuery<'a> {
+    /// Lower-cased email prefix.
+    pub email_prefix: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub disabled: Option<bool>,
+    /// Users after this id (the cursor); ids are UUIDv7, so this is creation order.
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, q: UserQuery<'_>) -> QueryResult<Vec<UserRow>> {
+    let mut query = users::table.select(UserRow::as_select()).into_boxed();
+    if let Some(prefix) = q.email_prefix {
+        let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        query = query.filter(lower(users::email).like(format!("{escaped}%")));
+    }
+    if let Some(role) = q.role {
+        query = query.filter(users::role.eq(role.to_owned()));
+    }
+    if let Some(disabled) = q.disabled {
+        query = query.filter(users::disabled.eq(disabled));
+    }
+    if let Some(after) = q.after {
+        query = query.filter(users::id.gt(after));
+    }
+    query.order(users::id.asc()).limit(q.limit).load(conn).await
+}
+
+/// Lock every enabled admin (to the end of the transaction), so that two admins demoting
+/// each other at once cannot leave none. Returns their ids.
+pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
+    users::table
+        .filter(users::role.eq("admin"))
+        .filter(users::disabled.eq(false))
+        .select(users::id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
+pub async fn set_role_and_disabled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    role: &str,
+    disabled: bool,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::role.eq(role),
+            users::disabled.eq(disabled),
+            users::updated_at.eq(Utc::now()),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::delete(users::table.find(id))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}

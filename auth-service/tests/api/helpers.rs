@@ -47,7 +47,8 @@ pub fn test_settings(db_url: &str, redis_prefix: &str) -> Settings {
             ..HttpSettings::default()
         },
         auth: AuthSettings {
-            database_url: SecretString::from(db_url.to_owned()),
+            // The service runs as its restricted role, as in production.
+            database_url: SecretString::from(shared::testing::as_role(db_url, "auth_service_app")),
             redis_url: SecretString::from(redis_url()),
             redis_prefix: redis_prefix.to_owned(),
             key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),

@@ -1,2 +1,3 @@
 //! The todo use cases.
+pub mod events;
 pub mod todos;

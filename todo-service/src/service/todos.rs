@@ -1,7 +1,5 @@
 //! The todo use cases.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
@@ -155,20 +153,16 @@ fn encode_cursor(sort: Sort, row: &TodoRow) -> String {
         Sort::CreatedAsc | Sort::CreatedDesc => Some(row.created_at.timestamp_micros()),
         Sort::DueAsc => row.due_at.map(|d| d.timestamp_micros()),
     };
-    let data = CursorData {
+    shared::cursor::encode(&CursorData {
         s: sort_tag(sort).into(),
         a: at,
         i: row.id,
-    };
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&data).unwrap_or_default())
+    })
 }
 
 fn decode_cursor(sort: Sort, cursor: &str) -> Result<After, TodoError> {
-    let bad = || {
-        TodoError::BadRequest("The cursor is invalid for this list; start again without it.".into())
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let data: CursorData = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let bad = || TodoError::Api(shared::cursor::invalid());
+    let data: CursorData = shared::cursor::decode(cursor).ok_or_else(bad)?;
     if data.s != sort_tag(sort) || (data.a.is_none() && sort != Sort::DueAsc) {
         return Err(bad());
     }
@@ -194,7 +188,7 @@ pub async fn list(
     let after = req.cursor.map(|c| decode_cursor(req.sort, c)).transpose()?;
     let limit = i64::from(req.limit);
     let mut conn = shared::db::conn(&state.pool).await?;
-    let mut rows = todos::list(
+    let rows = todos::list(
         &mut conn,
         ListQuery {
             owner: req.owner,
@@ -205,13 +199,7 @@ pub async fn list(
         },
     )
     .await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| encode_cursor(req.sort, last))
-    } else {
-        None
-    };
-    Ok((rows, next))
+    Ok(shared::cursor::split_page(rows, limit as usize, |last| encode_cursor(req.sort, last)))
 }
 
 pub async fn get(state: &AppState, owner: Option<&str>, id: Uuid) -> Result<TodoRow, TodoError> {

@@ -225,3 +225,15 @@ pub async fn lock_owner(conn: &mut AsyncPgConnection, owner: &str) -> QueryResul
         .await
         .map(drop)
 }
+
+/// Everything kept for an owner (todos and idempotency records); returns the todos deleted.
+pub async fn delete_owner(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<usize> {
+    use crate::schema::idempotency_keys;
+    let deleted = diesel::delete(todos::table.filter(todos::owner_id.eq(owner)))
+        .execute(conn)
+        .await?;
+    diesel::delete(idempotency_keys::table.filter(idempotency_keys::owner_id.eq(owner)))
+        .execute(conn)
+        .await?;
+    Ok(deleted)
+}

@@ -1,0 +1,152 @@
+//! Service clients (OAuth 2 client credentials): created by an admin with a name and the
+//! exact scopes they may get; the secret (256 random bits) is shown once and stored hashed.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use serde_json::json;
+use shared::FieldError;
+use shared::denylist::Revocation;
+use shared::tokens::Scope;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::crypto::tokens::{RefreshToken, hash_token};
+use crate::error::AuthError;
+use crate::service::RequestMeta;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, event};
+use crate::store::clients::{self, ClientRow, NewClient};
+
+/// A new client and its secret, which is never shown again.
+pub struct NewClientSecret {
+    pub client: ClientRow,
+    pub secret: String,
+}
+
+/// Parse requested scopes: known, at least one, no duplicates kept.
+pub fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, FieldError> {
+    if raw.is_empty() {
+        return Err(FieldError::new("scopes", "REQUIRED", "must list at least one scope"));
+    }
+    let mut out = Vec::new();
+    for s in raw {
+        let scope = s.parse::<Scope>().map_err(|_| {
+            FieldError::new("scopes", "INVALID_VALUE", format!("{s:?} is not a known scope"))
+        })?;
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn create(
+    state: &AppState,
+    actor: Option<Uuid>,
+    name: &str,
+    scopes: &[String],
+    meta: &RequestMeta,
+) -> Result<NewClientSecret, AuthError> {
+    let mut errors = Vec::new();
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new("name", "INVALID_VALUE", "must be 1 to 100 characters, no control characters"));
+    }
+    let scopes = parse_scopes(scopes).map_err(|e| errors.push(e)).ok();
+    let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
+        return Err(AuthError::Validation(errors));
+    };
+    let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+    let secret = RefreshToken::generate().0;
+    let secret_hash = hash_token(&secret);
+    let id = Uuid::now_v7();
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let client = conn
+        .transaction(async |conn| {
+            let client = clients::insert(
+                conn,
+                NewClient {
+                    id,
+                    name,
+                    scopes: &scopes,
+                    secret_hash: &secret_hash,
+                    created_by: actor,
+                },
+            )
+            .await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::CLIENT_CREATED,
+                    actor_id: actor,
+                    subject_id: Some(id),
+                    session_id: None,
+                    meta,
+                    details: json!({ "name": name, "scopes": scopes }),
+                },
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(client)
+        })
+        .await?;
+    Ok(NewClientSecret { client, secret })
+}
+
+pub async fn list(state: &AppState, cursor: Option<&str>, limit: i64) -> Result<(Vec<ClientRow>, Option<String>), AuthError> {
+    let after: Option<Uuid> = cursor
+        .map(|c| shared::cursor::decode(c).ok_or_else(shared::cursor::invalid))
+        .transpose()?;
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let rows = clients::list(&mut conn, after, limit + 1).await?;
+    Ok(shared::cursor::split_page(rows, limit as usize, |c| shared::cursor::encode(&c.id)))
+}
+
+/// Delete a client; tokens it already holds are revoked.
+pub async fn delete(state: &AppState, actor: Option<Uuid>, id: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
+    let now = Utc::now();
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let rows = conn
+        .transaction(async |conn| {
+            let client = clients::find(conn, id).await?.ok_or(AuthError::NotFound)?;
+            clients::delete(conn, id).await?;
+            let rows = state
+                .revocations
+                .record(
+                    conn,
+                    &[Revocation::User {
+                        user: id.to_string(),
+                        before: now.timestamp(),
+                    }],
+                    now,
+                )
+                .await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::CLIENT_DELETED,
+                    actor_id: actor,
+                    subject_id: Some(id),
+                    session_id: None,
+                    meta,
+                    details: json!({ "name": client.name }),
+                },
+            )
+            .await?;
+            Ok::<_, AuthError>(rows)
+        })
+        .await?;
+    state.revocations.publish(rows).await;
+    Ok(())
+}
+
+/// Check a client's credentials; `None` for an unknown client or a wrong secret (both
+/// cost one hash comparison).
+pub async fn authenticate(state: &AppState, client_id: &str, secret: &str) -> Result<Option<ClientRow>, AuthError> {
+    let presented = hash_token(secret);
+    let Ok(id) = client_id.parse::<Uuid>() else {
+        return Ok(None);
+    };
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let client = clients::find(&mut conn, id).await?;
+    Ok(client.filter(|c| bool::from(c.secret_hash.ct_eq(&presented))))
+}

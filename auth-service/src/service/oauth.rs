@@ -1,0 +1,328 @@
+//! OAuth 2 endpoints for service clients: the token endpoint (client credentials and
+//! refresh token grants, RFC 6749), revocation (RFC 7009) and introspection (RFC 7662).
+//! Errors here are RFC 6749 §5.2 bodies, not problem documents.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde_json::json;
+use shared::denylist::Revocation;
+use shared::tokens::{AccessClaims, Principal, Role, Scopes};
+
+use crate::crypto::tokens::{AccessGrant, hash_token, sign_access_token};
+use crate::error::AuthError;
+use crate::service::RequestMeta;
+use crate::service::auth::{self, Delivery};
+use crate::service::clients;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, event};
+use crate::store::clients::ClientRow;
+use crate::store::{revocations, sessions};
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            error,
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_client` answers 401 with a Basic challenge; everything else 400.
+    pub fn status(&self) -> u16 {
+        if self.error == "invalid_client" { 401 } else { 400 }
+    }
+}
+
+/// Failures: an OAuth error for the client, or a service fault (problem+json 5xx).
+#[derive(Debug)]
+pub enum Failure {
+    OAuth(OAuthError),
+    Service(AuthError),
+}
+
+impl From<AuthError> for Failure {
+    fn from(err: AuthError) -> Self {
+        Failure::Service(err)
+    }
+}
+
+impl From<OAuthError> for Failure {
+    fn from(err: OAuthError) -> Self {
+        Failure::OAuth(err)
+    }
+}
+
+/// The parameters of the OAuth endpoints, as parsed from the form.
+#[derive(Debug, Default)]
+pub struct Params {
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub refresh_token: Option<String>,
+    pub token: Option<String>,
+}
+
+/// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part
+/// form-urlencoded) or the form; never both.
+fn credentials(authorization: Option<&str>, params: &Params) -> Result<(String, String), OAuthError> {
+    let form = match (&params.client_id, &params.client_secret) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        (None, None) => None,
+        _ => return Err(OAuthError::new("invalid_client", "Send both client_id and client_secret.")),
+    };
+    let basic = authorization
+        .and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")))
+        .map(|encoded| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| OAuthError::new("invalid_client", "Malformed Basic credentials."))?;
+            let (id, secret) = raw
+                .split_once(':')
+                .ok_or_else(|| OAuthError::new("invalid_client", "Malformed Basic credentials."))?;
+            Ok::<_, OAuthError>((form_decode(id), form_decode(secret)))
+        })
+        .transpose()?;
+    match (basic, form) {
+        (Some(_), Some(_)) => Err(OAuthError::new(
+            "invalid_request",
+            "Use one client authentication method, not both.",
+        )),
+        (Some(c), None) | (None, Some(c)) => Ok(c),
+        (None, None) => Err(OAuthError::new("invalid_client", "Client authentication is required.")),
+    }
+}
+
+fn form_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("v={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Authenticate the calling client; failures are audited.
+pub async fn authenticate_client(
+    state: &AppState,
+    authorization: Option<&str>,
+    params: &Params,
+    meta: &RequestMeta,
+) -> Result<ClientRow, Failure> {
+    let (id, secret) = credentials(authorization, params)?;
+    if let Some(client) = clients::authenticate(state, &id, &secret).await? {
+        return Ok(client);
+    }
+    let mut conn = shared::db::conn(&state.pool).await.map_err(AuthError::from)?;
+    audit::record(
+        &mut conn,
+        AuditEntry {
+            event: event::CLIENT_AUTH_FAILED,
+            actor_id: None,
+            subject_id: id.parse().ok(),
+            session_id: None,
+            meta,
+            details: json!({}),
+        },
+    )
+    .await
+    .map_err(AuthError::from)?;
+    Err(OAuthError::new("invalid_client", "Client authentication failed.").into())
+}
+
+/// A successful token response.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+}
+
+/// `grant_type=client_credentials`.
+pub async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<&str>, meta: &RequestMeta) -> Result<Issued, Failure> {
+    let allowed: Scopes = client.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+    let granted = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+        None => allowed,
+        Some(requested) => {
+            let mut granted = Scopes::default();
+            for name in requested.split(' ').filter(|s| !s.is_empty()) {
+                match name.parse() {
+                    Ok(scope) if allowed.contains(scope) => granted.insert(scope),
+                    _ => {
+                        return Err(OAuthError::new(
+                            "invalid_scope",
+                            format!("The scope {name:?} is not allowed for this client."),
+                        )
+                        .into());
+                    }
+                }
+            }
+            granted
+        }
+    };
+    let signer = state
+        .keys
+        .signer()
+        .ok_or_else(|| AuthError::Internal(anyhow::anyhow!("no active signing key")))?;
+    let a = &state.settings.auth;
+    let client_id = client.id.to_string();
+    let (token, jti) = sign_access_token(
+        &signer,
+        AccessGrant {
+            issuer: &a.issuer,
+            audiences: &a.audiences,
+            subject: client_id.clone(),
+            session_id: None,
+            role: Role::Service.as_str(),
+            scope: granted.to_claim(),
+            client_id: Some(client_id),
+            ttl_secs: a.access_token_ttl_secs,
+        },
+    )
+    .map_err(AuthError::from)?;
+    let mut conn = shared::db::conn(&state.pool).await.map_err(AuthError::from)?;
+    audit::record(
+        &mut conn,
+        AuditEntry {
+            event: event::TOKEN_ISSUED,
+            actor_id: Some(client.id),
+            subject_id: Some(client.id),
+            session_id: None,
+            meta,
+            details: json!({ "jti": jti, "scope": granted.to_claim() }),
+        },
+    )
+    .await
+    .map_err(AuthError::from)?;
+    Ok(Issued {
+        access_token: token,
+        expires_in: a.access_token_ttl_secs,
+        scope: granted.to_claim(),
+        refresh_token: None,
+    })
+}
+
+/// `grant_type=refresh_token`: the same rotation as `/v1/auth/refresh`.
+pub async fn refresh(state: &AppState, token: Option<&str>, meta: &RequestMeta) -> Result<Issued, Failure> {
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required."))?;
+    match auth::refresh(state, token, Delivery::Body, meta).await {
+        Ok(issued) => Ok(Issued {
+            access_token: issued.access_token,
+            expires_in: issued.expires_in,
+            scope: issued.scope,
+            refresh_token: Some(issued.refresh_token),
+        }),
+        Err(AuthError::RefreshInvalid) => {
+            Err(OAuthError::new("invalid_grant", "The refresh token is invalid, expired or revoked.").into())
+        }
+        Err(AuthError::RefreshReused) => Err(OAuthError::new(
+            "invalid_grant",
+            "The refresh token was already used; the session has been revoked.",
+        )
+        .into()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// What introspection says about a token (RFC 7662).
+pub enum Introspection {
+    Inactive,
+    Access(AccessClaims),
+    Refresh {
+        user_id: String,
+        session_id: String,
+        issued_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+pub async fn introspect(state: &AppState, token: &str) -> Result<Introspection, AuthError> {
+    if token.is_empty() || token.len() > 8192 {
+        return Ok(Introspection::Inactive);
+    }
+    let now = Utc::now();
+    let mut conn = shared::db::conn(&state.pool).await?;
+    if token.matches('.').count() == 2 {
+        let Ok(claims) = state.verifier.verify(token).await else {
+            return Ok(Introspection::Inactive);
+        };
+        let principal = Principal::from_claims(&claims);
+        let issued_at = DateTime::from_timestamp(claims.iat, 0).unwrap_or_default();
+        if revocations::covers(&mut conn, &claims.jti, &claims.sub, issued_at, now).await? {
+            return Ok(Introspection::Inactive);
+        }
+        if let (Some(user), Some(sid)) = (principal.user_id(), principal.session_id)
+            && !sessions::is_live(&mut conn, sid, user, now).await?
+        {
+            return Ok(Introspection::Inactive);
+        }
+        return Ok(Introspection::Access(claims));
+    }
+    let Some((token, session)) = sessions::find_refresh(&mut conn, &hash_token(token)).await? else {
+        return Ok(Introspection::Inactive);
+    };
+    let idle = state.idle_ttl();
+    let live = token.used_at.is_none()
+        && token.expires_at > now
+        && session.revoked_at.is_none()
+        && session.expires_at > now
+        && session.last_used_at + idle > now;
+    Ok(if live {
+        Introspection::Refresh {
+            user_id: session.user_id.to_string(),
+            session_id: session.id.to_string(),
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+        }
+    } else {
+        Introspection::Inactive
+    })
+}
+
+/// Revoke a token the caller holds (RFC 7009): an access token's `jti`, or a refresh
+/// token's whole session. Unknown or invalid tokens are fine (nothing to do).
+pub async fn revoke(state: &AppState, client: &ClientRow, token: &str, meta: &RequestMeta) -> Result<(), AuthError> {
+    if token.is_empty() || token.len() > 8192 {
+        return Ok(());
+    }
+    if token.matches('.').count() == 2 {
+        let Ok(claims) = state.verifier.verify(token).await else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let mut conn = shared::db::conn(&state.pool).await?;
+        let rows = conn
+            .transaction(async |conn| {
+                let rows = state
+                    .revocations
+                    .record(conn, &[Revocation::Token(claims.jti.clone())], now)
+                    .await?;
+                audit::record(
+                    conn,
+                    AuditEntry {
+                        event: event::TOKEN_REVOKED,
+                        actor_id: Some(client.id),
+                        subject_id: claims.sub.parse().ok(),
+                        session_id: claims.sid.as_deref().and_then(|s| s.parse().ok()),
+                        meta,
+                        details: json!({ "jti": claims.jti, "token_type": "access_token" }),
+                    },
+                )
+                .await?;
+                Ok::<_, diesel::result::Error>(rows)
+            })
+            .await?;
+        state.revocations.publish(rows).await;
+        return Ok(());
+    }
+    auth::logout_with_refresh(state, token, meta).await
+}

@@ -1,0 +1,10 @@
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM auth_service_app;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM auth_service_app;
+DROP INDEX users_email_lower_prefix_idx;
+DROP INDEX users_role_idx;
+DROP TABLE outbox_events;
+DROP TABLE oauth_clients;
+DROP TRIGGER audit_log_no_truncate ON audit_log;
+DROP TRIGGER audit_log_no_update_delete ON audit_log;
+DROP FUNCTION audit_log_append_only();
+ALTER TABLE audit_log DROP COLUMN hash, DROP COLUMN prev_hash;
