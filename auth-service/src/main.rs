@@ -132,20 +132,29 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::CreateAdmin { email } => {
             let state = startup::build_state(settings).await?;
-            let outcome = admin::create_or_promote_admin(&state, &email, read_password, &cli_meta())
-                .await
-                .map_err(describe)?;
+            let outcome =
+                admin::create_or_promote_admin(&state, &email, read_password, &cli_meta())
+                    .await
+                    .map_err(describe)?;
             match outcome {
-                AdminSetup::Created(user) => say(&format!("created admin {} ({})", user.email, user.id)),
-                AdminSetup::Promoted(user) => say(&format!("promoted {} ({}) to admin", user.email, user.id)),
-                AdminSetup::AlreadyAdmin(user) => say(&format!("{} ({}) is already an admin", user.email, user.id)),
+                AdminSetup::Created(user) => {
+                    say(&format!("created admin {} ({})", user.email, user.id))
+                }
+                AdminSetup::Promoted(user) => {
+                    say(&format!("promoted {} ({}) to admin", user.email, user.id))
+                }
+                AdminSetup::AlreadyAdmin(user) => {
+                    say(&format!("{} ({}) is already an admin", user.email, user.id))
+                }
             }
         }
         Command::Client { command } => {
             let state = startup::build_state(settings).await?;
             match command {
                 ClientCommand::Create { name, scopes } => {
-                    let created = clients::create(&state, None, &name, &scopes, &cli_meta()).await.map_err(describe)?;
+                    let created = clients::create(&state, None, &name, &scopes, &cli_meta())
+                        .await
+                        .map_err(describe)?;
                     say(&format!(
                         "client_id={}\nclient_secret={}\nscopes={}\n(the secret is shown only now)",
                         created.client.id,
@@ -156,9 +165,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 ClientCommand::List => {
                     let mut cursor = None;
                     loop {
-                        let (rows, next) = clients::list(&state, cursor.as_deref(), 100).await.map_err(describe)?;
+                        let (rows, next) = clients::list(&state, cursor.as_deref(), 100)
+                            .await
+                            .map_err(describe)?;
                         for c in rows {
-                            say(&format!("{}  {}  [{}]  {}", c.id, c.name, c.scopes.join(" "), c.created_at));
+                            say(&format!(
+                                "{}  {}  [{}]  {}",
+                                c.id,
+                                c.name,
+                                c.scopes.join(" "),
+                                c.created_at
+                            ));
                         }
                         match next {
                             Some(next) => cursor = Some(next),
@@ -167,18 +184,26 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     }
                 }
                 ClientCommand::Delete { id } => {
-                    clients::delete(&state, None, id, &cli_meta()).await.map_err(describe)?;
+                    clients::delete(&state, None, id, &cli_meta())
+                        .await
+                        .map_err(describe)?;
                     say(&format!("deleted client {id}; its tokens are revoked"));
                 }
             }
         }
-        Command::Audit { command: AuditCommand::Verify } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
             let pool = startup::pool(&settings)?;
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
             match auth_service::store::audit::verify_chain(&mut conn).await? {
-                ChainCheck::Intact { rows } => say(&format!("audit log intact: {rows} rows verified")),
+                ChainCheck::Intact { rows } => {
+                    say(&format!("audit log intact: {rows} rows verified"))
+                }
                 ChainCheck::Broken { id, rows_checked } => {
-                    anyhow::bail!("audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)")
+                    anyhow::bail!(
+                        "audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)"
+                    )
                 }
             }
         }

@@ -108,7 +108,11 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         &a.redis_prefix,
         horizon,
     ));
-    let events = Arc::new(EventPublisher::new(pool.clone(), redis.clone(), &a.redis_prefix));
+    let events = Arc::new(EventPublisher::new(
+        pool.clone(),
+        redis.clone(),
+        &a.redis_prefix,
+    ));
     Ok(Arc::new(AppState {
         settings,
         pool,
@@ -167,8 +171,8 @@ impl Application {
                 .around(api::oauth::framework_errors_as_oauth)
                 .around(empty_post_is_json)
         })
-            .data(authenticator)
-            .data(state)
+        .data(authenticator)
+        .data(state)
     }
 
     pub async fn run_until_stopped(self) {

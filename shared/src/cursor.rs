@@ -22,7 +22,11 @@ pub fn invalid() -> crate::ApiError {
 
 /// Cut `rows`, fetched with one row more than `limit`, to `limit`, and give the cursor of
 /// the next page (none on the last page).
-pub fn split_page<T>(mut rows: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+pub fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
     let next = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(cursor_of)

@@ -32,7 +32,11 @@ const EXPOSE_HEADERS: &[&str] = &[
 /// never "any origin") and the edge middleware. `inner` may wrap the routes in middleware
 /// of the service's own, inside the edge (so after the body limit and with errors still
 /// unconverted).
-pub fn mount<T, F, E>(api: OpenApiService<T, ()>, settings: &HttpSettings, inner: F) -> impl Endpoint + use<T, F, E>
+pub fn mount<T, F, E>(
+    api: OpenApiService<T, ()>,
+    settings: &HttpSettings,
+    inner: F,
+) -> impl Endpoint + use<T, F, E>
 where
     T: OpenApi + 'static,
     F: FnOnce(Route) -> E,

@@ -97,17 +97,22 @@ impl Application {
             denylist,
             authenticator,
         });
-        let mut app = Self {
+        let mut background = background;
+        background.push(crate::service::todos::spawn_housekeeping(Arc::downgrade(
+            &state,
+        )));
+        let t = &state.settings.todo;
+        background.push(crate::service::events::spawn_consumer(
+            Arc::downgrade(&state),
+            t.redis_url.expose_secret().to_owned(),
+            t.redis_prefix.clone(),
+        ));
+        Ok(Self {
             listener,
             addr,
             state,
             background,
-        };
-        app.background
-            .push(crate::service::todos::spawn_housekeeping(Arc::downgrade(
-                &app.state,
-            )));
-        Ok(app)
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -123,9 +128,13 @@ impl Application {
             state: state.clone(),
         }));
         let authenticator: Arc<dyn Authenticator> = state.authenticator.clone();
-        shared::http::mount(api::service(state.clone(), health), &state.settings.http, |r| r)
-            .data(authenticator)
-            .data(state)
+        shared::http::mount(
+            api::service(state.clone(), health),
+            &state.settings.http,
+            |r| r,
+        )
+        .data(authenticator)
+        .data(state)
     }
 
     pub async fn run_until_stopped(self) {

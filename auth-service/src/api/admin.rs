@@ -208,7 +208,13 @@ impl AdminApi {
             role: role.0,
             disabled: disabled.0,
         };
-        let (rows, next_cursor) = admin::list_users(&self.state, filter, cursor.0.as_deref(), self::limit(limit.0)?).await?;
+        let (rows, next_cursor) = admin::list_users(
+            &self.state,
+            filter,
+            cursor.0.as_deref(),
+            self::limit(limit.0)?,
+        )
+        .await?;
         Ok(UserPageResponse::Ok(Json(UserPage {
             items: rows.into_iter().map(User::from).collect(),
             next_cursor,
@@ -217,7 +223,11 @@ impl AdminApi {
 
     /// One user.
     #[oai(path = "/users/:id", method = "get", operation_id = "adminGetUser")]
-    async fn get_user(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<UserResponse, ApiErr<AdminReadErrors>> {
+    async fn get_user(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<UserResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let user = admin::get_user(&self.state, id.0).await?;
         Ok(UserResponse::Ok(Json(user.into())))
@@ -226,7 +236,11 @@ impl AdminApi {
     /// Change `role` and/or `disabled` (nothing else can change here). Both revoke the
     /// user's sessions and issued access tokens. The last enabled admin cannot be demoted
     /// or disabled (409).
-    #[oai(path = "/users/:id", method = "patch", operation_id = "adminUpdateUser")]
+    #[oai(
+        path = "/users/:id",
+        method = "patch",
+        operation_id = "adminUpdateUser"
+    )]
     async fn update_user(
         &self,
         req: &Request,
@@ -236,13 +250,25 @@ impl AdminApi {
     ) -> Result<UserResponse, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
         let meta = RequestMeta::from_request(req);
-        let user = admin::update_user(&self.state, Some(actor), id.0, body.0.role, body.0.disabled, &meta).await?;
+        let user = admin::update_user(
+            &self.state,
+            Some(actor),
+            id.0,
+            body.0.role,
+            body.0.disabled,
+            &meta,
+        )
+        .await?;
         Ok(UserResponse::Ok(Json(user.into())))
     }
 
     /// Delete a user: sessions and tokens are revoked, other services are told (the TODO
     /// service deletes their todos). The last enabled admin cannot be deleted (409).
-    #[oai(path = "/users/:id", method = "delete", operation_id = "adminDeleteUser")]
+    #[oai(
+        path = "/users/:id",
+        method = "delete",
+        operation_id = "adminDeleteUser"
+    )]
     async fn delete_user(
         &self,
         req: &Request,
@@ -269,7 +295,13 @@ impl AdminApi {
             user_id: user_id.0,
             event: event.0,
         };
-        let (rows, next_cursor) = admin::list_audit(&self.state, filter, cursor.0.as_deref(), self::limit(limit.0)?).await?;
+        let (rows, next_cursor) = admin::list_audit(
+            &self.state,
+            filter,
+            cursor.0.as_deref(),
+            self::limit(limit.0)?,
+        )
+        .await?;
         Ok(AuditResponse::Ok(Json(AuditPage {
             items: rows.into_iter().map(AuditEvent::from).collect(),
             next_cursor,
@@ -286,7 +318,14 @@ impl AdminApi {
     ) -> Result<CreateClientResponse, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
         let meta = RequestMeta::from_request(req);
-        let created = clients::create(&self.state, Some(actor), &body.0.name, &body.0.scopes, &meta).await?;
+        let created = clients::create(
+            &self.state,
+            Some(actor),
+            &body.0.name,
+            &body.0.scopes,
+            &meta,
+        )
+        .await?;
         Ok(CreateClientResponse::Created(Json(CreatedClient {
             client: created.client.into(),
             client_secret: created.secret,
@@ -302,7 +341,8 @@ impl AdminApi {
         cursor: Query<Option<String>>,
     ) -> Result<ClientPageResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
-        let (rows, next_cursor) = clients::list(&self.state, cursor.0.as_deref(), self::limit(limit.0)?).await?;
+        let (rows, next_cursor) =
+            clients::list(&self.state, cursor.0.as_deref(), self::limit(limit.0)?).await?;
         Ok(ClientPageResponse::Ok(Json(ClientPage {
             items: rows.into_iter().map(Client::from).collect(),
             next_cursor,
@@ -310,7 +350,11 @@ impl AdminApi {
     }
 
     /// Delete a service client; its tokens are revoked.
-    #[oai(path = "/clients/:id", method = "delete", operation_id = "adminDeleteClient")]
+    #[oai(
+        path = "/clients/:id",
+        method = "delete",
+        operation_id = "adminDeleteClient"
+    )]
     async fn delete_client(
         &self,
         req: &Request,
@@ -318,7 +362,13 @@ impl AdminApi {
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
-        clients::delete(&self.state, Some(actor), id.0, &RequestMeta::from_request(req)).await?;
+        clients::delete(
+            &self.state,
+            Some(actor),
+            id.0,
+            &RequestMeta::from_request(req),
+        )
+        .await?;
         Ok(NoContent::Done)
     }
 }

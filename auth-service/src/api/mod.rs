@@ -32,6 +32,8 @@ pub enum ApiTags {
 pub type Apis = (
     auth::AuthApi,
     users::UsersApi,
+    admin::AdminApi,
+    oauth::OAuthApi,
     wellknown::WellKnownApi,
     HealthApi,
 );
@@ -46,6 +48,12 @@ pub fn service(state: Arc<AppState>, health: HealthApi) -> OpenApiService<Apis, 
             users::UsersApi {
                 state: state.clone(),
             },
+            admin::AdminApi {
+                state: state.clone(),
+            },
+            oauth::OAuthApi {
+                state: state.clone(),
+            },
             wellknown::WellKnownApi { state },
             health,
         ),
@@ -54,7 +62,9 @@ pub fn service(state: Arc<AppState>, health: HealthApi) -> OpenApiService<Apis, 
     )
     .description(
         "Signup and login with argon2id passwords, short-lived EdDSA access tokens published as \
-         JWKS, rotating refresh tokens with reuse detection, sessions and revocation. Every error \
-         is RFC 9457 problem+json with a stable `code`.",
+         JWKS, rotating refresh tokens with reuse detection, sessions and revocation, admin and \
+         audit APIs, and OAuth 2 client credentials for services. Every error is RFC 9457 \
+         problem+json with a stable `code`, except on `/oauth/*`, which answers RFC 6749 error \
+         bodies.",
     )
 }

@@ -111,7 +111,10 @@ pub enum TokenResponse {
     Ok(Json<OAuthToken>, #[oai(header = "Cache-Control")] String),
     /// `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`, ...
     #[oai(status = 400)]
-    BadRequest(Json<OAuthErrorBody>, #[oai(header = "Cache-Control")] String),
+    BadRequest(
+        Json<OAuthErrorBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     /// `invalid_client`, with a Basic challenge.
     #[oai(status = 401)]
     Unauthorized(
@@ -129,18 +132,27 @@ pub enum RevokeResponse {
     #[oai(status = 400)]
     BadRequest(Json<OAuthErrorBody>),
     #[oai(status = 401)]
-    Unauthorized(Json<OAuthErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
 }
 
 #[derive(ApiResponse)]
 pub enum IntrospectResponse {
     /// What the token is; `{"active": false}` for anything not usable.
     #[oai(status = 200)]
-    Ok(Json<IntrospectionBody>, #[oai(header = "Cache-Control")] String),
+    Ok(
+        Json<IntrospectionBody>,
+        #[oai(header = "Cache-Control")] String,
+    ),
     #[oai(status = 400)]
     BadRequest(Json<OAuthErrorBody>),
     #[oai(status = 401)]
-    Unauthorized(Json<OAuthErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(
+        Json<OAuthErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
 }
 
 error_set!(pub OAuthServiceErrors: 413, 429);
@@ -153,7 +165,9 @@ fn body(err: &OAuthError) -> Json<OAuthErrorBody> {
 }
 
 fn authorization(req: &Request) -> Option<&str> {
-    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// An OAuth failure as (status-specific) response, or a service fault as a problem.
@@ -201,7 +215,11 @@ impl OAuthApi {
     /// service`, `sub` = `client_id`, no refresh token). `grant_type=refresh_token` rotates a
     /// refresh token like `/v1/auth/refresh`. There is no password grant.
     #[oai(path = "/token", method = "post", operation_id = "oauthToken")]
-    async fn token(&self, req: &Request, form: Form<OAuthRequest>) -> Result<TokenResponse, ApiErr<OAuthServiceErrors>> {
+    async fn token(
+        &self,
+        req: &Request,
+        form: Form<OAuthRequest>,
+    ) -> Result<TokenResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
         let params = form.0.params();
         let result = match params.grant_type.as_deref() {
@@ -211,12 +229,24 @@ impl OAuthApi {
             }
             .into()),
             Some("client_credentials") => {
-                match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await {
-                    Ok(client) => oauth::client_credentials(&self.state, &client, params.scope.as_deref(), &meta).await,
+                match oauth::authenticate_client(&self.state, authorization(req), &params, &meta)
+                    .await
+                {
+                    Ok(client) => {
+                        oauth::client_credentials(
+                            &self.state,
+                            &client,
+                            params.scope.as_deref(),
+                            &meta,
+                        )
+                        .await
+                    }
                     Err(failure) => Err(failure),
                 }
             }
-            Some("refresh_token") => oauth::refresh(&self.state, params.refresh_token.as_deref(), &meta).await,
+            Some("refresh_token") => {
+                oauth::refresh(&self.state, params.refresh_token.as_deref(), &meta).await
+            }
             Some(other) => Err(OAuthError {
                 error: "unsupported_grant_type",
                 description: format!("The grant type {other:?} is not supported."),
@@ -241,13 +271,19 @@ impl OAuthApi {
     /// Token revocation (RFC 7009), for authenticated clients: an access token's `jti` is
     /// put on the denylist; a refresh token's session is revoked.
     #[oai(path = "/revoke", method = "post", operation_id = "oauthRevoke")]
-    async fn revoke(&self, req: &Request, form: Form<OAuthRequest>) -> Result<RevokeResponse, ApiErr<OAuthServiceErrors>> {
+    async fn revoke(
+        &self,
+        req: &Request,
+        form: Form<OAuthRequest>,
+    ) -> Result<RevokeResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
         let params = form.0.params();
-        let client = match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await {
-            Ok(client) => client,
-            Err(failure) => return Ok(oauth_failure!(RevokeResponse, failure)),
-        };
+        let client =
+            match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
+            {
+                Ok(client) => client,
+                Err(failure) => return Ok(oauth_failure!(RevokeResponse, failure)),
+            };
         let Some(token) = params.token.as_deref() else {
             return Ok(RevokeResponse::bad_request(&OAuthError {
                 error: "invalid_request",
@@ -260,7 +296,11 @@ impl OAuthApi {
 
     /// Token introspection (RFC 7662), for authenticated clients. Revoked, expired and
     /// unknown tokens are `{"active": false}`.
-    #[oai(path = "/introspect", method = "post", operation_id = "oauthIntrospect")]
+    #[oai(
+        path = "/introspect",
+        method = "post",
+        operation_id = "oauthIntrospect"
+    )]
     async fn introspect(
         &self,
         req: &Request,
@@ -268,7 +308,9 @@ impl OAuthApi {
     ) -> Result<IntrospectResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
         let params = form.0.params();
-        if let Err(failure) = oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await {
+        if let Err(failure) =
+            oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
+        {
             return Ok(oauth_failure!(IntrospectResponse, failure));
         }
         let Some(token) = params.token.as_deref() else {
@@ -314,7 +356,10 @@ impl OAuthApi {
 
 /// For `/oauth/*`: a request the framework could not parse (wrong content type, ...) gets an
 /// RFC 6749 `invalid_request` body instead of a problem document.
-pub async fn framework_errors_as_oauth<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
+pub async fn framework_errors_as_oauth<E: poem::Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     let is_oauth = req.uri().path().starts_with("/oauth/");
     match ep.call(req).await {

@@ -31,7 +31,10 @@ pub enum JwksResponse {
 pub enum MetadataResponse {
     /// Authorization server metadata (RFC 8414).
     #[oai(status = 200)]
-    Ok(Json<Any<serde_json::Value>>, #[oai(header = "Cache-Control")] String),
+    Ok(
+        Json<Any<serde_json::Value>>,
+        #[oai(header = "Cache-Control")] String,
+    ),
 }
 
 #[OpenApi(tag = "ApiTags::Keys")]
@@ -47,11 +50,18 @@ impl WellKnownApi {
     /// OAuth 2 authorization server metadata (RFC 8414): the issuer, the token,
     /// revocation, introspection and JWKS endpoints, grant types and client authentication
     /// methods.
-    #[oai(path = "/.well-known/oauth-authorization-server", method = "get", operation_id = "oauthMetadata")]
+    #[oai(
+        path = "/.well-known/oauth-authorization-server",
+        method = "get",
+        operation_id = "oauthMetadata"
+    )]
     async fn metadata(&self) -> MetadataResponse {
         let issuer = self.state.settings.auth.issuer.trim_end_matches('/');
         let auth_methods = ["client_secret_basic", "client_secret_post"];
-        let scopes: Vec<&str> = shared::tokens::Scope::ALL.iter().map(|s| s.as_str()).collect();
+        let scopes: Vec<&str> = shared::tokens::Scope::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
         let body = serde_json::json!({
             "issuer": issuer,
             "token_endpoint": format!("{issuer}/oauth/token"),

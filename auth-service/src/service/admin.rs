@@ -49,7 +49,9 @@ pub async fn list_users(
         },
     )
     .await?;
-    Ok(shared::cursor::split_page(rows, limit as usize, |u| shared::cursor::encode(&u.id)))
+    Ok(shared::cursor::split_page(rows, limit as usize, |u| {
+        shared::cursor::encode(&u.id)
+    }))
 }
 
 pub async fn get_user(state: &AppState, id: Uuid) -> Result<UserRow, AuthError> {
@@ -77,7 +79,10 @@ async fn revoke_everything(
 ) -> diesel::QueryResult<Vec<RevocationRow>> {
     let now = Utc::now();
     let revoked = sessions::revoke_all(conn, user, None, reason, now).await?;
-    let revocations: Vec<Revocation> = revoked.iter().map(|s| Revocation::Session(s.to_string())).collect();
+    let revocations: Vec<Revocation> = revoked
+        .iter()
+        .map(|s| Revocation::Session(s.to_string()))
+        .collect();
     state.revocations.record(conn, &revocations, now).await
 }
 
@@ -91,7 +96,9 @@ pub async fn update_user(
     meta: &RequestMeta,
 ) -> Result<UserRow, AuthError> {
     if let Some(Role::Service) = role {
-        return Err(shared::FieldError::new("role", "INVALID_VALUE", "must be user or admin").into());
+        return Err(
+            shared::FieldError::new("role", "INVALID_VALUE", "must be user or admin").into(),
+        );
     }
     let mut conn = shared::db::conn(&state.pool).await?;
     let (user, rows) = conn
@@ -109,7 +116,17 @@ pub async fn update_user(
             let newly_disabled = new_disabled && !current.disabled;
             let user = users::set_role_and_disabled(conn, id, &new_role, new_disabled).await?;
             let rows = if role_changed || newly_disabled {
-                revoke_everything(state, conn, id, if newly_disabled { "disabled" } else { "role_changed" }).await?
+                revoke_everything(
+                    state,
+                    conn,
+                    id,
+                    if newly_disabled {
+                        "disabled"
+                    } else {
+                        "role_changed"
+                    },
+                )
+                .await?
             } else {
                 Vec::new()
             };
@@ -131,7 +148,11 @@ pub async fn update_user(
                 audit::record(
                     conn,
                     AuditEntry {
-                        event: if new_disabled { event::USER_DISABLED } else { event::USER_ENABLED },
+                        event: if new_disabled {
+                            event::USER_DISABLED
+                        } else {
+                            event::USER_ENABLED
+                        },
                         actor_id: actor,
                         subject_id: Some(id),
                         session_id: None,
@@ -149,7 +170,12 @@ pub async fn update_user(
 }
 
 /// Delete a user: revoke everything, tell other services (their todos go too), audit.
-pub async fn delete_user(state: &AppState, actor: Uuid, id: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
+pub async fn delete_user(
+    state: &AppState,
+    actor: Uuid,
+    id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     let mut conn = shared::db::conn(&state.pool).await?;
     let rows = conn
         .transaction(async |conn| {
@@ -162,7 +188,9 @@ pub async fn delete_user(state: &AppState, actor: Uuid, id: Uuid, meta: &Request
             outbox::insert(
                 conn,
                 shared::events::USER_DELETED,
-                &json!(shared::events::UserDeleted { user_id: id.to_string() }),
+                &json!(shared::events::UserDeleted {
+                    user_id: id.to_string()
+                }),
             )
             .await?;
             audit::record(
@@ -214,7 +242,9 @@ pub async fn list_audit(
         },
     )
     .await?;
-    Ok(shared::cursor::split_page(rows, limit as usize, |r| shared::cursor::encode(&r.id)))
+    Ok(shared::cursor::split_page(rows, limit as usize, |r| {
+        shared::cursor::encode(&r.id)
+    }))
 }
 
 /// What `create-admin` did.

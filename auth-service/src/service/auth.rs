@@ -262,7 +262,8 @@ pub async fn login(
     })
     .await?;
 
-    let (access_token, expires_in, scope) = access_token_for(state, user.id, role_of(&user), session_id)?;
+    let (access_token, expires_in, scope) =
+        access_token_for(state, user.id, role_of(&user), session_id)?;
     Ok(Issued {
         access_token,
         expires_in,

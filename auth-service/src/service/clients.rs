@@ -26,12 +26,20 @@ pub struct NewClientSecret {
 /// Parse requested scopes: known, at least one, no duplicates kept.
 pub fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, FieldError> {
     if raw.is_empty() {
-        return Err(FieldError::new("scopes", "REQUIRED", "must list at least one scope"));
+        return Err(FieldError::new(
+            "scopes",
+            "REQUIRED",
+            "must list at least one scope",
+        ));
     }
     let mut out = Vec::new();
     for s in raw {
         let scope = s.parse::<Scope>().map_err(|_| {
-            FieldError::new("scopes", "INVALID_VALUE", format!("{s:?} is not a known scope"))
+            FieldError::new(
+                "scopes",
+                "INVALID_VALUE",
+                format!("{s:?} is not a known scope"),
+            )
         })?;
         if !out.contains(&scope) {
             out.push(scope);
@@ -50,7 +58,11 @@ pub async fn create(
     let mut errors = Vec::new();
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.push(FieldError::new("name", "INVALID_VALUE", "must be 1 to 100 characters, no control characters"));
+        errors.push(FieldError::new(
+            "name",
+            "INVALID_VALUE",
+            "must be 1 to 100 characters, no control characters",
+        ));
     }
     let scopes = parse_scopes(scopes).map_err(|e| errors.push(e)).ok();
     let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
@@ -92,17 +104,28 @@ pub async fn create(
     Ok(NewClientSecret { client, secret })
 }
 
-pub async fn list(state: &AppState, cursor: Option<&str>, limit: i64) -> Result<(Vec<ClientRow>, Option<String>), AuthError> {
+pub async fn list(
+    state: &AppState,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<ClientRow>, Option<String>), AuthError> {
     let after: Option<Uuid> = cursor
         .map(|c| shared::cursor::decode(c).ok_or_else(shared::cursor::invalid))
         .transpose()?;
     let mut conn = shared::db::conn(&state.pool).await?;
     let rows = clients::list(&mut conn, after, limit + 1).await?;
-    Ok(shared::cursor::split_page(rows, limit as usize, |c| shared::cursor::encode(&c.id)))
+    Ok(shared::cursor::split_page(rows, limit as usize, |c| {
+        shared::cursor::encode(&c.id)
+    }))
 }
 
 /// Delete a client; tokens it already holds are revoked.
-pub async fn delete(state: &AppState, actor: Option<Uuid>, id: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
+pub async fn delete(
+    state: &AppState,
+    actor: Option<Uuid>,
+    id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     let now = Utc::now();
     let mut conn = shared::db::conn(&state.pool).await?;
     let rows = conn
@@ -141,7 +164,11 @@ pub async fn delete(state: &AppState, actor: Option<Uuid>, id: Uuid, meta: &Requ
 
 /// Check a client's credentials; `None` for an unknown client or a wrong secret (both
 /// cost one hash comparison).
-pub async fn authenticate(state: &AppState, client_id: &str, secret: &str) -> Result<Option<ClientRow>, AuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    client_id: &str,
+    secret: &str,
+) -> Result<Option<ClientRow>, AuthError> {
     let presented = hash_token(secret);
     let Ok(id) = client_id.parse::<Uuid>() else {
         return Ok(None);

@@ -36,7 +36,11 @@ impl OAuthError {
 
     /// `invalid_client` answers 401 with a Basic challenge; everything else 400.
     pub fn status(&self) -> u16 {
-        if self.error == "invalid_client" { 401 } else { 400 }
+        if self.error == "invalid_client" {
+            401
+        } else {
+            400
+        }
     }
 }
 
@@ -72,14 +76,25 @@ pub struct Params {
 
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part
 /// form-urlencoded) or the form; never both.
-fn credentials(authorization: Option<&str>, params: &Params) -> Result<(String, String), OAuthError> {
+fn credentials(
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<(String, String), OAuthError> {
     let form = match (&params.client_id, &params.client_secret) {
         (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
         (None, None) => None,
-        _ => return Err(OAuthError::new("invalid_client", "Send both client_id and client_secret.")),
+        _ => {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "Send both client_id and client_secret.",
+            ));
+        }
     };
     let basic = authorization
-        .and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")))
+        .and_then(|h| {
+            h.strip_prefix("Basic ")
+                .or_else(|| h.strip_prefix("basic "))
+        })
         .map(|encoded| {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -98,7 +113,10 @@ fn credentials(authorization: Option<&str>, params: &Params) -> Result<(String, 
             "Use one client authentication method, not both.",
         )),
         (Some(c), None) | (None, Some(c)) => Ok(c),
-        (None, None) => Err(OAuthError::new("invalid_client", "Client authentication is required.")),
+        (None, None) => Err(OAuthError::new(
+            "invalid_client",
+            "Client authentication is required.",
+        )),
     }
 }
 
@@ -116,17 +134,23 @@ pub async fn authenticate_client(
     params: &Params,
     meta: &RequestMeta,
 ) -> Result<ClientRow, Failure> {
-    let (id, secret) = credentials(authorization, params)?;
-    if let Some(client) = clients::authenticate(state, &id, &secret).await? {
-        return Ok(client);
-    }
-    let mut conn = shared::db::conn(&state.pool).await.map_err(AuthError::from)?;
+    let id = match credentials(authorization, params) {
+        Ok((id, secret)) => match clients::authenticate(state, &id, &secret).await? {
+            Some(client) => return Ok(client),
+            None => Some(id),
+        },
+        Err(err) if err.error != "invalid_client" => return Err(err.into()),
+        Err(_) => None,
+    };
+    let mut conn = shared::db::conn(&state.pool)
+        .await
+        .map_err(AuthError::from)?;
     audit::record(
         &mut conn,
         AuditEntry {
             event: event::CLIENT_AUTH_FAILED,
             actor_id: None,
-            subject_id: id.parse().ok(),
+            subject_id: id.and_then(|id| id.parse().ok()),
             session_id: None,
             meta,
             details: json!({}),
@@ -146,8 +170,17 @@ pub struct Issued {
 }
 
 /// `grant_type=client_credentials`.
-pub async fn client_credentials(state: &AppState, client: &ClientRow, scope: Option<&str>, meta: &RequestMeta) -> Result<Issued, Failure> {
-    let allowed: Scopes = client.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+pub async fn client_credentials(
+    state: &AppState,
+    client: &ClientRow,
+    scope: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<Issued, Failure> {
+    let allowed: Scopes = client
+        .scopes
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let granted = match scope.map(str::trim).filter(|s| !s.is_empty()) {
         None => allowed,
         Some(requested) => {
@@ -187,7 +220,9 @@ pub async fn client_credentials(state: &AppState, client: &ClientRow, scope: Opt
         },
     )
     .map_err(AuthError::from)?;
-    let mut conn = shared::db::conn(&state.pool).await.map_err(AuthError::from)?;
+    let mut conn = shared::db::conn(&state.pool)
+        .await
+        .map_err(AuthError::from)?;
     audit::record(
         &mut conn,
         AuditEntry {
@@ -210,7 +245,11 @@ pub async fn client_credentials(state: &AppState, client: &ClientRow, scope: Opt
 }
 
 /// `grant_type=refresh_token`: the same rotation as `/v1/auth/refresh`.
-pub async fn refresh(state: &AppState, token: Option<&str>, meta: &RequestMeta) -> Result<Issued, Failure> {
+pub async fn refresh(
+    state: &AppState,
+    token: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<Issued, Failure> {
     let token = token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required."))?;
@@ -221,9 +260,11 @@ pub async fn refresh(state: &AppState, token: Option<&str>, meta: &RequestMeta) 
             scope: issued.scope,
             refresh_token: Some(issued.refresh_token),
         }),
-        Err(AuthError::RefreshInvalid) => {
-            Err(OAuthError::new("invalid_grant", "The refresh token is invalid, expired or revoked.").into())
-        }
+        Err(AuthError::RefreshInvalid) => Err(OAuthError::new(
+            "invalid_grant",
+            "The refresh token is invalid, expired or revoked.",
+        )
+        .into()),
         Err(AuthError::RefreshReused) => Err(OAuthError::new(
             "invalid_grant",
             "The refresh token was already used; the session has been revoked.",
@@ -267,7 +308,8 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Introspection, 
         }
         return Ok(Introspection::Access(claims));
     }
-    let Some((token, session)) = sessions::find_refresh(&mut conn, &hash_token(token)).await? else {
+    let Some((token, session)) = sessions::find_refresh(&mut conn, &hash_token(token)).await?
+    else {
         return Ok(Introspection::Inactive);
     };
     let idle = state.idle_ttl();
@@ -290,7 +332,12 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Introspection, 
 
 /// Revoke a token the caller holds (RFC 7009): an access token's `jti`, or a refresh
 /// token's whole session. Unknown or invalid tokens are fine (nothing to do).
-pub async fn revoke(state: &AppState, client: &ClientRow, token: &str, meta: &RequestMeta) -> Result<(), AuthError> {
+pub async fn revoke(
+    state: &AppState,
+    client: &ClientRow,
+    token: &str,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
     if token.is_empty() || token.len() > 8192 {
         return Ok(());
     }

@@ -130,7 +130,8 @@ pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> Quer
             .optional()?;
         let prev = prev.flatten();
         // Stored with microsecond precision: hash exactly what will be read back.
-        let occurred_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+        let occurred_at =
+            DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
         let meta = entry.meta;
         let hash = chain_hash(
             prev.as_deref(),
@@ -178,7 +179,11 @@ pub struct AuditQuery<'a> {
 pub async fn list(conn: &mut AsyncPgConnection, q: AuditQuery<'_>) -> QueryResult<Vec<AuditRow>> {
     let mut query = audit_log::table.select(AuditRow::as_select()).into_boxed();
     if let Some(user) = q.user_id {
-        query = query.filter(audit_log::subject_id.eq(user).or(audit_log::actor_id.eq(user)));
+        query = query.filter(
+            audit_log::subject_id
+                .eq(user)
+                .or(audit_log::actor_id.eq(user)),
+        );
     }
     if let Some(event) = q.event {
         query = query.filter(audit_log::event.eq(event.to_owned()));
@@ -186,7 +191,11 @@ pub async fn list(conn: &mut AsyncPgConnection, q: AuditQuery<'_>) -> QueryResul
     if let Some(before) = q.before_id {
         query = query.filter(audit_log::id.lt(before));
     }
-    query.order(audit_log::id.desc()).limit(q.limit).load(conn).await
+    query
+        .order(audit_log::id.desc())
+        .limit(q.limit)
+        .load(conn)
+        .await
 }
 
 /// The outcome of checking the chain.
@@ -217,7 +226,10 @@ pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainChec
                 if prev.is_none() {
                     continue;
                 }
-                return Ok(ChainCheck::Broken { id: row.id, rows_checked: checked });
+                return Ok(ChainCheck::Broken {
+                    id: row.id,
+                    rows_checked: checked,
+                });
             };
             let expected = chain_hash(
                 prev.as_deref(),
@@ -232,7 +244,10 @@ pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainChec
                 &row.details,
             );
             if row.prev_hash != prev || &expected != hash {
-                return Ok(ChainCheck::Broken { id: row.id, rows_checked: checked });
+                return Ok(ChainCheck::Broken {
+                    id: row.id,
+                    rows_checked: checked,
+                });
             }
             checked += 1;
             prev = Some(hash.clone());

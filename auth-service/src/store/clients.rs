@@ -46,12 +46,22 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 }
 
 /// Clients in creation order, after `after`.
-pub async fn list(conn: &mut AsyncPgConnection, after: Option<Uuid>, limit: i64) -> QueryResult<Vec<ClientRow>> {
-    let mut query = oauth_clients::table.select(ClientRow::as_select()).into_boxed();
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<ClientRow>> {
+    let mut query = oauth_clients::table
+        .select(ClientRow::as_select())
+        .into_boxed();
     if let Some(after) = after {
         query = query.filter(oauth_clients::id.gt(after));
     }
-    query.order(oauth_clients::id.asc()).limit(limit).load(conn).await
+    query
+        .order(oauth_clients::id.asc())
+        .limit(limit)
+        .load(conn)
+        .await
 }
 
 pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {

@@ -18,7 +18,10 @@ pub struct EventRow {
 
 pub async fn insert(conn: &mut AsyncPgConnection, kind: &str, payload: &Value) -> QueryResult<()> {
     diesel::insert_into(outbox_events::table)
-        .values((outbox_events::kind.eq(kind), outbox_events::payload.eq(payload)))
+        .values((
+            outbox_events::kind.eq(kind),
+            outbox_events::payload.eq(payload),
+        ))
         .execute(conn)
         .await
         .map(drop)
@@ -34,9 +37,16 @@ pub async fn unpublished(conn: &mut AsyncPgConnection, limit: i64) -> QueryResul
         .await
 }
 
-pub async fn mark_published(conn: &mut AsyncPgConnection, ids: &[i64], at: DateTime<Utc>) -> QueryResult<()> {
+pub async fn mark_published(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
     diesel::update(outbox_events::table.filter(outbox_events::id.eq_any(ids)))
-        .set((outbox_events::published_at.eq(at), outbox_events::updated_at.eq(at)))
+        .set((
+            outbox_events::published_at.eq(at),
+            outbox_events::updated_at.eq(at),
+        ))
         .execute(conn)
         .await
         .map(drop)

@@ -121,7 +121,10 @@ pub struct UserQuery<'a> {
 pub async fn list(conn: &mut AsyncPgConnection, q: UserQuery<'_>) -> QueryResult<Vec<UserRow>> {
     let mut query = users::table.select(UserRow::as_select()).into_boxed();
     if let Some(prefix) = q.email_prefix {
-        let escaped = prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         query = query.filter(lower(users::email).like(format!("{escaped}%")));
     }
     if let Some(role) = q.role {

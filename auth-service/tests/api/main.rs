@@ -2,12 +2,15 @@
 
 mod helpers;
 
+mod admin;
+mod audit_chain;
 mod edge;
 mod jwks;
 mod login;
 mod logout;
 mod logs;
 mod me;
+mod oauth;
 mod openapi;
 mod password;
 mod refresh;

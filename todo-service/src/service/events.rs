@@ -14,7 +14,11 @@ use crate::startup::AppState;
 
 const GROUP: &str = "todo-service";
 
-pub fn spawn_consumer(state: Weak<AppState>, redis_url: String, prefix: String) -> tokio::task::JoinHandle<()> {
+pub fn spawn_consumer(
+    state: Weak<AppState>,
+    redis_url: String,
+    prefix: String,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let stream = shared::events::stream_key(&prefix);
         let consumer = format!("todo-{}", uuid::Uuid::new_v4().simple());
@@ -37,11 +41,18 @@ pub fn spawn_consumer(state: Weak<AppState>, redis_url: String, prefix: String) 
     })
 }
 
-async fn consume(state: &Weak<AppState>, client: &redis::Client, stream: &str, consumer: &str) -> anyhow::Result<()> {
+async fn consume(
+    state: &Weak<AppState>,
+    client: &redis::Client,
+    stream: &str,
+    consumer: &str,
+) -> anyhow::Result<()> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)));
-    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     // From the start of the stream the first time, so nothing published before this
     // service first ran is missed.
     let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(stream, GROUP, "0").await;
@@ -64,14 +75,19 @@ async fn consume(state: &Weak<AppState>, client: &redis::Client, stream: &str, c
     // Our own unacknowledged entries first ("0"), then new ones (">").
     let mut from = "0";
     loop {
-        let opts = StreamReadOptions::default().group(GROUP, consumer).count(100).block(1000);
+        let opts = StreamReadOptions::default()
+            .group(GROUP, consumer)
+            .count(100)
+            .block(1000);
         let reply: StreamReadReply = conn.xread_options(&[stream], &[from], &opts).await?;
         let entries: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
         if entries.is_empty() && from == "0" {
             from = ">";
             continue;
         }
-        let Some(state) = state.upgrade() else { return Ok(()) };
+        let Some(state) = state.upgrade() else {
+            return Ok(());
+        };
         for entry in entries {
             let kind: String = entry.get("kind").unwrap_or_default();
             let payload: String = entry.get("payload").unwrap_or_default();

@@ -199,7 +199,9 @@ pub async fn list(
         },
     )
     .await?;
-    Ok(shared::cursor::split_page(rows, limit as usize, |last| encode_cursor(req.sort, last)))
+    Ok(shared::cursor::split_page(rows, limit as usize, |last| {
+        encode_cursor(req.sort, last)
+    }))
 }
 
 pub async fn get(state: &AppState, owner: Option<&str>, id: Uuid) -> Result<TodoRow, TodoError> {

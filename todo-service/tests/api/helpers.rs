@@ -55,7 +55,10 @@ pub async fn spawn_stack_with(
     let auth_settings = AuthConfig {
         http: http.clone(),
         auth: AuthSettings {
-            database_url: SecretString::from(shared::testing::as_role(&auth_db, "auth_service_app")),
+            database_url: SecretString::from(shared::testing::as_role(
+                &auth_db,
+                "auth_service_app",
+            )),
             redis_url: SecretString::from(redis_url.clone()),
             redis_prefix: prefix.clone(),
             key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),

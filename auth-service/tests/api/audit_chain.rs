@@ -1,0 +1,154 @@
+//! The audit log is append-only for the service's role, and tampering breaks the chain.
+
+use std::process::Command;
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn auth_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let s = &app.state.settings.auth;
+    use secrecy::ExposeSecret;
+    Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .args(args)
+        .env("AUTH_DATABASE_URL", s.database_url.expose_secret())
+        .env("AUTH_REDIS_URL", s.redis_url.expose_secret())
+        .env("AUTH_REDIS_PREFIX", &s.redis_prefix)
+        .env(
+            "AUTH_KEY_ENCRYPTION_KEY",
+            s.key_encryption_key.expose_secret(),
+        )
+        .env("AUTH_LOG_LEVEL", "warn")
+        .output()
+        .expect("run auth-service")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_verify_passes_then_fails_after_a_row_is_altered_by_hand() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    app.user_session().await;
+
+    let ok = auth_cli(&app, &["audit", "verify"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("intact: 4 rows"));
+
+    // The service's role may not touch history at all.
+    let as_app = shared::testing::as_role(&app.db_url, "auth_service_app");
+    let mut conn = {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncPgConnection::establish(&as_app)
+            .await
+            .unwrap()
+    };
+    use diesel_async::RunQueryDsl;
+    let denied = diesel::sql_query("UPDATE audit_log SET event = 'x'")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        denied
+            .unwrap_err()
+            .to_string()
+            .contains("permission denied")
+    );
+    let denied = diesel::sql_query("DELETE FROM audit_log")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        denied
+            .unwrap_err()
+            .to_string()
+            .contains("permission denied")
+    );
+    // Even the owner is stopped by the trigger...
+    let mut owner = app.db().await;
+    let blocked = diesel::sql_query("UPDATE audit_log SET event = 'x'")
+        .execute(&mut owner)
+        .await;
+    assert!(blocked.unwrap_err().to_string().contains("append-only"));
+    // ...unless it goes out of its way; then the chain shows it.
+    diesel::sql_query("SET session_replication_role = replica")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "UPDATE audit_log SET ip = '10.0.0.1' WHERE id = (SELECT min(id) + 1 FROM audit_log)",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    let broken = auth_cli(&app, &["audit", "verify"]);
+    assert!(!broken.status.success());
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("tampered"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_admin_creates_or_promotes_from_stdin_without_a_default_account() {
+    let app = spawn_app().await;
+    assert_eq!(app.count("users").await, 0, "no default account");
+    let email = crate::helpers::unique_email();
+    let run = |input: &'static str| {
+        use std::io::Write;
+        let s = &app.state.settings.auth;
+        use secrecy::ExposeSecret;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
+            .args(["create-admin", "--email", &email])
+            .env("AUTH_DATABASE_URL", s.database_url.expose_secret())
+            .env("AUTH_REDIS_URL", s.redis_url.expose_secret())
+            .env("AUTH_REDIS_PREFIX", &s.redis_prefix)
+            .env(
+                "AUTH_KEY_ENCRYPTION_KEY",
+                s.key_encryption_key.expose_secret(),
+            )
+            .env("AUTH_LOG_LEVEL", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let weak = run("password\n");
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("password"));
+    assert_eq!(app.count("users").await, 0);
+
+    let created = run("a sturdy admin passphrase\n");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(String::from_utf8_lossy(&created.stdout).contains("created admin"));
+    let resp = app.login(&email, "a sturdy admin passphrase").await;
+    let (_, pair) = crate::helpers::json(resp).await;
+    assert_eq!(
+        crate::helpers::claims(pair["access_token"].as_str().unwrap())["role"],
+        "admin"
+    );
+    assert!(
+        !String::from_utf8_lossy(&created.stdout).contains("sturdy"),
+        "the password is never echoed"
+    );
+
+    let again = run("");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already an admin"));
+    assert_eq!(
+        app.count("audit_log WHERE event = 'admin_created'").await,
+        1
+    );
+}
