@@ -26,7 +26,7 @@ pub struct Stack {
     pub auth_db: String,
     pub todo_db: String,
     auth_stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _todo_stop: tokio::sync::oneshot::Sender<()>,
+    todo_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// A logged-in user.
@@ -95,7 +95,7 @@ pub async fn spawn_stack_with(
         auth_db,
         todo_db,
         auth_stop: Some(auth_stop),
-        _todo_stop: todo_stop,
+        todo_stop: Some(todo_stop),
     };
     stack.wait_ready(&stack.todo).await;
     stack
@@ -148,6 +148,13 @@ impl Stack {
     /// Stop the auth service (the TODO service must keep working without it).
     pub fn stop_auth(&mut self) {
         if let Some(stop) = self.auth_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stop the TODO service (its state stays in PostgreSQL and Redis).
+    pub fn stop_todo(&mut self) {
+        if let Some(stop) = self.todo_stop.take() {
             let _ = stop.send(());
         }
     }
@@ -251,8 +258,17 @@ impl Stack {
 
     /// How long until the TODO service refuses `user`'s token as revoked (panics after 3 s).
     pub async fn time_until_revoked(&self, user: &User, started: Instant) -> Duration {
+        self.time_until_revoked_at(user, "/v1/todos", started).await
+    }
+
+    pub async fn time_until_revoked_at(
+        &self,
+        user: &User,
+        path: &str,
+        started: Instant,
+    ) -> Duration {
         loop {
-            let resp = self.get(user, "/v1/todos").send().await.unwrap();
+            let resp = self.get(user, path).send().await.unwrap();
             if resp.status() == 401 {
                 assert_problem(resp, 401, "TOKEN_REVOKED").await;
                 return started.elapsed();

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod access;
+mod admin_effects;
 mod crud;
 mod idempotency;
 mod jwks;
@@ -11,3 +12,4 @@ mod openapi;
 mod pagination;
 mod redis_outage;
 mod revocation;
+mod service_clients;
