@@ -26,6 +26,18 @@
 //! | `AUTH_COOKIE_SECURE` | `true` | `Secure` on the refresh cookie; turn off only for plain-http development |
 //! | `AUTH_COOKIE_NAME` | `refresh_token` | name of the refresh cookie |
 //! | `AUTH_CSRF_ALLOWED_ORIGINS` | the CORS origins | origins allowed to use the refresh cookie |
+//! | `AUTH_RATE_LOGIN_IP` | `30/60s` | logins per client ip |
+//! | `AUTH_RATE_LOGIN_ACCOUNT` | `10/60s` | logins per account (normalised email) |
+//! | `AUTH_RATE_SIGNUP_IP` | `20/600s` | signups per client ip |
+//! | `AUTH_RATE_REFRESH_IP` | `120/60s` | refreshes per client ip |
+//! | `AUTH_RATE_REFRESH_SESSION` | `30/60s` | refreshes per session |
+//! | `AUTH_RATE_TOKEN_IP` | `120/60s` | OAuth endpoint calls per client ip |
+//! | `AUTH_RATE_TOKEN_CLIENT` | `60/60s` | OAuth endpoint calls per client id |
+//! | `AUTH_RATE_PASSWORD_CHANGE` | `5/900s` | password changes per user |
+//! | `AUTH_THROTTLE_IP_FAILURES` | `5` | failed logins for one account from one ip before that ip must wait |
+//! | `AUTH_THROTTLE_ACCOUNT_FAILURES` | `20` | failed logins for one account before unknown ips must wait |
+//! | `AUTH_THROTTLE_MAX_SECS` | `900` | the longest wait (it doubles per failure from 1 s) |
+//! | `AUTH_THROTTLE_WINDOW_SECS` | `900` | failures are forgotten this long after the last one |
 //!
 //! Plus the HTTP settings of [`shared::config::HttpSettings`] under `AUTH_`.
 
@@ -35,6 +47,7 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shared::config::{ConfigError, ConfigSource, HttpSettings, comma_list, keys_of};
+use shared::ratelimit::Rate;
 
 pub const PREFIX: &str = "AUTH_";
 
@@ -101,6 +114,18 @@ pub struct AuthSettings {
     pub cookie_name: String,
     #[serde(deserialize_with = "comma_list")]
     pub csrf_allowed_origins: Vec<String>,
+    pub rate_login_ip: Rate,
+    pub rate_login_account: Rate,
+    pub rate_signup_ip: Rate,
+    pub rate_refresh_ip: Rate,
+    pub rate_refresh_session: Rate,
+    pub rate_token_ip: Rate,
+    pub rate_token_client: Rate,
+    pub rate_password_change: Rate,
+    pub throttle_ip_failures: u32,
+    pub throttle_account_failures: u32,
+    pub throttle_max_secs: u64,
+    pub throttle_window_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -129,6 +154,18 @@ impl Default for AuthSettings {
             cookie_secure: true,
             cookie_name: "refresh_token".into(),
             csrf_allowed_origins: Vec::new(),
+            rate_login_ip: Rate::new(30, 60),
+            rate_login_account: Rate::new(10, 60),
+            rate_signup_ip: Rate::new(20, 600),
+            rate_refresh_ip: Rate::new(120, 60),
+            rate_refresh_session: Rate::new(30, 60),
+            rate_token_ip: Rate::new(120, 60),
+            rate_token_client: Rate::new(60, 60),
+            rate_password_change: Rate::new(5, 900),
+            throttle_ip_failures: 5,
+            throttle_account_failures: 20,
+            throttle_max_secs: 900,
+            throttle_window_secs: 900,
         }
     }
 }
@@ -218,6 +255,18 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return err("cookie_name", "must be a plain token");
+        }
+        if a.throttle_ip_failures == 0 || a.throttle_account_failures == 0 {
+            return err(
+                "throttle_ip_failures",
+                "AUTH_THROTTLE_IP_FAILURES and AUTH_THROTTLE_ACCOUNT_FAILURES must be at least 1",
+            );
+        }
+        if a.throttle_max_secs == 0 || a.throttle_window_secs == 0 {
+            return err(
+                "throttle_max_secs",
+                "AUTH_THROTTLE_MAX_SECS and AUTH_THROTTLE_WINDOW_SECS must be at least 1",
+            );
         }
         Ok(())
     }

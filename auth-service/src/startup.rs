@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::http::header;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
-use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use shared::ApiError;
 use shared::db::{PgPool, PoolOptions};
 use shared::health::{Check, HealthApi, Readiness};
+use shared::ratelimit::RateLimiter;
 use shared::server::ServeOptions;
 use shared::tokens::Principal;
 use shared::verify::{Authenticator, BoxFuture, Verifier, VerifierConfig};
@@ -108,6 +108,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         &a.redis_prefix,
         horizon,
     ));
+    let limiter = RateLimiter::new(redis.clone(), &a.redis_prefix);
     let events = Arc::new(EventPublisher::new(
         pool.clone(),
         redis.clone(),
@@ -121,6 +122,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         keys,
         revocations,
         events,
+        limiter,
         verifier,
     }))
 }
@@ -159,8 +161,7 @@ impl Application {
     /// The whole HTTP surface.
     pub fn endpoint(state: Arc<AppState>) -> impl Endpoint + 'static {
         let health = HealthApi::new(Arc::new(Deps {
-            pool: state.pool.clone(),
-            redis: state.redis.clone(),
+            state: state.clone(),
         }));
         let authenticator: Arc<dyn Authenticator> = Arc::new(SessionAuthenticator {
             state: state.clone(),
@@ -217,39 +218,33 @@ async fn empty_post_is_json<E: Endpoint>(
 }
 
 struct Deps {
-    pool: PgPool,
-    redis: ConnectionManager,
+    state: Arc<AppState>,
 }
 
 impl Readiness for Deps {
     fn check(&self) -> BoxFuture<'_, Vec<Check>> {
         Box::pin(async move {
-            let (pg, redis) = tokio::join!(
-                shared::db::ping(&self.pool),
-                shared::redis_client::ping(&self.redis)
-            );
-            let status = |up: bool| if up { "up" } else { "down" }.to_owned();
-            vec![
-                Check {
-                    name: "postgres".into(),
-                    status: status(pg),
-                },
-                Check {
-                    name: "redis".into(),
-                    status: status(redis),
-                },
-            ]
+            let mut checks =
+                shared::health::dependency_checks(&self.state.pool, &self.state.redis).await;
+            checks.push(Check {
+                name: "rate_limits".into(),
+                // Shared through Redis, or per process while it is unreachable.
+                status: if self.state.limiter.is_degraded() {
+                    "degraded"
+                } else {
+                    "up"
+                }
+                .into(),
+            });
+            checks
         })
     }
 
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let redis_up = shared::redis_client::ping(&self.redis).await;
-            shared::metrics::set_dependency_gauges(
-                Some(shared::db::status(&self.pool)),
-                Some(redis_up),
-            );
-        })
+        Box::pin(shared::health::refresh_dependency_gauges(
+            &self.state.pool,
+            &self.state.redis,
+        ))
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 use shared::db::PgPool;
+use shared::ratelimit::RateLimiter;
 use shared::verify::Verifier;
 
 use crate::config::Settings;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub revocations: Arc<RevocationPublisher>,
     pub events: Arc<EventPublisher>,
+    pub limiter: RateLimiter,
     /// Checks signatures and claims of access tokens with this service's own keys.
     pub verifier: Verifier,
 }

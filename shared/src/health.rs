@@ -25,6 +25,36 @@ pub trait Readiness: Send + Sync {
     fn refresh_gauges(&self) -> BoxFuture<'_, ()>;
 }
 
+/// The checks every service makes: PostgreSQL and Redis answer.
+pub async fn dependency_checks(
+    pool: &crate::db::PgPool,
+    redis: &redis::aio::ConnectionManager,
+) -> Vec<Check> {
+    let (pg, redis) = tokio::join!(crate::db::ping(pool), crate::redis_client::ping(redis));
+    vec![
+        Check::up_or_down("postgres", pg),
+        Check::up_or_down("redis", redis),
+    ]
+}
+
+/// Pool and Redis gauges, before `/metrics` renders.
+pub async fn refresh_dependency_gauges(
+    pool: &crate::db::PgPool,
+    redis: &redis::aio::ConnectionManager,
+) {
+    let redis_up = crate::redis_client::ping(redis).await;
+    crate::metrics::set_dependency_gauges(Some(crate::db::status(pool)), Some(redis_up));
+}
+
+impl Check {
+    pub fn up_or_down(name: &str, up: bool) -> Self {
+        Self {
+            name: name.into(),
+            status: if up { "up" } else { "down" }.into(),
+        }
+    }
+}
+
 #[derive(Tags)]
 enum HealthTags {
     /// Liveness, readiness and metrics.

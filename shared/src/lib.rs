@@ -14,6 +14,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod middleware;
 pub mod problem;
+pub mod ratelimit;
 pub mod redis_client;
 pub mod server;
 pub mod telemetry;

@@ -129,6 +129,14 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                 Ok(resp) => resp,
                 Err(err) => err.into_response(),
             };
+            let limits = crate::ratelimit::RESPONSE_HEADERS
+                .try_with(|h| h.take())
+                .unwrap_or_default();
+            for (name, value) in limits {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    resp.headers_mut().insert(name, value);
+                }
+            }
             finish(&mut resp, &request_id, &config);
             let status = resp.status().as_u16();
             let route = resp
@@ -156,9 +164,9 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             }
             resp
         };
-        Ok(REQUEST_ID
-            .scope(request_id.clone(), fut.instrument(span))
-            .await)
+        let fut =
+            crate::ratelimit::RESPONSE_HEADERS.scope(Default::default(), fut.instrument(span));
+        Ok(REQUEST_ID.scope(request_id.clone(), fut).await)
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `TODO_DENYLIST_MAX_STALENESS_SECS` | `5` | how long the denylist may be out of touch with Redis before requests get 503 |
 //! | `TODO_MAX_TODOS_PER_OWNER` | `1000` | creating more is refused with 409 `TODO_LIMIT_REACHED` |
 //! | `TODO_IDEMPOTENCY_TTL_SECS` | `86400` | how long an `Idempotency-Key` is remembered |
+//! | `TODO_RATE_WRITE_USER` | `120/60s` | creates, updates and deletes per caller (`sub`) |
 //!
 //! Plus the HTTP settings of [`shared::config::HttpSettings`] under `TODO_`.
 
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use shared::config::{ConfigError, ConfigSource, HttpSettings, comma_list, keys_of};
+use shared::ratelimit::Rate;
 
 pub const PREFIX: &str = "TODO_";
 
@@ -44,6 +46,7 @@ pub struct TodoSettings {
     pub denylist_max_staleness_secs: u64,
     pub max_todos_per_owner: i64,
     pub idempotency_ttl_secs: i64,
+    pub rate_write_user: Rate,
 }
 
 impl Default for TodoSettings {
@@ -62,6 +65,7 @@ impl Default for TodoSettings {
             denylist_max_staleness_secs: 5,
             max_todos_per_owner: 1000,
             idempotency_ttl_secs: 24 * 3600,
+            rate_write_user: Rate::new(120, 60),
         }
     }
 }

@@ -14,6 +14,7 @@ use shared::denylist::DenylistKeys;
 use shared::denylist_feed::Denylist;
 use shared::health::{Check, HealthApi, Readiness};
 use shared::jwks::JwksKeySource;
+use shared::ratelimit::RateLimiter;
 use shared::server::ServeOptions;
 use shared::verify::{Authenticator, BoxFuture, TokenAuthenticator, Verifier, VerifierConfig};
 use tokio::net::TcpListener;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub keys: Arc<JwksKeySource>,
     pub denylist: Arc<Denylist>,
     pub authenticator: Arc<TokenAuthenticator>,
+    pub limiter: RateLimiter,
 }
 
 pub struct Application {
@@ -89,6 +91,8 @@ impl Application {
                 DenylistKeys::new(&t.redis_prefix),
             ),
         ];
+        let redis_for_limits = redis.clone();
+        let prefix = t.redis_prefix.clone();
         let state = Arc::new(AppState {
             settings,
             pool,
@@ -96,6 +100,7 @@ impl Application {
             keys,
             denylist,
             authenticator,
+            limiter: RateLimiter::new(redis_for_limits, &prefix),
         });
         let mut background = background;
         background.push(crate::service::todos::spawn_housekeeping(Arc::downgrade(
@@ -166,41 +171,30 @@ impl Readiness for Deps {
     fn check(&self) -> BoxFuture<'_, Vec<Check>> {
         Box::pin(async move {
             let s = &self.state;
-            let (pg, redis) = tokio::join!(
-                shared::db::ping(&s.pool),
-                shared::redis_client::ping(&s.redis)
-            );
-            let status = |up: bool| if up { "up" } else { "down" }.to_owned();
-            vec![
-                Check {
-                    name: "postgres".into(),
-                    status: status(pg),
-                },
-                Check {
-                    name: "redis".into(),
-                    status: status(redis),
-                },
-                Check {
-                    name: "denylist".into(),
-                    status: s.denylist.health().into(),
-                },
-                Check {
-                    name: "jwks".into(),
-                    // Tokens cannot be verified without keys; cached keys keep working when
-                    // the auth service is down.
-                    status: status(s.keys.has_keys()),
-                },
-            ]
+            let mut checks = shared::health::dependency_checks(&s.pool, &s.redis).await;
+            checks.push(Check {
+                name: "denylist".into(),
+                status: s.denylist.health().into(),
+            });
+            // Tokens cannot be verified without keys; cached keys keep working when the auth
+            // service is down.
+            checks.push(Check::up_or_down("jwks", s.keys.has_keys()));
+            checks.push(Check {
+                name: "rate_limits".into(),
+                status: if s.limiter.is_degraded() {
+                    "degraded"
+                } else {
+                    "up"
+                }
+                .into(),
+            });
+            checks
         })
     }
 
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let redis_up = shared::redis_client::ping(&self.state.redis).await;
-            shared::metrics::set_dependency_gauges(
-                Some(shared::db::status(&self.state.pool)),
-                Some(redis_up),
-            );
+            shared::health::refresh_dependency_gauges(&self.state.pool, &self.state.redis).await;
             metrics::gauge!("denylist_entries").set(self.state.denylist.len() as f64);
         })
     }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde_json::json;
 use shared::denylist::Revocation;
+use shared::ratelimit::Limit;
 use shared::tokens::{Role, Scopes};
 use uuid::Uuid;
 
@@ -11,7 +12,7 @@ use crate::crypto::hashing::Verified;
 use crate::crypto::tokens::{AccessGrant, RefreshToken, hash_token, sign_access_token};
 use crate::domain::{DisplayName, Email, NewPassword, PasswordInput};
 use crate::error::AuthError;
-use crate::service::RequestMeta;
+use crate::service::{RequestMeta, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::revocations::RevocationRow;
@@ -91,6 +92,13 @@ pub async fn signup(
     input: SignupInput,
     meta: &RequestMeta,
 ) -> Result<UserRow, AuthError> {
+    throttle::enforce(
+        state,
+        "signup-ip",
+        state.settings.auth.rate_signup_ip,
+        &meta.ip,
+    )
+    .await?;
     let mut errors = Vec::new();
     let email = Email::parse(&input.email).map_err(|e| errors.push(e)).ok();
     let display_name = match input.display_name.as_deref() {
@@ -175,7 +183,35 @@ pub async fn login(
             "is required",
         )]));
     }
+    let account = email.trim().to_lowercase();
+    let subject = throttle::Subject::Account(&account);
+    let a = &state.settings.auth;
     let mut conn = shared::db::conn(&state.pool).await?;
+    // Rate limits and brute-force throttling, before any hashing: a refused attempt costs
+    // no CPU, and answers alike for every account.
+    if let Err(limited) = throttle::check_login(
+        state,
+        subject,
+        &meta.ip,
+        ("login-ip", a.rate_login_ip),
+        ("login-account", a.rate_login_account),
+    )
+    .await
+    {
+        audit::record(
+            &mut conn,
+            AuditEntry {
+                event: event::LOGIN_FAILED,
+                actor_id: None,
+                subject_id: None,
+                session_id: None,
+                meta,
+                details: throttle::throttled_details(),
+            },
+        )
+        .await?;
+        return Err(limited.into());
+    }
     // A malformed address is just an unknown account: same work, same answer.
     let user = match Email::parse(&email) {
         Ok(email) => users::find_by_email(&mut conn, &email.normalized()).await?,
@@ -206,9 +242,11 @@ pub async fn login(
                 },
             )
             .await?;
+            throttle::record_failure(state, subject, &meta.ip).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
+    throttle::record_success(state, subject, &meta.ip).await;
 
     let now = Utc::now();
     let session_id = Uuid::now_v7();
@@ -298,11 +336,31 @@ pub async fn refresh(
         return Err(AuthError::RefreshInvalid);
     }
     let hash = hash_token(presented);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    // Limited per ip and per session (one Redis round trip; unknown tokens count together).
+    let session_key = sessions::find_refresh(&mut conn, &hash)
+        .await?
+        .map_or_else(|| "unknown".to_owned(), |(_, s)| s.id.to_string());
+    let a = &state.settings.auth;
+    state
+        .limiter
+        .enforce(&[
+            Limit {
+                policy: "refresh-ip",
+                rate: a.rate_refresh_ip,
+                key: meta.ip.clone(),
+            },
+            Limit {
+                policy: "refresh-session",
+                rate: a.rate_refresh_session,
+                key: session_key,
+            },
+        ])
+        .await?;
     let now = Utc::now();
     let idle = state.idle_ttl();
     let successor = RefreshToken::generate();
     let successor_hash = hash_token(&successor.0);
-    let mut conn = shared::db::conn(&state.pool).await?;
     let outcome = conn
         .transaction(async |conn| {
             let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?

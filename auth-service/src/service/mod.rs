@@ -6,6 +6,7 @@ pub mod clients;
 pub mod events;
 pub mod oauth;
 pub mod revocation;
+pub mod throttle;
 pub mod users;
 
 use poem::Request;

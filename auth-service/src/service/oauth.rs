@@ -13,7 +13,7 @@ use crate::crypto::tokens::{AccessGrant, hash_token, sign_access_token};
 use crate::error::AuthError;
 use crate::service::RequestMeta;
 use crate::service::auth::{self, Delivery};
-use crate::service::clients;
+use crate::service::{clients, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::clients::ClientRow;
@@ -134,14 +134,35 @@ pub async fn authenticate_client(
     params: &Params,
     meta: &RequestMeta,
 ) -> Result<ClientRow, Failure> {
-    let id = match credentials(authorization, params) {
+    let a = &state.settings.auth;
+    let creds = credentials(authorization, params);
+    let claimed = creds
+        .as_ref()
+        .map_or("unknown", |(id, _)| id.as_str())
+        .to_owned();
+    // Like logins: limited per ip and per client, failures throttled without lockout.
+    let subject = throttle::Subject::Client(&claimed);
+    throttle::check_login(
+        state,
+        subject,
+        &meta.ip,
+        ("token-ip", a.rate_token_ip),
+        ("token-client", a.rate_token_client),
+    )
+    .await
+    .map_err(AuthError::from)?;
+    let id = match creds {
         Ok((id, secret)) => match clients::authenticate(state, &id, &secret).await? {
-            Some(client) => return Ok(client),
+            Some(client) => {
+                throttle::record_success(state, subject, &meta.ip).await;
+                return Ok(client);
+            }
             None => Some(id),
         },
         Err(err) if err.error != "invalid_client" => return Err(err.into()),
         Err(_) => None,
     };
+    throttle::record_failure(state, subject, &meta.ip).await;
     let mut conn = shared::db::conn(&state.pool)
         .await
         .map_err(AuthError::from)?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::crypto::hashing::Verified;
 use crate::domain::{DisplayName, NewPassword, PasswordInput};
 use crate::error::AuthError;
-use crate::service::RequestMeta;
+use crate::service::{RequestMeta, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::sessions;
@@ -66,6 +66,8 @@ pub async fn change_password(
     new_password: String,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
+    let rate = state.settings.auth.rate_password_change;
+    throttle::enforce(state, "password-change", rate, &user_id.to_string()).await?;
     let mut errors = Vec::new();
     let current = PasswordInput::parse("current_password", current_password)
         .map_err(|e| errors.push(e))

@@ -9,6 +9,7 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, OpenApi};
 use shared::error_set;
 use shared::problem::ApiErr;
+use shared::ratelimit::Limit;
 use shared::tokens::{Principal, Scope};
 use shared::verify::BearerAuth;
 use shared::{ApiError, FieldError};
@@ -90,6 +91,22 @@ fn owner(principal: &Principal, scope: Scope) -> Result<&str, ApiError> {
     Ok(&principal.subject)
 }
 
+impl TodosApi {
+    /// A writer: `todos:write`, within the per-caller write limit.
+    async fn writer<'p>(&self, principal: &'p Principal) -> Result<&'p str, ApiError> {
+        let owner = owner(principal, Scope::TodosWrite)?;
+        self.state
+            .limiter
+            .enforce(&[Limit {
+                policy: "todo-write",
+                rate: self.state.settings.todo.rate_write_user,
+                key: owner.to_owned(),
+            }])
+            .await?;
+        Ok(owner)
+    }
+}
+
 #[OpenApi(prefix_path = "/v1/todos", tag = "ApiTags::Todos")]
 impl TodosApi {
     /// The caller's todos, a page at a time (keyset pagination: stable while todos are
@@ -134,7 +151,7 @@ impl TodosApi {
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: Json<CreateTodo>,
     ) -> Result<CreateResponse, ApiErr<CreateErrors>> {
-        let owner = owner(&auth.0, Scope::TodosWrite)?;
+        let owner = self.writer(&auth.0).await?;
         let idempotency = match idempotency_key.0.as_deref() {
             Some(key) => {
                 let canonical = serde_json::to_value(&body.0)
@@ -213,7 +230,7 @@ impl TodosApi {
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
         body: Json<PatchTodo>,
     ) -> Result<TodoResponse, ApiErr<PatchErrors>> {
-        let owner = owner(&auth.0, Scope::TodosWrite)?;
+        let owner = self.writer(&auth.0).await?;
         let changes = changes(body.0)?;
         let row = todos::update(
             &self.state,
@@ -234,7 +251,7 @@ impl TodosApi {
         id: Path<Uuid>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
     ) -> Result<DeleteResponse, ApiErr<DeleteErrors>> {
-        let owner = owner(&auth.0, Scope::TodosWrite)?;
+        let owner = self.writer(&auth.0).await?;
         todos::delete(
             &self.state,
             Some(owner),
