@@ -104,19 +104,28 @@ impl HealthApi {
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> Result<HealthResponse, ApiErr<ReadyErrors>> {
         let checks = self.readiness.check().await;
-        let down: Vec<&str> = checks
-            .iter()
-            .filter(|c| c.status == "down")
-            .map(|c| c.name.as_str())
-            .collect();
+        let named = |status: &str| -> Vec<&str> {
+            checks
+                .iter()
+                .filter(|c| c.status == status)
+                .map(|c| c.name.as_str())
+                .collect()
+        };
+        let (down, degraded) = (named("down"), named("degraded"));
         if !down.is_empty() {
-            return Err(
-                ApiError::unavailable(format!("Not ready: {} down.", down.join(", "))).into(),
-            );
+            let mut detail = format!("Not ready: {} down.", down.join(", "));
+            if !degraded.is_empty() {
+                detail.push_str(&format!(" Degraded: {}.", degraded.join(", ")));
+            }
+            return Err(ApiError::unavailable(detail).into());
         }
-        let degraded = checks.iter().any(|c| c.status != "up");
+        let status = if degraded.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        };
         Ok(HealthResponse::Ok(Json(HealthBody {
-            status: if degraded { "degraded" } else { "ok" }.into(),
+            status: status.into(),
             checks,
         })))
     }

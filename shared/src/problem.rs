@@ -347,6 +347,26 @@ impl<S: ErrorSet + Send> ApiResponse for ApiErr<S> {
                         schema: u64::schema_ref(),
                     });
                 }
+                if status == 429 {
+                    for (name, description) in [
+                        (
+                            "RateLimit-Policy",
+                            "The limits that apply, e.g. `\"login-ip\";q=30;w=60`.",
+                        ),
+                        (
+                            "RateLimit",
+                            "What is left of each, e.g. `\"login-ip\";r=0;t=2`.",
+                        ),
+                    ] {
+                        headers.push(MetaHeader {
+                            name: name.into(),
+                            description: Some(description.into()),
+                            required: true,
+                            deprecated: false,
+                            schema: String::schema_ref(),
+                        });
+                    }
+                }
                 MetaResponse {
                     description: describe(status),
                     status: Some(status),

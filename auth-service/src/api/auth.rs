@@ -168,6 +168,10 @@ fn token_response(state: &AppState, issued: &Issued) -> TokenResponse {
 #[OpenApi(prefix_path = "/v1/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Create an account.
+    ///
+    /// Rate limit: per client ip (`AUTH_RATE_SIGNUP_IP`, default 20 per 600 s). Limited
+    /// routes send `RateLimit-Policy` and `RateLimit`; a refused request gets 429 with
+    /// `Retry-After`.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
     async fn signup(
         &self,
@@ -191,6 +195,12 @@ impl AuthApi {
 
     /// Log in with email and password. Unknown email and wrong password get the same 401
     /// in the same time.
+    ///
+    /// Rate limits: per client ip (`AUTH_RATE_LOGIN_IP`, default 30 per 60 s) and per account
+    /// (`AUTH_RATE_LOGIN_ACCOUNT`, 10 per 60 s). Repeated failures for an account make the
+    /// failing ip (after 5) or every unknown ip (after 20) wait, 1 s doubling up to 15 min;
+    /// never a permanent lockout, and never for the owner's known ip. Refused: 429 with
+    /// `Retry-After`.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -206,6 +216,9 @@ impl AuthApi {
 
     /// Exchange a refresh token for a new pair. The token is single use: presenting it again
     /// revokes the whole session. The new refresh token travels the way the old one came.
+    ///
+    /// Rate limits: per client ip (`AUTH_RATE_REFRESH_IP`, default 120 per 60 s) and per
+    /// session (`AUTH_RATE_REFRESH_SESSION`, 30 per 60 s). Refused: 429 with `Retry-After`.
     #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,

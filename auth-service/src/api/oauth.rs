@@ -214,6 +214,10 @@ impl OAuthApi {
     /// authentication by HTTP Basic or form fields returns a service token (`role:
     /// service`, `sub` = `client_id`, no refresh token). `grant_type=refresh_token` rotates a
     /// refresh token like `/v1/auth/refresh`. There is no password grant.
+    ///
+    /// Rate limits (all `/oauth/*` calls): per client ip (`AUTH_RATE_TOKEN_IP`, default 120
+    /// per 60 s) and per client id (`AUTH_RATE_TOKEN_CLIENT`, 60 per 60 s); failed client
+    /// authentication is throttled like failed logins. Refused: 429 with `Retry-After`.
     #[oai(path = "/token", method = "post", operation_id = "oauthToken")]
     async fn token(
         &self,

@@ -30,7 +30,7 @@ pub enum UserResponse {
 
 error_set!(pub MeErrors: 401, 404);
 error_set!(pub UpdateMeErrors: 401, 404, 413, 415, 422);
-error_set!(pub PasswordErrors: 401, 413, 415, 422);
+error_set!(pub PasswordErrors: 401, 413, 415, 422, 429);
 
 #[OpenApi(prefix_path = "/v1/users/me", tag = "ApiTags::Users")]
 impl UsersApi {
@@ -66,6 +66,8 @@ impl UsersApi {
 
     /// Change the password. Every other session of the caller is revoked; this one stays.
     /// A wrong `current_password` is 401 `INVALID_CREDENTIALS`.
+    ///
+    /// Rate limit: per user (`AUTH_RATE_PASSWORD_CHANGE`, default 5 per 900 s).
     #[oai(path = "/password", method = "post", operation_id = "changePassword")]
     async fn change_password(
         &self,

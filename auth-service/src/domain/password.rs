@@ -52,6 +52,13 @@ impl NewPassword {
         // from dictionaries anyway, so only the prefix is scored.
         let scored: String = raw.chars().take(100).collect();
         let estimate = zxcvbn::zxcvbn(&scored, user_inputs);
+        if is_breached(&estimate) {
+            return Err(FieldError::new(
+                field,
+                "BREACHED_PASSWORD",
+                "appears in lists of passwords exposed in breaches; choose another",
+            ));
+        }
         if (estimate.score() as u8) < 2 {
             return Err(FieldError::new(
                 field,
@@ -64,6 +71,20 @@ impl NewPassword {
 
     pub fn into_inner(self) -> String {
         self.0
+    }
+}
+
+/// The whole password is one entry of zxcvbn's breached-passwords list (possibly with
+/// capitals or l33t substitutions), rather than merely built from guessable parts.
+fn is_breached(estimate: &zxcvbn::Entropy) -> bool {
+    use zxcvbn::matching::patterns::MatchPattern;
+    match estimate.sequence() {
+        [only] => matches!(
+            &only.pattern,
+            // `DictionaryType` is not exported; its default is the passwords list.
+            MatchPattern::Dictionary(d) if d.dictionary_name == Default::default() && !d.reversed
+        ),
+        _ => false,
     }
 }
 
@@ -84,15 +105,19 @@ mod tests {
     }
 
     #[test]
-    fn common_and_personal_passwords_are_refused() {
-        for pw in [
-            "password",
-            "password123",
-            "12345678",
-            "qwertyuiop",
-            "iloveyou1",
-            "alice@example.com",
-        ] {
+    fn breached_passwords_are_refused_as_such() {
+        for pw in ["password", "12345678", "P@ssw0rd", "qwertyuiop", "iloveyou"] {
+            assert_eq!(
+                check(pw).err().map(|e| e.code),
+                Some("BREACHED_PASSWORD".into()),
+                "{pw}"
+            );
+        }
+    }
+
+    #[test]
+    fn guessable_and_personal_passwords_are_refused() {
+        for pw in ["alice@example.com", "aaaaaaaaaa", "abcdefghijk"] {
             assert_eq!(
                 check(pw).err().map(|e| e.code),
                 Some("COMMON_PASSWORD".into()),

@@ -127,11 +127,38 @@ async fn invalid_signups_are_refused_and_change_nothing() {
 async fn a_breached_password_says_which_rule_failed() {
     let app = spawn_app().await;
 
-    let resp = app.signup(&unique_email(), "iloveyou123").await;
-
-    let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
-    assert_eq!(problem["errors"][0]["field"], "password");
-    assert_eq!(problem["errors"][0]["code"], "COMMON_PASSWORD");
+    for (password, rule) in [
+        ("iloveyou", "BREACHED_PASSWORD"),
+        ("P@ssw0rd", "BREACHED_PASSWORD"),
+        ("abcdefghijk", "COMMON_PASSWORD"),
+        ("short", "TOO_SHORT"),
+    ] {
+        let problem = assert_problem(
+            app.signup(&unique_email(), password).await,
+            422,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], "password");
+        assert_eq!(problem["errors"][0]["code"], rule, "{password}");
+    }
+    // Long Unicode passphrases are fine, and verified exactly as sent.
+    let email = unique_email();
+    let long: String = "Съешь же ещё этих мягких французских булок, да выпей чаю. ".repeat(4);
+    assert_eq!(app.signup(&email, &long).await.status(), 201);
+    assert_eq!(app.login(&email, &long).await.status(), 200);
+    assert_problem(
+        app.login(&email, &long.to_uppercase()).await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    assert_problem(
+        app.login(&email, long.trim_end()).await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

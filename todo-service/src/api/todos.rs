@@ -144,6 +144,9 @@ impl TodosApi {
     /// Create a todo. With an `Idempotency-Key`, a retry with the same body replays the
     /// first response and creates nothing; the same key with another body is 422
     /// `IDEMPOTENCY_KEY_REUSED`. Needs `todos:write`.
+    ///
+    /// Writes (create, update, delete) are rate limited per caller (`TODO_RATE_WRITE_USER`,
+    /// default 120 per 60 s); refused: 429 with `Retry-After`.
     #[oai(path = "/", method = "post", operation_id = "createTodo")]
     async fn create(
         &self,

@@ -245,3 +245,43 @@ async fn the_per_owner_limit_is_enforced() {
         .create(&other, json!({"title": "others are not affected"}))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_rate_limited_per_caller() {
+    let stack = crate::helpers::spawn_stack_with(shared::testing::redis_url(), |t| {
+        t.rate_write_user = shared::ratelimit::Rate::new(3, 60);
+    })
+    .await;
+    let user = stack.user().await;
+    let other = stack.user().await;
+    let todo = stack.create(&user, json!({"title": "one"})).await;
+    let path = format!("/v1/todos/{}", todo["id"].as_str().unwrap());
+    stack
+        .patch(&user, &path, &json!({"done": true}))
+        .send()
+        .await
+        .unwrap();
+    let third = stack
+        .post(&user, "/v1/todos", &json!({"title": "three"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        third.headers()["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .contains("\"todo-write\";q=3;w=60")
+    );
+
+    let resp = stack.delete(&user, &path).send().await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_problem(resp, 429, "RATE_LIMITED").await;
+    assert_eq!(
+        stack.get(&user, &path).send().await.unwrap().status(),
+        200,
+        "reads are not limited"
+    );
+    stack
+        .create(&other, json!({"title": "others have their own budget"}))
+        .await;
+}
