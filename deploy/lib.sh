@@ -79,7 +79,8 @@ pg_os_user() { if is_root; then echo postgres; else id -un; fi; }
 
 as_pg() {
     if is_root; then
-        runuser -u postgres -- "$@"
+        # From /, which the postgres user can always enter (the checkout may be under /root).
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi

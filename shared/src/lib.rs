@@ -20,6 +20,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 pub mod tokens;
 pub mod verify;
 

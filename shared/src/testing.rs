@@ -116,3 +116,85 @@ pub fn as_role(database_url: &str, role: &str) -> String {
         None => database_url.to_owned(),
     }
 }
+
+/// Compare an OpenAPI document with the snapshot committed at `file`; with
+/// `UPDATE_OPENAPI=1` in the environment, write it first.
+pub fn assert_openapi_snapshot(spec: &Value, file: &str, package: &str) {
+    let rendered = serde_json::to_string_pretty(spec).expect("a JSON document") + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(file, &rendered).expect("write the snapshot");
+    }
+    let committed = std::fs::read_to_string(file).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "the OpenAPI document changed; review and run UPDATE_OPENAPI=1 cargo test -p {package} openapi"
+    );
+}
+
+/// A Redis server of a test's own, to stop and restart (empty: no persistence).
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Start (again) on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let bin = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let port = self.port.to_string();
+        let child = std::process::Command::new(bin)
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (TEST_REDIS_SERVER)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

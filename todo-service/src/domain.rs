@@ -8,25 +8,7 @@ pub struct TodoTitle(String);
 
 impl TodoTitle {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let s = raw.trim();
-        if s.is_empty() {
-            return Err(FieldError::new("title", "REQUIRED", "must not be empty"));
-        }
-        if s.chars().count() > 200 {
-            return Err(FieldError::new(
-                "title",
-                "TOO_LONG",
-                "must be at most 200 characters",
-            ));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "title",
-                "INVALID_CHARACTERS",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        shared::text::single_line("title", raw, 200).map(Self)
     }
 
     pub fn into_inner(self) -> String {

@@ -6,29 +6,7 @@ pub struct DisplayName(String);
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let s = raw.trim();
-        if s.is_empty() {
-            return Err(FieldError::new(
-                "display_name",
-                "REQUIRED",
-                "must not be empty",
-            ));
-        }
-        if s.chars().count() > 100 {
-            return Err(FieldError::new(
-                "display_name",
-                "TOO_LONG",
-                "must be at most 100 characters",
-            ));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                "display_name",
-                "INVALID_CHARACTERS",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        shared::text::single_line("display_name", raw, 100).map(Self)
     }
 
     pub fn into_inner(self) -> String {

@@ -334,36 +334,12 @@ async fn a_login_flood_beyond_hashing_capacity_gets_503s_while_health_answers() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_redis_down_limits_fall_back_to_the_process() {
-    let redis = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new(redis)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut server = shared::testing::RedisServer::start().await;
+    let url = server.url();
     let app = spawn_app_with(|s| {
         generous(s);
         s.auth.rate_login_ip = Rate::new(3, 60);
-        s.auth.redis_url = secrecy::SecretString::from(format!("redis://127.0.0.1:{port}"));
+        s.auth.redis_url = secrecy::SecretString::from(url);
     })
     .await;
     assert_eq!(
@@ -373,8 +349,7 @@ async fn with_redis_down_limits_fall_back_to_the_process() {
         401
     );
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.stop();
 
     for _ in 0..3 {
         assert_eq!(

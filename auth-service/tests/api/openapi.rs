@@ -39,15 +39,10 @@ async fn openapi_document_matches_the_snapshot() {
         "bearer"
     );
 
-    let rendered = serde_json::to_string_pretty(&spec).unwrap() + "\n";
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-    if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(file, &rendered).unwrap();
-    }
-    let committed = std::fs::read_to_string(file).unwrap_or_default();
-    assert!(
-        committed == rendered,
-        "the OpenAPI document changed; review and run UPDATE_OPENAPI=1 cargo test -p auth-service openapi"
+    shared::testing::assert_openapi_snapshot(
+        &spec,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"),
+        "auth-service",
     );
     let docs = app.client.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);

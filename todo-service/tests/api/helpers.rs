@@ -13,7 +13,7 @@ use shared::config::HttpSettings;
 use shared::testing::{fresh_database, json, redis_prefix};
 use todo_service::config::{Settings as TodoConfig, TodoSettings};
 
-pub use shared::testing::assert_problem;
+pub use shared::testing::{RedisServer, assert_problem};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -307,70 +307,5 @@ impl Stack {
             scope: scope.into(),
             client_id: None,
         }
-    }
-}
-
-/// A Redis server of a test's own, to stop and restart.
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl RedisServer {
-    pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self { port, child: None };
-        server.restart().await;
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Start (again) on the same port, empty: no persistence.
-    pub async fn restart(&mut self) {
-        self.stop();
-        let bin = std::env::var("TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(bin)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (TEST_REDIS_SERVER)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

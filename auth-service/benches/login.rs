@@ -1,0 +1,186 @@
+//! Login throughput at production argon2id parameters against the machine's argon2 limit
+//! (cores divided by one verification's time, measured in the same run), and the Redis
+//! cost of a login.
+//!
+//! Needs the local PostgreSQL and Redis (`deploy/dev up`, or TEST_DATABASE_URL and
+//! TEST_REDIS_URL), then: `cargo bench -p auth-service --bench login`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use auth_service::config::{AuthSettings, Settings};
+use auth_service::startup::{Application, MIGRATIONS};
+use secrecy::SecretString;
+use serde_json::json;
+use shared::config::HttpSettings;
+use shared::ratelimit::Rate;
+
+const PASSWORD: &str = "correct horse battery staple";
+const RUN: Duration = Duration::from_secs(15);
+
+fn verify_time() -> Duration {
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap();
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let hash = argon
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+    let parsed = PasswordHash::new(&hash).unwrap();
+    let mut times: Vec<Duration> = (0..30)
+        .map(|_| {
+            let t = Instant::now();
+            argon.verify_password(PASSWORD.as_bytes(), &parsed).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// What `cores` threads verifying at once actually achieve (memory bandwidth is shared).
+fn parallel_verifies_per_sec(cores: usize) -> f64 {
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap();
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let hash = argon
+        .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let count: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores)
+            .map(|_| {
+                scope.spawn(|| {
+                    let parsed = PasswordHash::new(&hash).unwrap();
+                    let mut n = 0;
+                    while started.elapsed() < Duration::from_secs(5) {
+                        argon.verify_password(PASSWORD.as_bytes(), &parsed).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn redis_commands(url: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+#[expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+async fn main() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t_verify = verify_time();
+    let limit = cores as f64 / t_verify.as_secs_f64();
+    let parallel = parallel_verifies_per_sec(cores);
+
+    let db_url = shared::testing::fresh_database("bench", MIGRATIONS).await;
+    let redis_url = shared::testing::redis_url();
+    let big = Rate::new(1_000_000, 60);
+    let settings = Settings {
+        http: HttpSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            log_level: "warn".into(),
+            ..HttpSettings::default()
+        },
+        auth: AuthSettings {
+            database_url: SecretString::from(shared::testing::as_role(&db_url, "auth_service_app")),
+            redis_url: SecretString::from(redis_url.clone()),
+            redis_prefix: shared::testing::redis_prefix(),
+            key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            hash_concurrency: cores,
+            hash_queue: 1024,
+            rate_login_ip: big,
+            rate_login_account: big,
+            rate_signup_ip: big,
+            ..AuthSettings::default()
+        },
+    };
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let email = "bench@example.com";
+    let resp = client
+        .post(format!("{base}/v1/auth/signup"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Redis traffic with nothing happening (the background loops), to subtract.
+    let idle_start = redis_commands(&redis_url).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_per_sec = (redis_commands(&redis_url).await - idle_start) as f64 / 3.0;
+
+    let done = Arc::new(AtomicU64::new(0));
+    let before = redis_commands(&redis_url).await;
+    let started = Instant::now();
+    let workers: Vec<_> = (0..cores * 3)
+        .map(|_| {
+            let (client, base, done) = (client.clone(), base.clone(), done.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < RUN {
+                    let resp = client
+                        .post(format!("{base}/v1/auth/login"))
+                        .json(&json!({"email": email, "password": PASSWORD}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let logins = done.load(Ordering::Relaxed);
+    let commands = (redis_commands(&redis_url).await - before) as f64 - idle_per_sec * elapsed;
+    let throughput = logins as f64 / elapsed;
+
+    println!("cores:                      {cores}");
+    println!(
+        "argon2id verify (m=19MiB, t=2, p=1), median: {:.1} ms",
+        t_verify.as_secs_f64() * 1000.0
+    );
+    println!("argon2 limit (cores / verify): {limit:.1} logins/s");
+    println!("argon2 alone on every core:  {parallel:.1} verifies/s");
+    println!(
+        "login throughput:            {throughput:.1} logins/s over {elapsed:.1} s ({logins} logins)"
+    );
+    println!(
+        "throughput / limit:          {:.0} %",
+        throughput / limit * 100.0
+    );
+    println!(
+        "throughput / argon2 alone:   {:.0} %",
+        throughput / parallel * 100.0
+    );
+    println!(
+        "Redis commands per login:    {:.2}",
+        commands / logins as f64
+    );
+}
