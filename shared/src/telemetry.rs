@@ -14,7 +14,13 @@ use crate::config::LogFormat;
 /// Install the global subscriber. Safe to call more than once (later calls do nothing), so
 /// tests that boot several apps in one process can call it freely.
 pub fn init(format: LogFormat, level: &str) {
-    init_with_writer(format, level, std::io::stdout);
+    use std::io::IsTerminal;
+    install(
+        format,
+        level,
+        std::io::stdout,
+        std::io::stdout().is_terminal(),
+    );
 }
 
 /// Like [`init`], writing to `writer` (tests capture logs this way).
@@ -22,10 +28,19 @@ pub fn init_with_writer<W>(format: LogFormat, level: &str, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    install(format, level, writer, false);
+}
+
+fn install<W>(format: LogFormat, level: &str, writer: W, ansi: bool)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal, never into files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(true);
     let _ = match format {
         LogFormat::Json => builder
