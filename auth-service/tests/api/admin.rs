@@ -141,6 +141,17 @@ async fn role_change_and_disabling_revoke_sessions_and_are_audited() {
     let (email, target) = app.user_session().await;
     let target_id = user_id(&app, &target).await;
 
+    let (status, got) = json(
+        app.get(&format!("/v1/admin/users/{target_id}"), at(&admin))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), got["email"].as_str()),
+        (200, Some(email.as_str()))
+    );
+    assert!(got.get("password_hash").is_none());
+
     let resp = patch_user(&app, at(&admin), &target_id, json!({"role": "admin"})).await;
     let (status, user) = json(resp).await;
     assert_eq!(status, 200, "{user}");
