@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -116,9 +116,25 @@ fn chain_hash(
 
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
     shared::metrics::auth_event(entry.event);
-    // Always in a transaction (a savepoint when the caller has one), so the chain lock is
-    // held from reading the last hash until this row is committed.
-    conn.transaction(async |conn| {
+    // The chain lock must be held from reading the last hash until this row is committed:
+    // inside the caller's transaction as it is, else in one of its own.
+    let in_transaction = matches!(
+        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(
+            conn
+        )
+        .transaction_depth(),
+        Ok(Some(_))
+    );
+    if in_transaction {
+        append(conn, entry).await
+    } else {
+        conn.transaction(async |conn| append(conn, entry).await)
+            .await
+    }
+}
+
+async fn append(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
+    {
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
             .execute(conn)
             .await?;
@@ -162,8 +178,7 @@ pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> Quer
             .execute(conn)
             .await
             .map(drop)
-    })
-    .await
+    }
 }
 
 /// Filters of the admin audit listing.
