@@ -218,7 +218,6 @@ auth_env() {
         AUTH_LISTEN_ADDR="${AUTH_LISTEN_ADDR:-127.0.0.1:$AUTH_PORT}"
         AUTH_ISSUER="${AUTH_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         AUTH_KEY_ENCRYPTION_KEY="${AUTH_KEY_ENCRYPTION_KEY:-$DEV_KEY_ENCRYPTION_KEY}"
-        AUTH_COOKIE_SECURE="${AUTH_COOKIE_SECURE:-false}"
         AUTH_CORS_ALLOWED_ORIGINS="${AUTH_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
         # Development: every client shares one loopback ip, so per-ip budgets are wider than
         # the production defaults; limits and throttling still apply.
