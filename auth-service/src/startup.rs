@@ -226,16 +226,7 @@ impl Readiness for Deps {
         Box::pin(async move {
             let mut checks =
                 shared::health::dependency_checks(&self.state.pool, &self.state.redis).await;
-            checks.push(Check {
-                name: "rate_limits".into(),
-                // Shared through Redis, or per process while it is unreachable.
-                status: if self.state.limiter.is_degraded() {
-                    "degraded"
-                } else {
-                    "up"
-                }
-                .into(),
-            });
+            checks.push(Check::rate_limits(&self.state.limiter));
             checks
         })
     }

@@ -59,10 +59,6 @@ impl ConfigSource {
         Ok(Self { figment, prefix })
     }
 
-    pub fn prefix(&self) -> &'static str {
-        self.prefix
-    }
-
     /// Extract one settings struct (all of whose fields have serde defaults).
     pub fn extract<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         self.figment.extract().map_err(|err| {

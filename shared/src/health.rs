@@ -53,6 +53,20 @@ impl Check {
             status: if up { "up" } else { "down" }.into(),
         }
     }
+
+    /// Rate limits are shared through Redis, or `degraded` to per-process limits while it
+    /// is unreachable.
+    pub fn rate_limits(limiter: &crate::ratelimit::RateLimiter) -> Self {
+        Self {
+            name: "rate_limits".into(),
+            status: if limiter.is_degraded() {
+                "degraded"
+            } else {
+                "up"
+            }
+            .into(),
+        }
+    }
 }
 
 #[derive(Tags)]

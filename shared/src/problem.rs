@@ -8,9 +8,7 @@ use std::marker::PhantomData;
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
-use poem_openapi::registry::{
-    MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry,
-};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
 use serde::Serialize;
@@ -373,7 +371,7 @@ impl<S: ErrorSet + Send> ApiResponse for ApiErr<S> {
                     status_range: None,
                     content: vec![MetaMediaType {
                         content_type: PROBLEM_JSON,
-                        schema: problem_schema(),
+                        schema: Problem::schema_ref(),
                     }],
                     headers,
                 }
@@ -385,10 +383,6 @@ impl<S: ErrorSet + Send> ApiResponse for ApiErr<S> {
     fn register(registry: &mut Registry) {
         Problem::register(registry);
     }
-}
-
-fn problem_schema() -> MetaSchemaRef {
-    Problem::schema_ref()
 }
 
 /// Log a 5xx once with its cause and turn it into the bare `INTERNAL` problem.

@@ -81,10 +81,6 @@ impl Verifier {
         Self { config, keys }
     }
 
-    pub fn config(&self) -> &VerifierConfig {
-        &self.config
-    }
-
     /// Verify form, header, signature and claims. Does not consult any denylist.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         self.verify_at(token, chrono::Utc::now().timestamp()).await

@@ -179,15 +179,7 @@ impl Readiness for Deps {
             // Tokens cannot be verified without keys; cached keys keep working when the auth
             // service is down.
             checks.push(Check::up_or_down("jwks", s.keys.has_keys()));
-            checks.push(Check {
-                name: "rate_limits".into(),
-                status: if s.limiter.is_degraded() {
-                    "degraded"
-                } else {
-                    "up"
-                }
-                .into(),
-            });
+            checks.push(Check::rate_limits(&s.limiter));
             checks
         })
     }

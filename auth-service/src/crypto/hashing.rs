@@ -72,10 +72,6 @@ impl PasswordHashing {
         })
     }
 
-    pub fn params(&self) -> HashParams {
-        self.params
-    }
-
     /// Run `work` on a blocking thread once a hashing slot is free.
     async fn run<T: Send + 'static>(
         &self,
