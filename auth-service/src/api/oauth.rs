@@ -41,14 +41,15 @@ pub struct OAuthRequest {
 }
 
 impl OAuthRequest {
-    fn params(&self) -> Params {
+    /// The parameters the service reads (`token_type_hint` is only a hint: unused).
+    fn into_params(self) -> Params {
         Params {
-            grant_type: self.grant_type.clone(),
-            scope: self.scope.clone(),
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
-            refresh_token: self.refresh_token.clone(),
-            token: self.token.clone(),
+            grant_type: self.grant_type,
+            scope: self.scope,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            refresh_token: self.refresh_token,
+            token: self.token,
         }
     }
 }
@@ -225,7 +226,7 @@ impl OAuthApi {
         form: Form<OAuthRequest>,
     ) -> Result<TokenResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
-        let params = form.0.params();
+        let params = form.0.into_params();
         let result = match params.grant_type.as_deref() {
             None | Some("") => Err(OAuthError {
                 error: "invalid_request",
@@ -281,7 +282,7 @@ impl OAuthApi {
         form: Form<OAuthRequest>,
     ) -> Result<RevokeResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
-        let params = form.0.params();
+        let params = form.0.into_params();
         let client =
             match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
             {
@@ -311,7 +312,7 @@ impl OAuthApi {
         form: Form<OAuthRequest>,
     ) -> Result<IntrospectResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
-        let params = form.0.params();
+        let params = form.0.into_params();
         if let Err(failure) =
             oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
         {
