@@ -338,6 +338,9 @@ pub async fn refresh(
     let hash = hash_token(presented);
     let mut conn = shared::db::conn(&state.pool).await?;
     // Limited per ip and per session (one Redis round trip; unknown tokens count together).
+    // The session is read here unlocked, and the token row read again under the lock below:
+    // the limit must be known before the transaction, and no row lock may be held across a
+    // Redis call.
     let session_key = sessions::find_refresh(&mut conn, &hash)
         .await?
         .map_or_else(|| "unknown".to_owned(), |(_, s)| s.id.to_string());
