@@ -221,9 +221,9 @@ auth_env() {
         AUTH_CORS_ALLOWED_ORIGINS="${AUTH_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
         # Development: every client shares one loopback ip, so per-ip budgets are wider than
         # the production defaults; limits and throttling still apply.
-        AUTH_RATE_LOGIN_IP="${AUTH_RATE_LOGIN_IP:-300/60s}"
+        AUTH_RATE_LOGIN_IP="${AUTH_RATE_LOGIN_IP:-1000/60s}"
         AUTH_RATE_LOGIN_ACCOUNT="${AUTH_RATE_LOGIN_ACCOUNT:-30/60s}"
-        AUTH_RATE_SIGNUP_IP="${AUTH_RATE_SIGNUP_IP:-300/60s}"
+        AUTH_RATE_SIGNUP_IP="${AUTH_RATE_SIGNUP_IP:-1000/60s}"
         AUTH_RATE_REFRESH_IP="${AUTH_RATE_REFRESH_IP:-600/60s}"
         AUTH_RATE_TOKEN_IP="${AUTH_RATE_TOKEN_IP:-600/60s}"
         AUTH_THROTTLE_IP_FAILURES="${AUTH_THROTTLE_IP_FAILURES:-20}"

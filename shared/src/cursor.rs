@@ -15,9 +15,25 @@ pub fn decode<T: DeserializeOwned>(cursor: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The 400 for a cursor that does not decode or does not fit the request.
+/// The 422 for a cursor that does not decode or does not fit the request.
 pub fn invalid() -> crate::ApiError {
-    crate::ApiError::bad_request("The cursor is invalid for this list; start again without it.")
+    crate::ApiError::validation(vec![crate::FieldError::new(
+        "cursor",
+        "INVALID_VALUE",
+        "is not a cursor of this list; start again without it",
+    )])
+}
+
+/// A list's `limit`: 1 to 100, default 20.
+pub fn page_limit(raw: Option<u32>) -> Result<u32, crate::ApiError> {
+    match raw.unwrap_or(20) {
+        n @ 1..=100 => Ok(n),
+        _ => Err(crate::ApiError::validation(vec![crate::FieldError::new(
+            "limit",
+            "OUT_OF_RANGE",
+            "must be between 1 and 100",
+        )])),
+    }
 }
 
 /// Cut `rows`, fetched with one row more than `limit`, to `limit`, and give the cursor of

@@ -79,8 +79,7 @@ enum HealthTags {
 pub struct HealthBody {
     /// `ok`.
     pub status: String,
-    /// Dependency states (readiness only).
-    #[oai(skip_serializing_if_is_empty)]
+    /// Dependency states (readiness; empty for liveness).
     pub checks: Vec<Check>,
 }
 

@@ -1,6 +1,7 @@
 //! What both services share: problem+json errors, the HTTP edge and server loop, config,
 //! telemetry, metrics, health, and access-token types and verification.
 
+pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod cursor;

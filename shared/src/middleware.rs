@@ -220,6 +220,19 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
     if let Some(api) = err.downcast_ref::<ApiError>() {
         return api.clone();
     }
+    // A path segment that does not parse (an id that is not a UUID) names no resource: 404,
+    // as for an unknown id. A query parameter or header that does not parse is named like a
+    // body field.
+    if err.is::<poem_openapi::error::ParsePathError>() {
+        return ApiError::not_found("No such resource.");
+    }
+    if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return ApiError::validation(vec![crate::FieldError::new(
+            param.name,
+            "INVALID_VALUE",
+            param.reason.clone(),
+        )]);
+    }
     let status = err.status();
     match status {
         StatusCode::BAD_REQUEST => ApiError::bad_request(err.to_string()),
@@ -253,7 +266,7 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
         }
         s => ApiError::new(
             s,
-            "BAD_REQUEST",
+            "VALIDATION_FAILED",
             s.canonical_reason().unwrap_or("Bad request").to_owned(),
         ),
     }

@@ -300,7 +300,7 @@ const ALWAYS: &[u16] = &[400, 500, 503];
 
 fn describe(status: u16) -> &'static str {
     match status {
-        400 => "The request could not be parsed (`VALIDATION_FAILED`).",
+        400 => "The body is not valid JSON (`VALIDATION_FAILED`).",
         401 => {
             "Not authenticated: the bearer token is missing or invalid (`TOKEN_INVALID`), expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`); or, where the operation takes them, wrong credentials (`INVALID_CREDENTIALS`) or an unusable refresh token (`REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED`)."
         }
@@ -308,14 +308,12 @@ fn describe(status: u16) -> &'static str {
             "Not allowed: the caller lacks the role or scope this needs (`FORBIDDEN`), or a cookie-carried request came from an origin not in the allowlist (`CSRF_FAILED`)."
         }
         404 => "No such resource, or not the caller's (`NOT_FOUND`).",
-        409 => {
-            "Conflicts with the current state (`CONFLICT`, `EMAIL_TAKEN`, `TODO_LIMIT_REACHED`)."
-        }
+        409 => "Conflicts with the current state (`CONFLICT`, or `EMAIL_TAKEN` at signup).",
         412 => "`If-Match` does not match the current version (`PRECONDITION_FAILED`).",
         413 => "The body is larger than the configured limit (`PAYLOAD_TOO_LARGE`).",
         415 => "The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
         422 => {
-            "A field is invalid; `errors` says which (`VALIDATION_FAILED`). For an `Idempotency-Key` reused with another body: `IDEMPOTENCY_KEY_REUSED`."
+            "A field, parameter or header is missing or invalid (`VALIDATION_FAILED`); `errors` names each one with a code such as `REQUIRED`, `UNKNOWN_FIELD`, `INVALID_TYPE`, `INVALID_VALUE`, `INVALID_FORMAT` or `TOO_SHORT`."
         }
         429 => "Too many requests; retry after `Retry-After` seconds (`RATE_LIMITED`).",
         500 => "An internal error (`INTERNAL`); the body carries no detail.",

@@ -14,9 +14,9 @@
 //! | `TODO_CLOCK_LEEWAY_SECS` | `30` | leeway for `exp`/`nbf`/`iat` |
 //! | `TODO_JWKS_MIN_REFETCH_SECS` | `10` | an unknown `kid` refetches the JWKS at most this often |
 //! | `TODO_DENYLIST_MAX_STALENESS_SECS` | `5` | how long the denylist may be out of touch with Redis before requests get 503 |
-//! | `TODO_MAX_TODOS_PER_OWNER` | `1000` | creating more is refused with 409 `TODO_LIMIT_REACHED` |
+//! | `TODO_MAX_TODOS_PER_OWNER` | `1000` | creating more is refused with 409 `CONFLICT` |
 //! | `TODO_IDEMPOTENCY_TTL_SECS` | `86400` | how long an `Idempotency-Key` is remembered |
-//! | `TODO_RATE_WRITE_USER` | `120/60s` | creates, updates and deletes per caller (`sub`) |
+//! | `TODO_RATE_WRITE_USER` | `600/60s` | creates, updates and deletes per caller (`sub`) |
 //!
 //! Plus the HTTP settings of [`shared::config::HttpSettings`] under `TODO_`.
 
@@ -65,7 +65,7 @@ impl Default for TodoSettings {
             denylist_max_staleness_secs: 5,
             max_todos_per_owner: 1000,
             idempotency_ttl_secs: 24 * 3600,
-            rate_write_user: Rate::new(120, 60),
+            rate_write_user: Rate::new(600, 60),
         }
     }
 }

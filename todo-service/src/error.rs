@@ -7,8 +7,6 @@ use shared::{ApiErr, ApiError, FieldError};
 pub enum TodoError {
     #[error("invalid fields")]
     Validation(Vec<FieldError>),
-    #[error("bad request: {0}")]
-    BadRequest(String),
     #[error("not found")]
     NotFound,
     #[error("precondition failed")]
@@ -39,7 +37,6 @@ impl From<TodoError> for ApiError {
     fn from(err: TodoError) -> Self {
         match err {
             TodoError::Validation(errors) => ApiError::validation(errors),
-            TodoError::BadRequest(detail) => ApiError::bad_request(detail),
             TodoError::NotFound => ApiError::not_found("No such todo."),
             TodoError::PreconditionFailed => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
@@ -48,14 +45,14 @@ impl From<TodoError> for ApiError {
             ),
             TodoError::LimitReached(limit) => ApiError::new(
                 StatusCode::CONFLICT,
-                "TODO_LIMIT_REACHED",
+                "CONFLICT",
                 format!("An owner can have at most {limit} todos; delete some first."),
             ),
-            TodoError::IdempotencyMismatch => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
-                "This Idempotency-Key was used with a different request body.",
-            ),
+            TodoError::IdempotencyMismatch => ApiError::validation(vec![FieldError::new(
+                "Idempotency-Key",
+                "REUSED_WITH_DIFFERENT_BODY",
+                "this key was used with a different request body; use a new key",
+            )]),
             TodoError::Api(api) => api,
             TodoError::Database(err) => shared::problem::internal_error("database error", &err),
         }

@@ -8,10 +8,11 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use shared::body::JsonBody;
 use shared::problem::ApiErr;
 use shared::tokens::{Principal, Role};
 use shared::verify::BearerAuth;
-use shared::{FieldError, error_set};
+use shared::{ApiError, error_set};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
@@ -165,13 +166,20 @@ pub enum CreateClientResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum ClientResponse {
+    /// The client (never its secret).
+    #[oai(status = 200)]
+    Ok(Json<Client>),
+}
+
+#[derive(ApiResponse)]
 pub enum ClientPageResponse {
     /// One page of clients, oldest first.
     #[oai(status = 200)]
     Ok(Json<ClientPage>),
 }
 
-error_set!(pub AdminReadErrors: 401, 403, 404);
+error_set!(pub AdminReadErrors: 401, 403, 404, 422);
 error_set!(pub AdminWriteErrors: 401, 403, 404, 409, 413, 415, 422);
 
 /// The admin behind the token.
@@ -180,11 +188,8 @@ fn admin(principal: &Principal) -> Result<Uuid, AuthError> {
     user_of(principal)
 }
 
-fn limit(raw: Option<u32>) -> Result<i64, AuthError> {
-    match raw.unwrap_or(20) {
-        n @ 1..=100 => Ok(i64::from(n)),
-        _ => Err(FieldError::new("limit", "OUT_OF_RANGE", "must be between 1 and 100").into()),
-    }
+fn limit(raw: Option<u32>) -> Result<i64, ApiError> {
+    shared::cursor::page_limit(raw).map(i64::from)
 }
 
 #[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]
@@ -246,7 +251,7 @@ impl AdminApi {
         req: &Request,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<UpdateUserRequest>,
+        body: JsonBody<UpdateUserRequest>,
     ) -> Result<UserResponse, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
         let meta = RequestMeta::from_request(req);
@@ -314,7 +319,7 @@ impl AdminApi {
         &self,
         req: &Request,
         auth: BearerAuth,
-        body: Json<CreateClientRequest>,
+        body: JsonBody<CreateClientRequest>,
     ) -> Result<CreateClientResponse, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
         let meta = RequestMeta::from_request(req);
@@ -347,6 +352,18 @@ impl AdminApi {
             items: rows.into_iter().map(Client::from).collect(),
             next_cursor,
         })))
+    }
+
+    /// One service client. Its secret is never shown.
+    #[oai(path = "/clients/:id", method = "get", operation_id = "adminGetClient")]
+    async fn get_client(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<ClientResponse, ApiErr<AdminReadErrors>> {
+        admin(&auth.0)?;
+        let client = clients::get(&self.state, id.0).await?;
+        Ok(ClientResponse::Ok(Json(client.into())))
     }
 
     /// Delete a service client; its tokens are revoked.

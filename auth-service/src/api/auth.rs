@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use poem::Request;
 use poem::http::header;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme};
+use shared::body::JsonBody;
 use shared::error_set;
 use shared::problem::ApiErr;
 use shared::tokens::Principal;
@@ -69,10 +70,11 @@ pub enum SessionsResponse {
 
 error_set!(pub SignupErrors: 409, 413, 415, 422, 429);
 error_set!(pub LoginErrors: 401, 413, 415, 422, 429);
-error_set!(pub RefreshErrors: 401, 403, 413, 415, 429);
-error_set!(pub LogoutErrors: 401, 403, 413, 415);
-error_set!(pub BearerErrors: 401);
-error_set!(pub SessionErrors: 401, 404);
+error_set!(pub RefreshErrors: 401, 403, 413, 415, 422, 429);
+error_set!(pub LogoutErrors: 401, 403, 413, 415, 422);
+error_set!(pub BearerErrors: 401, 403);
+error_set!(pub ListErrors: 401, 403, 422);
+error_set!(pub SessionErrors: 401, 403, 404);
 
 // Logout accepts a bearer token that is well signed whatever the state of its session:
 // logging out of an already revoked session is harmless, not an error.
@@ -99,6 +101,23 @@ async fn check_signed_bearer(
             tracing::info!(reason = ?err, "bearer token refused at logout");
             Err(shared::ApiError::from(err).into())
         }
+    }
+}
+
+/// Why logout refused the request's bearer token (it fell back to the refresh token and
+/// found none): `TOKEN_EXPIRED` for an expired one, as on every other route.
+async fn refused_bearer(state: &AppState, req: &Request) -> shared::ApiError {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(token) => match state.verifier.verify(token.trim()).await {
+            Err(err) => shared::ApiError::from(err),
+            Ok(_) => shared::ApiError::token_invalid(),
+        },
+        None => shared::ApiError::token_invalid(),
     }
 }
 
@@ -176,7 +195,7 @@ impl AuthApi {
     async fn signup(
         &self,
         req: &Request,
-        body: Json<SignupRequest>,
+        body: JsonBody<SignupRequest>,
     ) -> Result<SignupResponse, ApiErr<SignupErrors>> {
         let meta = RequestMeta::from_request(req);
         let body = body.0;
@@ -205,7 +224,7 @@ impl AuthApi {
     async fn login(
         &self,
         req: &Request,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> Result<TokenResponse, ApiErr<LoginErrors>> {
         let meta = RequestMeta::from_request(req);
         let body = body.0;
@@ -223,7 +242,7 @@ impl AuthApi {
     async fn refresh(
         &self,
         req: &Request,
-        body: Json<Option<RefreshRequest>>,
+        body: JsonBody<Option<RefreshRequest>>,
     ) -> Result<TokenResponse, ApiErr<RefreshErrors>> {
         let meta = RequestMeta::from_request(req);
         let from_body = body
@@ -250,7 +269,7 @@ impl AuthApi {
         &self,
         req: &Request,
         auth_: LogoutAuth,
-        body: Json<Option<RefreshRequest>>,
+        body: JsonBody<Option<RefreshRequest>>,
     ) -> Result<LogoutResponse, ApiErr<LogoutErrors>> {
         let meta = RequestMeta::from_request(req);
         let cookie_name = &self.state.settings.auth.cookie_name;
@@ -281,7 +300,7 @@ impl AuthApi {
                     check_origin(&self.state, req)?;
                     token
                 }
-                None => return Err(shared::ApiError::token_invalid().into()),
+                None => return Err(refused_bearer(&self.state, req).await.into()),
             },
         };
         auth::logout_with_refresh(&self.state, &token, &meta).await?;
@@ -308,18 +327,27 @@ impl AuthApi {
         Ok(NoContent::Done)
     }
 
-    /// The caller's live sessions.
+    /// The caller's live sessions, newest first, in cursor pages.
     #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
-    async fn sessions(&self, auth_: BearerAuth) -> Result<SessionsResponse, ApiErr<BearerErrors>> {
+    async fn sessions(
+        &self,
+        auth_: BearerAuth,
+        /// 1 to 100, default 20.
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<SessionsResponse, ApiErr<ListErrors>> {
         let user_id = user_of(&auth_.0)?;
-        let rows = auth::list_sessions(&self.state, user_id).await?;
+        let limit = shared::cursor::page_limit(limit.0)?;
+        let (rows, next_cursor) =
+            auth::list_sessions(&self.state, user_id, cursor.0.as_deref(), limit).await?;
         let current = auth_.0.session_id;
         Ok(SessionsResponse::Ok(Json(SessionList {
             items: rows
                 .into_iter()
                 .map(|s| Session::from_row(s, current))
                 .collect(),
-            next_cursor: None,
+            next_cursor,
         })))
     }
 

@@ -145,7 +145,7 @@ impl Session {
 #[derive(Debug, Object)]
 pub struct SessionList {
     pub items: Vec<Session>,
-    /// Always null: a user's live sessions fit in one page.
+    /// The cursor of the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 

@@ -6,6 +6,7 @@ use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, OpenApi};
+use shared::body::JsonBody;
 use shared::error_set;
 use shared::problem::ApiErr;
 use shared::verify::BearerAuth;
@@ -28,9 +29,9 @@ pub enum UserResponse {
     Ok(Json<User>),
 }
 
-error_set!(pub MeErrors: 401, 404);
-error_set!(pub UpdateMeErrors: 401, 404, 413, 415, 422);
-error_set!(pub PasswordErrors: 401, 413, 415, 422, 429);
+error_set!(pub MeErrors: 401, 403, 404);
+error_set!(pub UpdateMeErrors: 401, 403, 404, 413, 415, 422);
+error_set!(pub PasswordErrors: 401, 403, 413, 415, 422, 429);
 
 #[OpenApi(prefix_path = "/v1/users/me", tag = "ApiTags::Users")]
 impl UsersApi {
@@ -48,7 +49,7 @@ impl UsersApi {
         &self,
         req: &Request,
         auth_: BearerAuth,
-        body: Json<UpdateMeRequest>,
+        body: JsonBody<UpdateMeRequest>,
     ) -> Result<UserResponse, ApiErr<UpdateMeErrors>> {
         let meta = RequestMeta::from_request(req);
         let user_id = user_of(&auth_.0)?;
@@ -73,7 +74,7 @@ impl UsersApi {
         &self,
         req: &Request,
         auth_: BearerAuth,
-        body: Json<ChangePasswordRequest>,
+        body: JsonBody<ChangePasswordRequest>,
     ) -> Result<NoContent, ApiErr<PasswordErrors>> {
         let meta = RequestMeta::from_request(req);
         let user_id = user_of(&auth_.0)?;

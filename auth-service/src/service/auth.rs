@@ -556,9 +556,29 @@ pub async fn logout_with_refresh(
 }
 
 /// The caller's live sessions.
-pub async fn list_sessions(state: &AppState, user_id: Uuid) -> Result<Vec<SessionRow>, AuthError> {
+/// One page of the caller's live sessions, newest first, and the cursor of the next.
+pub async fn list_sessions(
+    state: &AppState,
+    user_id: Uuid,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<SessionRow>, Option<String>), AuthError> {
+    let before: Option<Uuid> = cursor
+        .map(|c| shared::cursor::decode(c).ok_or_else(shared::cursor::invalid))
+        .transpose()?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    Ok(sessions::list_live(&mut conn, user_id, Utc::now(), state.idle_ttl()).await?)
+    let rows = sessions::list_live(
+        &mut conn,
+        user_id,
+        Utc::now(),
+        state.idle_ttl(),
+        before,
+        i64::from(limit) + 1,
+    )
+    .await?;
+    Ok(shared::cursor::split_page(rows, limit as usize, |s| {
+        shared::cursor::encode(&s.id)
+    }))
 }
 
 /// Revoke one of the caller's sessions; someone else's (or an unknown id) is 404.

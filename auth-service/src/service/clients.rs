@@ -119,6 +119,14 @@ pub async fn list(
     }))
 }
 
+/// One client; 404 when there is none.
+pub async fn get(state: &AppState, id: Uuid) -> Result<ClientRow, AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    clients::find(&mut conn, id)
+        .await?
+        .ok_or(AuthError::NotFound)
+}
+
 /// Delete a client; tokens it already holds are revoked.
 pub async fn delete(
     state: &AppState,

@@ -136,18 +136,28 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 }
 
 /// The user's sessions that are neither revoked nor expired (absolutely or by idling).
+/// A user's live sessions, newest first (ids are UUIDv7, so by id), after `before` if
+/// given; at most `limit` rows.
 pub async fn list_live(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     now: DateTime<Utc>,
     idle: chrono::Duration,
+    before: Option<Uuid>,
+    limit: i64,
 ) -> QueryResult<Vec<SessionRow>> {
-    sessions::table
+    let mut query = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(now))
         .filter(sessions::last_used_at.gt(now - idle))
-        .order(sessions::created_at.desc())
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(sessions::id.lt(before));
+    }
+    query
+        .order(sessions::id.desc())
+        .limit(limit)
         .select(SessionRow::as_select())
         .load(conn)
         .await

@@ -64,6 +64,11 @@ async fn every_admin_route_refuses_a_user_and_changes_nothing() {
         )
         .await,
         app.get("/v1/admin/clients", token).await,
+        app.get(
+            &format!("/v1/admin/clients/{}", uuid::Uuid::now_v7()),
+            token,
+        )
+        .await,
         app.client
             .delete(app.url(&format!("/v1/admin/clients/{}", uuid::Uuid::now_v7())))
             .bearer_auth(token)
@@ -121,13 +126,13 @@ async fn admins_list_users_with_filters_and_pages() {
     assert_eq!(second["next_cursor"], Value::Null);
     assert_problem(
         app.get("/v1/admin/users?cursor=zzz", at(&admin)).await,
-        400,
+        422,
         "VALIDATION_FAILED",
     )
     .await;
     assert_problem(
         app.get("/v1/admin/users?role=root", at(&admin)).await,
-        400,
+        422,
         "VALIDATION_FAILED",
     )
     .await;
@@ -215,11 +220,11 @@ async fn only_role_and_disabled_can_change() {
     let (email, target) = app.user_session().await;
     let id = user_id(&app, &target).await;
     for (body, status) in [
-        (json!({"email": "new@example.com"}), 400),
-        (json!({"password_hash": "x"}), 400),
+        (json!({"email": "new@example.com"}), 422),
+        (json!({"password_hash": "x"}), 422),
         (json!({"role": "service"}), 422),
-        (json!({"role": "root"}), 400),
-        (json!({"disabled": "yes"}), 400),
+        (json!({"role": "root"}), 422),
+        (json!({"disabled": "yes"}), 422),
     ] {
         assert_problem(
             patch_user(&app, at(&admin), &id, body).await,

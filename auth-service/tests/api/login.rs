@@ -97,7 +97,9 @@ async fn login_with_missing_fields_is_a_validation_error() {
     let resp = app
         .post_json("/v1/auth/login", &json!({"email": unique_email()}))
         .await;
-    assert_problem(resp, 400, "VALIDATION_FAILED").await;
+    let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
+    assert_eq!(problem["errors"][0]["field"], "password");
+    assert_eq!(problem["errors"][0]["code"], "REQUIRED");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -51,7 +51,12 @@ async fn patch_me_changes_only_the_display_name() {
         json!({"email": "x@example.com"}),
         json!({"display_name": "ok", "disabled": true}),
     ] {
-        assert_problem(patch(body).await.unwrap(), 400, "VALIDATION_FAILED").await;
+        let problem =
+            assert_problem(patch(body.clone()).await.unwrap(), 422, "VALIDATION_FAILED").await;
+        assert_eq!(
+            problem["errors"][0]["code"], "UNKNOWN_FIELD",
+            "{body} -> {problem}"
+        );
     }
     assert_problem(
         patch(json!({"display_name": ""})).await.unwrap(),
@@ -126,6 +131,13 @@ async fn an_expired_but_well_signed_token_is_token_expired() {
 
     assert_problem(
         app.get("/v1/users/me", &expired).await,
+        401,
+        "TOKEN_EXPIRED",
+    )
+    .await;
+    // Logout, which also takes a refresh token, says the same of an expired bearer.
+    assert_problem(
+        app.post_bearer("/v1/auth/logout", &expired, None).await,
         401,
         "TOKEN_EXPIRED",
     )

@@ -75,6 +75,26 @@ async fn clients_are_created_with_a_secret_shown_once_and_stored_hashed() {
     assert_eq!(listed["client_id"], id.as_str());
     assert_eq!(listed["scopes"], json!(["todos:admin", "todos:read"]));
     assert!(listed.get("client_secret").is_none() && !page.to_string().contains(&secret));
+    let (status, one) = json(
+        app.get(
+            &format!("/v1/admin/clients/{id}"),
+            admin["access_token"].as_str().unwrap(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(&one, listed);
+    assert_problem(
+        app.get(
+            &format!("/v1/admin/clients/{}", uuid::Uuid::now_v7()),
+            admin["access_token"].as_str().unwrap(),
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
     assert_eq!(
         app.count("audit_log WHERE event = 'client_created'").await,
         1

@@ -37,6 +37,48 @@ async fn sessions_lists_live_sessions_and_marks_the_current_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sessions_come_in_cursor_pages_newest_first() {
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let mut logins = Vec::new();
+    for _ in 0..3 {
+        logins.push(app.login_ok(&email).await);
+    }
+    let at = logins[0]["access_token"].as_str().unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/auth/sessions?limit=2&cursor={c}"),
+            None => "/v1/auth/sessions?limit=2".to_owned(),
+        };
+        let (status, body) = json(app.get(&path, at).await).await;
+        assert_eq!(status, 200, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|s| s["id"].clone()));
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let newest_first: Vec<_> = logins
+        .iter()
+        .rev()
+        .map(|l| l["session_id"].clone())
+        .collect();
+    assert_eq!(seen, newest_first);
+
+    for query in ["limit=0", "limit=101", "limit=x", "cursor=garbage"] {
+        let resp = app.get(&format!("/v1/auth/sessions?{query}"), at).await;
+        let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
+        let field = query.split('=').next().unwrap();
+        assert_eq!(problem["errors"][0]["field"], field, "{query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn deleting_a_session_revokes_it_and_others_sessions_are_404() {
     let app = spawn_app().await;
     let email = app.new_user().await;
@@ -67,6 +109,7 @@ async fn deleting_a_session_revokes_it_and_others_sessions_are_404() {
     for id in [
         stranger["session_id"].as_str().unwrap().to_owned(),
         uuid::Uuid::now_v7().to_string(),
+        "not-a-uuid".to_owned(),
     ] {
         let resp = app
             .client

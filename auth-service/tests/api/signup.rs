@@ -99,14 +99,23 @@ async fn invalid_signups_are_refused_and_change_nothing() {
             422,
             Some("display_name"),
         ),
-        (json!({"email": unique_email()}), 400, None),
+        (json!({"email": unique_email()}), 422, Some("password")),
         (
             json!({"email": unique_email(), "password": PASSWORD, "role": "admin"}),
-            400,
-            None,
+            422,
+            Some("role"),
         ),
-        (json!({"email": {"a": 1}, "password": PASSWORD}), 400, None),
-        (json!([]), 400, None),
+        (
+            json!({"email": {"a": 1}, "password": PASSWORD}),
+            422,
+            Some("email"),
+        ),
+        (
+            json!({"email": unique_email(), "password": 12345678}),
+            422,
+            Some("password"),
+        ),
+        (json!([]), 422, Some("body")),
     ];
     for (body, status, field) in cases {
         let resp = app.post_json("/v1/auth/signup", &body).await;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::dto::{Todo, TodoPage};
-use crate::api::todos::{DeleteResponse, ListResponse, page_limit};
+use crate::api::todos::{DeleteResponse, ListResponse};
 use crate::service::todos::{self, ListRequest, Precondition};
 use crate::startup::AppState;
 use crate::store::todos::Sort;
@@ -46,7 +46,7 @@ impl AdminApi {
                 done: done.0,
                 sort: Sort::CreatedAsc,
                 cursor: cursor.0.as_deref(),
-                limit: page_limit(limit.0)?,
+                limit: shared::cursor::page_limit(limit.0)?,
             },
         )
         .await?;

@@ -7,6 +7,7 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, OpenApi};
+use shared::body::JsonBody;
 use shared::error_set;
 use shared::problem::ApiErr;
 use shared::ratelimit::Limit;
@@ -62,6 +63,13 @@ pub enum TodoResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum PatchResponse {
+    /// The todo as changed.
+    #[oai(status = 200)]
+    Ok(Json<Todo>, #[oai(header = "ETag")] String),
+}
+
+#[derive(ApiResponse)]
 pub enum DeleteResponse {
     /// Deleted.
     #[oai(status = 204)]
@@ -73,14 +81,6 @@ error_set!(pub CreateErrors: 401, 403, 409, 413, 415, 422, 429);
 error_set!(pub GetErrors: 401, 403, 404);
 error_set!(pub PatchErrors: 401, 403, 404, 412, 413, 415, 422, 429);
 error_set!(pub DeleteErrors: 401, 403, 404, 412, 429);
-
-/// `limit` is 1..100 (default 20).
-pub fn page_limit(limit: Option<u32>) -> Result<u32, TodoError> {
-    match limit.unwrap_or(20) {
-        n @ 1..=100 => Ok(n),
-        _ => Err(FieldError::new("limit", "OUT_OF_RANGE", "must be between 1 and 100").into()),
-    }
-}
 
 pub fn location(row: &TodoRow) -> String {
     format!("/v1/todos/{}", row.id)
@@ -131,7 +131,7 @@ impl TodosApi {
                 done: done.0,
                 sort: sort.0.unwrap_or(SortParam::CreatedAt).into(),
                 cursor: cursor.0.as_deref(),
-                limit: page_limit(limit.0)?,
+                limit: shared::cursor::page_limit(limit.0)?,
             },
         )
         .await?;
@@ -143,16 +143,17 @@ impl TodosApi {
 
     /// Create a todo. With an `Idempotency-Key`, a retry with the same body replays the
     /// first response and creates nothing; the same key with another body is 422
-    /// `IDEMPOTENCY_KEY_REUSED`. Needs `todos:write`.
+    /// `VALIDATION_FAILED` naming `Idempotency-Key` (`REUSED_WITH_DIFFERENT_BODY`). Needs
+    /// `todos:write`.
     ///
     /// Writes (create, update, delete) are rate limited per caller (`TODO_RATE_WRITE_USER`,
-    /// default 120 per 60 s); refused: 429 with `Retry-After`.
+    /// default 600 per 60 s); refused: 429 with `Retry-After`.
     #[oai(path = "/", method = "post", operation_id = "createTodo")]
     async fn create(
         &self,
         auth: BearerAuth,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<CreateTodo>,
+        body: JsonBody<CreateTodo>,
     ) -> Result<CreateResponse, ApiErr<CreateErrors>> {
         let owner = self.writer(&auth.0).await?;
         let idempotency = match idempotency_key.0.as_deref() {
@@ -231,8 +232,8 @@ impl TodosApi {
         auth: BearerAuth,
         id: Path<Uuid>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
-        body: Json<PatchTodo>,
-    ) -> Result<TodoResponse, ApiErr<PatchErrors>> {
+        body: JsonBody<PatchTodo>,
+    ) -> Result<PatchResponse, ApiErr<PatchErrors>> {
         let owner = self.writer(&auth.0).await?;
         let changes = changes(body.0)?;
         let row = todos::update(
@@ -243,7 +244,7 @@ impl TodosApi {
             changes,
         )
         .await?;
-        Ok(TodoResponse::Ok(Json(Todo::from(&row)), etag(row.version)))
+        Ok(PatchResponse::Ok(Json(Todo::from(&row)), etag(row.version)))
     }
 
     /// Delete one of the caller's todos. Needs `todos:write`.

@@ -5,6 +5,7 @@ use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use shared::FieldError;
 use uuid::Uuid;
 
 use crate::domain::{Description, TodoTitle};
@@ -30,9 +31,11 @@ impl Idempotency {
     /// Keys are 1 to 255 visible ASCII characters.
     pub fn parse(key: &str, canonical_body: &Value) -> Result<Self, TodoError> {
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(TodoError::BadRequest(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters.".into(),
-            ));
+            return Err(TodoError::Validation(vec![FieldError::new(
+                "Idempotency-Key",
+                "INVALID_FORMAT",
+                "must be 1 to 255 visible ASCII characters",
+            )]));
         }
         // serde_json sorts object keys, so equal bodies hash equally whatever their order.
         let request_hash = Sha256::digest(canonical_body.to_string().as_bytes()).to_vec();
@@ -222,7 +225,8 @@ pub enum Precondition {
     Never,
 }
 
-/// Parse `If-Match` (`"3"`, `W/"3"`, `*`, or a list of those).
+/// Parse `If-Match` (`"3"`, `*`, or a list of those). `If-Match` compares strongly
+/// (RFC 9110 section 13.1.1), so a weak tag such as `W/"3"` never matches.
 pub fn parse_if_match(raw: Option<&str>) -> Precondition {
     let Some(raw) = raw else {
         return Precondition::None;
@@ -232,7 +236,6 @@ pub fn parse_if_match(raw: Option<&str>) -> Precondition {
         if tag == "*" {
             return Precondition::Any;
         }
-        let tag = tag.strip_prefix("W/").unwrap_or(tag);
         if let Some(v) = tag
             .strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
@@ -329,7 +332,7 @@ mod tests {
         assert_eq!(parse_if_match(None), Precondition::None);
         assert_eq!(parse_if_match(Some("*")), Precondition::Any);
         assert_eq!(parse_if_match(Some("\"3\"")), Precondition::Version(3));
-        assert_eq!(parse_if_match(Some("W/\"3\"")), Precondition::Version(3));
+        assert_eq!(parse_if_match(Some("W/\"3\"")), Precondition::Never);
         assert_eq!(parse_if_match(Some("\"x\"")), Precondition::Never);
         assert_eq!(parse_if_match(Some("3")), Precondition::Never);
     }

@@ -47,7 +47,9 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_response() {
         .send()
         .await
         .unwrap();
-    assert_problem(different, 422, "IDEMPOTENCY_KEY_REUSED").await;
+    let body = assert_problem(different, 422, "VALIDATION_FAILED").await;
+    assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(body["errors"][0]["code"], "REUSED_WITH_DIFFERENT_BODY");
 
     let (_, page) = json(stack.get(&user, "/v1/todos").send().await.unwrap()).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
@@ -127,5 +129,6 @@ async fn keys_are_per_owner_and_expire() {
         .send()
         .await
         .unwrap();
-    assert_problem(bad, 400, "VALIDATION_FAILED").await;
+    let problem = assert_problem(bad, 422, "VALIDATION_FAILED").await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
 }

@@ -137,10 +137,10 @@ async fn bad_list_parameters_are_problems() {
     for (query, status) in [
         ("limit=0", 422),
         ("limit=101", 422),
-        ("limit=abc", 400),
-        ("sort=title", 400),
-        ("done=maybe", 400),
-        ("cursor=not-a-cursor", 400),
+        ("limit=abc", 422),
+        ("sort=title", 422),
+        ("done=maybe", 422),
+        ("cursor=not-a-cursor", 422),
     ] {
         let resp = stack
             .get(&user, &format!("/v1/todos?{query}"))
@@ -155,7 +155,8 @@ async fn bad_list_parameters_are_problems() {
         .send()
         .await
         .unwrap();
-    assert_problem(resp, 400, "VALIDATION_FAILED").await;
+    let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
+    assert_eq!(problem["errors"][0]["field"], "cursor");
     let (items, _) = page(&stack, &user, "limit=100").await;
     assert_eq!(items.len(), 2);
 }
