@@ -205,6 +205,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         "audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)"
                     )
                 }
+                ChainCheck::TailMissing { rows } => {
+                    anyhow::bail!(
+                        "audit log tampered with: its {rows} rows chain, but the last is not the chain's head (rows were removed from the end)"
+                    )
+                }
             }
         }
     }

@@ -75,6 +75,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_head (id) {
+        id -> Bool,
+        prev -> Nullable<Bytea>,
+        hash -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
     oauth_clients (id) {
         id -> Uuid,
         name -> Text,

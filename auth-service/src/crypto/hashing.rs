@@ -5,13 +5,19 @@
 //! with 503 and `Retry-After`. Memory stays bounded by `concurrency x memory cost`. An unknown
 //! email is verified against a dummy hash with the same parameters, so it costs the same
 //! time as a wrong password.
+//!
+//! Each running hash needs `memory cost` of working memory. Allocating (and zeroing) 19 MiB
+//! per login costs about a sixth of the hash itself, so the buffers are kept and reused:
+//! at most `concurrency` of them exist, allocated on first use. argon2 overwrites every
+//! block before reading it, so a reused buffer gives the same result as a fresh one. What a
+//! buffer holds after use lets one recompute that password's stored hash and nothing more.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -37,7 +43,7 @@ pub struct HashParams {
 }
 
 pub struct PasswordHashing {
-    argon: Argon2<'static>,
+    engine: Arc<Engine>,
     params: HashParams,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -56,14 +62,12 @@ impl Drop for WaitGuard<'_> {
 
 impl PasswordHashing {
     pub fn new(params: HashParams, concurrency: usize, queue: usize) -> anyhow::Result<Self> {
-        let argon = argon2_for(params)?;
-        let salt = SaltString::generate(&mut OsRng);
-        let dummy_hash = argon
-            .hash_password(b"dummy password for unknown accounts", &salt)
-            .map_err(|e| anyhow::anyhow!("computing the dummy hash: {e}"))?
-            .to_string();
+        let engine = Engine::new(params)?;
+        let dummy_hash = engine
+            .hash(b"dummy password for unknown accounts")
+            .map_err(|e| anyhow::anyhow!("computing the dummy hash: {e}"))?;
         Ok(Self {
-            argon,
+            engine: Arc::new(engine),
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
             waiting: AtomicUsize::new(0),
@@ -75,7 +79,7 @@ impl PasswordHashing {
     /// Run `work` on a blocking thread once a hashing slot is free.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+        work: impl FnOnce(&Engine) -> T + Send + 'static,
     ) -> Result<T, Overloaded> {
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -92,11 +96,11 @@ impl PasswordHashing {
                     .map_err(|_| Overloaded)?
             }
         };
-        let argon = self.argon.clone();
+        let engine = self.engine.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
-            let out = work(&argon);
+            let out = work(&engine);
             drop(permit);
             out
         })
@@ -107,11 +111,9 @@ impl PasswordHashing {
 
     /// Hash a new password.
     pub async fn hash(&self, password: String) -> Result<String, Overloaded> {
-        self.run(move |argon| {
-            let salt = SaltString::generate(&mut OsRng);
-            argon
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
+        self.run(move |engine| {
+            engine
+                .hash(password.as_bytes())
                 .expect("argon2 hashing with validated parameters cannot fail")
         })
         .await
@@ -127,19 +129,15 @@ impl PasswordHashing {
         let exists = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
         let params = self.params;
-        self.run(move |argon| {
+        self.run(move |engine| {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Verified::No;
             };
-            if argon.verify_password(password.as_bytes(), &parsed).is_err() || !exists {
+            if !engine.verify(password.as_bytes(), &parsed) || !exists {
                 return Verified::No;
             }
             let rehash = if needs_rehash(&parsed, params) {
-                let salt = SaltString::generate(&mut OsRng);
-                argon
-                    .hash_password(password.as_bytes(), &salt)
-                    .ok()
-                    .map(|h| h.to_string())
+                engine.hash(password.as_bytes()).ok()
             } else {
                 None
             };
@@ -149,10 +147,101 @@ impl PasswordHashing {
     }
 }
 
-fn argon2_for(p: HashParams) -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
-        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// argon2id through the `argon2` crate, with working memory kept between calls.
+pub struct Engine {
+    params: Params,
+    /// Idle buffers of `params.block_count()` blocks. Only hashes holding a permit take
+    /// one, so there are never more than `concurrency`.
+    idle: Mutex<Vec<Vec<Block>>>,
+}
+
+impl Engine {
+    pub fn new(p: HashParams) -> anyhow::Result<Self> {
+        let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
+            .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        Ok(Self {
+            params,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A PHC string for `password` with a fresh salt and the configured parameters.
+    pub fn hash(&self, password: &[u8]) -> argon2::password_hash::Result<String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = self.compute(
+            password,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            self.params.clone(),
+            salt.as_salt(),
+        )?;
+        Ok(hash.to_string())
+    }
+
+    /// Whether `password` matches `stored`, computed with the stored hash's own algorithm,
+    /// version and parameters, and compared in constant time (`Output`'s equality).
+    pub fn verify(&self, password: &[u8], stored: &PasswordHash<'_>) -> bool {
+        let (Some(salt), Some(expected)) = (stored.salt, stored.hash) else {
+            return false;
+        };
+        let (Ok(algorithm), Ok(version), Ok(params)) = (
+            Algorithm::try_from(stored.algorithm),
+            stored
+                .version
+                .map_or(Ok(Version::default()), Version::try_from),
+            Params::try_from(stored),
+        ) else {
+            return false;
+        };
+        self.compute(password, algorithm, version, params, salt)
+            .ok()
+            .and_then(|computed| computed.hash)
+            .is_some_and(|computed| computed == expected)
+    }
+
+    /// What `argon2`'s `PasswordHasher::hash_password` does, with a kept buffer.
+    fn compute<'a>(
+        &self,
+        password: &[u8],
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        salt: Salt<'a>,
+    ) -> argon2::password_hash::Result<PasswordHash<'a>> {
+        let mut salt_buf = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_buf)?;
+        let argon = Argon2::new(algorithm, version, params.clone());
+        let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = Output::init_with(output_len, |out| {
+            self.with_memory(params.block_count(), |memory| {
+                argon.hash_password_into_with_memory(password, salt_bytes, out, memory)
+            })
+            .map_err(Into::into)
+        })?;
+        Ok(PasswordHash {
+            algorithm: algorithm.ident(),
+            version: Some(version.into()),
+            params: ParamsString::try_from(&params)?,
+            salt: Some(salt),
+            hash: Some(output),
+        })
+    }
+
+    /// Run `f` on at least `blocks` blocks of working memory: a kept buffer when the
+    /// configured cost suffices, else (a stored hash with a higher cost) a one-off one.
+    fn with_memory<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let size = self.params.block_count();
+        if blocks > size {
+            return f(&mut vec![Block::default(); blocks]);
+        }
+        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut buffer = taken.unwrap_or_else(|| vec![Block::default(); size]);
+        let out = f(&mut buffer[..blocks]);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(buffer);
+        }
+        out
+    }
 }
 
 /// A stored hash made with another algorithm, version or cost is replaced on login.
@@ -217,6 +306,44 @@ mod tests {
             Verified::Yes { rehash: Some(h) } => assert!(h.contains("m=2048")),
             other => panic!("expected a rehash, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn kept_buffers_agree_with_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let engine = Engine::new(CHEAP).unwrap();
+        let stock = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(CHEAP.memory_kib, CHEAP.iterations, CHEAP.parallelism, None).unwrap(),
+        );
+        // Several rounds, so later ones run on a buffer full of an earlier hash.
+        for round in 0..4 {
+            let password = format!("password number {round}");
+            let ours = engine.hash(password.as_bytes()).unwrap();
+            let ours = PasswordHash::new(&ours).unwrap();
+            assert!(stock.verify_password(password.as_bytes(), &ours).is_ok());
+            let salt = SaltString::generate(&mut OsRng);
+            let theirs = stock.hash_password(password.as_bytes(), &salt).unwrap();
+            assert!(engine.verify(password.as_bytes(), &theirs));
+            assert!(!engine.verify(b"another password", &theirs));
+        }
+        assert_eq!(engine.idle.lock().unwrap().len(), 1, "one buffer, reused");
+    }
+
+    #[test]
+    fn a_stored_hash_with_a_higher_cost_still_verifies() {
+        use argon2::password_hash::PasswordHasher;
+        let engine = Engine::new(CHEAP).unwrap();
+        let stronger = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 2, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let stored = stronger.hash_password(b"pw", &salt).unwrap();
+        assert!(engine.verify(b"pw", &stored));
+        assert!(!engine.verify(b"pW", &stored));
     }
 
     #[tokio::test]

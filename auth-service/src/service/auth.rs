@@ -131,7 +131,10 @@ pub async fn signup(
     {
         return Err(AuthError::EmailTaken);
     }
+    // No connection is held while hashing (see `login`).
+    drop(conn);
     let hash = state.hashing.hash(password.into_inner()).await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
     let id = Uuid::now_v7();
     let result = conn
         .transaction(async |conn| {
@@ -186,6 +189,9 @@ pub async fn login(
     let account = email.trim().to_lowercase();
     let subject = throttle::Subject::Account(&account);
     let a = &state.settings.auth;
+    // No database connection is held while the password is hashed: a login flood waits in
+    // the hashing queue (or is refused at once when it is full), not in the connection
+    // pool that every other route needs.
     let mut conn = shared::db::conn(&state.pool).await?;
     // Rate limits and brute-force throttling, before any hashing: a refused attempt costs
     // no CPU, and answers alike for every account.
@@ -217,10 +223,12 @@ pub async fn login(
         Ok(email) => users::find_by_email(&mut conn, &email.normalized()).await?,
         Err(_) => None,
     };
+    drop(conn);
     let verified = state
         .hashing
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
     let (user, rehash) = match (user, verified) {
         (Some(user), Verified::Yes { rehash }) if !user.disabled => (user, rehash),
         (user, verified) => {

@@ -86,10 +86,13 @@ pub async fn change_password(
     let (Some(current), Some(new)) = (current, new) else {
         return Err(AuthError::Validation(errors));
     };
+    // No connection is held while hashing (see `auth::login`).
+    drop(conn);
     let verified = state
         .hashing
         .verify(current.into_inner(), Some(user.password_hash.clone()))
         .await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
     if verified == Verified::No {
         audit::record(
             &mut conn,
@@ -105,7 +108,9 @@ pub async fn change_password(
         .await?;
         return Err(AuthError::InvalidCredentials);
     }
+    drop(conn);
     let hash = state.hashing.hash(new.into_inner()).await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
     let now = Utc::now();
     let rows = conn
         .transaction(async |conn| {

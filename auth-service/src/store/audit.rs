@@ -3,12 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use diesel::sql_types::{Bytea, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::schema::audit_log;
+use crate::schema::{audit_head, audit_log};
 use crate::service::RequestMeta;
 
 /// Event names, as stored and as the admin API filters them.
@@ -63,30 +64,20 @@ pub struct AuditRow {
     pub hash: Option<Vec<u8>>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = audit_log)]
-struct NewAuditRow<'a> {
-    occurred_at: DateTime<Utc>,
-    event: &'a str,
-    actor_id: Option<Uuid>,
-    subject_id: Option<Uuid>,
-    session_id: Option<Uuid>,
-    ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    request_id: Option<&'a str>,
-    details: &'a Value,
-    prev_hash: Option<&'a [u8]>,
-    hash: &'a [u8],
+/// The hash of a row: SHA-256 over the previous hash and the row's content
+/// ([`chain_content`]). Appends compute it in PostgreSQL (`sha256(prev || content)`), with
+/// the previous hash read in the same statement; `audit verify` recomputes it here.
+fn chain_hash(prev: Option<&[u8]>, content: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(prev.unwrap_or_default());
+    hasher.update(content.as_bytes());
+    hasher.finalize().to_vec()
 }
 
-/// Serialises writers of the chain (to the end of their transaction).
-const CHAIN_LOCK: i64 = 727_274_002;
-
-/// The hash of a row: SHA-256 over the previous hash and the row's content, canonically
-/// encoded (serde_json sorts object keys, as reading `details` back does).
+/// A row's content, canonically encoded (serde_json sorts object keys, as reading `details`
+/// back does).
 #[expect(clippy::too_many_arguments, reason = "one argument per hashed column")]
-fn chain_hash(
-    prev: Option<&[u8]>,
+fn chain_content(
     occurred_at: DateTime<Utc>,
     event: &str,
     actor_id: Option<Uuid>,
@@ -96,8 +87,8 @@ fn chain_hash(
     user_agent: Option<&str>,
     request_id: Option<&str>,
     details: &Value,
-) -> Vec<u8> {
-    let content = json!([
+) -> String {
+    json!([
         occurred_at.timestamp_micros(),
         event,
         actor_id,
@@ -107,77 +98,56 @@ fn chain_hash(
         user_agent,
         request_id,
         details
-    ]);
-    let mut hasher = Sha256::new();
-    hasher.update(prev.unwrap_or_default());
-    hasher.update(content.to_string().as_bytes());
-    hasher.finalize().to_vec()
+    ])
+    .to_string()
 }
 
+/// Append one row, chained to the last. One statement: it moves the chain's head (whose
+/// row lock orders appends until this transaction commits) and inserts the row with the
+/// head's previous and new hash. Atomic on its own, and inside the caller's transaction
+/// when there is one.
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
     shared::metrics::auth_event(entry.event);
-    // The chain lock must be held from reading the last hash until this row is committed:
-    // inside the caller's transaction as it is, else in one of its own.
-    let in_transaction = matches!(
-        <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(
-            conn
-        )
-        .transaction_depth(),
-        Ok(Some(_))
+    // Stored with microsecond precision: hash exactly what will be read back.
+    let occurred_at =
+        DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+    let meta = entry.meta;
+    let content = chain_content(
+        occurred_at,
+        entry.event,
+        entry.actor_id,
+        entry.subject_id,
+        entry.session_id,
+        Some(&meta.ip),
+        meta.user_agent.as_deref(),
+        Some(&meta.request_id),
+        &entry.details,
     );
-    if in_transaction {
-        append(conn, entry).await
+    let inserted = diesel::sql_query(
+        "WITH head AS ( \
+             UPDATE audit_head SET prev = hash, hash = sha256(coalesce(hash, ''::bytea) || $1) \
+             RETURNING prev, hash) \
+         INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
+             user_agent, request_id, details, prev_hash, hash) \
+         SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, head.prev, head.hash FROM head",
+    )
+    .bind::<Bytea, _>(content.as_bytes())
+    .bind::<Timestamptz, _>(occurred_at)
+    .bind::<Text, _>(entry.event)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(entry.actor_id)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(entry.subject_id)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(entry.session_id)
+    .bind::<Nullable<Text>, _>(Some(meta.ip.as_str()))
+    .bind::<Nullable<Text>, _>(meta.user_agent.as_deref())
+    .bind::<Nullable<Text>, _>(Some(meta.request_id.as_str()))
+    .bind::<Jsonb, _>(&entry.details)
+    .execute(conn)
+    .await?;
+    if inserted == 1 {
+        Ok(())
     } else {
-        conn.transaction(async |conn| append(conn, entry).await)
-            .await
-    }
-}
-
-async fn append(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
-    {
-        diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
-            .execute(conn)
-            .await?;
-        let prev: Option<Option<Vec<u8>>> = audit_log::table
-            .order(audit_log::id.desc())
-            .select(audit_log::hash)
-            .first(conn)
-            .await
-            .optional()?;
-        let prev = prev.flatten();
-        // Stored with microsecond precision: hash exactly what will be read back.
-        let occurred_at =
-            DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
-        let meta = entry.meta;
-        let hash = chain_hash(
-            prev.as_deref(),
-            occurred_at,
-            entry.event,
-            entry.actor_id,
-            entry.subject_id,
-            entry.session_id,
-            Some(&meta.ip),
-            meta.user_agent.as_deref(),
-            Some(&meta.request_id),
-            &entry.details,
-        );
-        diesel::insert_into(audit_log::table)
-            .values(NewAuditRow {
-                occurred_at,
-                event: entry.event,
-                actor_id: entry.actor_id,
-                subject_id: entry.subject_id,
-                session_id: entry.session_id,
-                ip: Some(&meta.ip),
-                user_agent: meta.user_agent.as_deref(),
-                request_id: Some(&meta.request_id),
-                details: &entry.details,
-                prev_hash: prev.as_deref(),
-                hash: &hash,
-            })
-            .execute(conn)
-            .await
-            .map(drop)
+        // The head row is created by the migrations and never deleted.
+        Err(diesel::result::Error::NotFound)
     }
 }
 
@@ -216,11 +186,21 @@ pub async fn list(conn: &mut AsyncPgConnection, q: AuditQuery<'_>) -> QueryResul
 /// The outcome of checking the chain.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChainCheck {
-    Intact { rows: u64 },
-    Broken { id: i64, rows_checked: u64 },
+    Intact {
+        rows: u64,
+    },
+    Broken {
+        id: i64,
+        rows_checked: u64,
+    },
+    /// Every row chains, but the last is not the chain's head: rows were removed from the
+    /// end.
+    TailMissing {
+        rows: u64,
+    },
 }
 
-/// Recompute every hash in id order.
+/// Recompute every hash in id order, and check that the last is the chain's head.
 pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainCheck> {
     let mut prev: Option<Vec<u8>> = None;
     let mut after = 0i64;
@@ -246,8 +226,7 @@ pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainChec
                     rows_checked: checked,
                 });
             };
-            let expected = chain_hash(
-                prev.as_deref(),
+            let content = chain_content(
                 row.occurred_at,
                 &row.event,
                 row.actor_id,
@@ -258,7 +237,7 @@ pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainChec
                 row.request_id.as_deref(),
                 &row.details,
             );
-            if row.prev_hash != prev || &expected != hash {
+            if row.prev_hash != prev || &chain_hash(prev.as_deref(), &content) != hash {
                 return Ok(ChainCheck::Broken {
                     id: row.id,
                     rows_checked: checked,
@@ -267,6 +246,15 @@ pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainChec
             checked += 1;
             prev = Some(hash.clone());
         }
+    }
+    let head: Option<Vec<u8>> = audit_head::table
+        .select(audit_head::hash)
+        .first::<Option<Vec<u8>>>(conn)
+        .await
+        .optional()?
+        .flatten();
+    if head != prev {
+        return Ok(ChainCheck::TailMissing { rows: checked });
     }
     Ok(ChainCheck::Intact { rows: checked })
 }

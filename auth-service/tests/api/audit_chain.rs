@@ -90,6 +90,47 @@ async fn audit_verify_passes_then_fails_after_a_row_is_altered_by_hand() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn concurrent_appends_keep_one_unbroken_chain() {
+    let app = spawn_app().await;
+    let sessions = (0..16).map(|_| app.user_session());
+    futures_util::future::join_all(sessions).await;
+    let ok = auth_cli(&app, &["audit", "verify"]);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("intact: 32 rows"),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_verify_notices_rows_removed_from_the_end() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    app.user_session().await;
+    assert!(auth_cli(&app, &["audit", "verify"]).status.success());
+
+    let mut owner = app.db().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SET session_replication_role = replica")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    diesel::sql_query("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+
+    let cut = auth_cli(&app, &["audit", "verify"]);
+    assert!(!cut.status.success());
+    assert!(
+        String::from_utf8_lossy(&cut.stderr).contains("removed from the end"),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn create_admin_creates_or_promotes_from_stdin_without_a_default_account() {
     let app = spawn_app().await;
     assert_eq!(app.count("users").await, 0, "no default account");
