@@ -20,7 +20,9 @@ use shared::config::HttpSettings;
 use shared::ratelimit::Rate;
 
 const PASSWORD: &str = "correct horse battery staple";
-const RUN: Duration = Duration::from_secs(15);
+const EMAIL: &str = "bench@example.com";
+const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_secs(8);
 
 const PRODUCTION: HashParams = HashParams {
     memory_kib: 19 * 1024,
@@ -103,81 +105,111 @@ async fn redis_commands(url: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Logins per second with the given argon2 cost, and Redis commands per login.
-async fn run_logins(memory_kib: u32, iterations: u32, cores: usize) -> (f64, f64, u64, f64) {
-    let db_url = shared::testing::fresh_database("bench", MIGRATIONS).await;
-    let redis_url = shared::testing::redis_url();
-    let big = Rate::new(1_000_000, 60);
-    let settings = Settings {
-        http: HttpSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            log_level: "warn".into(),
-            ..HttpSettings::default()
-        },
-        auth: AuthSettings {
-            database_url: SecretString::from(shared::testing::as_role(&db_url, "auth_service_app")),
-            redis_url: SecretString::from(redis_url.clone()),
-            redis_prefix: shared::testing::redis_prefix(),
-            key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
-            argon2_memory_kib: memory_kib,
-            argon2_iterations: iterations,
-            hash_concurrency: cores,
-            hash_queue: 1024,
-            rate_login_ip: big,
-            rate_login_account: big,
-            rate_signup_ip: big,
-            ..AuthSettings::default()
-        },
-    };
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://{}", app.addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::new();
-    let email = "bench@example.com";
-    let resp = client
-        .post(format!("{base}/v1/auth/signup"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+/// A running service with the given argon2 cost and one account, and its Redis URL.
+struct Bench {
+    base: String,
+    client: reqwest::Client,
+    redis_url: String,
+    cores: usize,
+}
 
-    // Redis traffic with nothing happening (the background loops), to subtract.
-    let idle_start = redis_commands(&redis_url).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle_per_sec = (redis_commands(&redis_url).await - idle_start) as f64 / 3.0;
-
-    let done = Arc::new(AtomicU64::new(0));
-    let before = redis_commands(&redis_url).await;
-    let started = Instant::now();
-    let workers: Vec<_> = (0..cores * 3)
-        .map(|_| {
-            let (client, base, done) = (client.clone(), base.clone(), done.clone());
-            tokio::spawn(async move {
-                while started.elapsed() < RUN {
-                    let resp = client
-                        .post(format!("{base}/v1/auth/login"))
-                        .json(&json!({"email": email, "password": PASSWORD}))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(resp.status(), 200);
-                    // Read the tokens, as a client does (and so the connection is reused).
-                    resp.bytes().await.unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.unwrap();
+impl Bench {
+    async fn start(memory_kib: u32, iterations: u32, cores: usize) -> Self {
+        let db_url = shared::testing::fresh_database("bench", MIGRATIONS).await;
+        let redis_url = shared::testing::redis_url();
+        let big = Rate::new(1_000_000, 60);
+        let settings = Settings {
+            http: HttpSettings {
+                listen_addr: "127.0.0.1:0".parse().unwrap(),
+                log_level: "warn".into(),
+                ..HttpSettings::default()
+            },
+            auth: AuthSettings {
+                database_url: SecretString::from(shared::testing::as_role(
+                    &db_url,
+                    "auth_service_app",
+                )),
+                redis_url: SecretString::from(redis_url.clone()),
+                redis_prefix: shared::testing::redis_prefix(),
+                key_encryption_key: SecretString::from(
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+                ),
+                argon2_memory_kib: memory_kib,
+                argon2_iterations: iterations,
+                hash_concurrency: cores,
+                hash_queue: 1024,
+                rate_login_ip: big,
+                rate_login_account: big,
+                rate_signup_ip: big,
+                ..AuthSettings::default()
+            },
+        };
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://{}", app.addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let client = reqwest::Client::new();
+        let resp = client
+            .post(format!("{base}/v1/auth/signup"))
+            .json(&json!({"email": EMAIL, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        Self {
+            base,
+            client,
+            redis_url,
+            cores,
+        }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let logins = done.load(Ordering::Relaxed);
-    let commands = (redis_commands(&redis_url).await - before) as f64 - idle_per_sec * elapsed;
-    let throughput = logins as f64 / elapsed;
 
-    (throughput, commands / logins as f64, logins, elapsed)
+    /// Logins per second from `cores * 3` concurrent clients over `run`, and how many.
+    async fn logins(&self, run: Duration) -> (f64, u64) {
+        let done = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..self.cores * 3)
+            .map(|_| {
+                let (client, base, done) = (self.client.clone(), self.base.clone(), done.clone());
+                tokio::spawn(async move {
+                    while started.elapsed() < run {
+                        let resp = client
+                            .post(format!("{base}/v1/auth/login"))
+                            .json(&json!({"email": EMAIL, "password": PASSWORD}))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(resp.status(), 200);
+                        // Read the tokens, as a client does (and so the connection is reused).
+                        resp.bytes().await.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        let logins = done.load(Ordering::Relaxed);
+        (logins as f64 / started.elapsed().as_secs_f64(), logins)
+    }
+
+    /// Redis commands per login, net of the background loops' own traffic.
+    async fn redis_per_login(&self) -> f64 {
+        let idle_start = redis_commands(&self.redis_url).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle_per_sec = (redis_commands(&self.redis_url).await - idle_start) as f64 / 3.0;
+        let before = redis_commands(&self.redis_url).await;
+        let started = Instant::now();
+        let (_, logins) = self.logins(Duration::from_secs(3)).await;
+        let commands = (redis_commands(&self.redis_url).await - before) as f64
+            - idle_per_sec * started.elapsed().as_secs_f64();
+        commands / logins as f64
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 #[tokio::main]
@@ -186,44 +218,54 @@ async fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // `LOGIN_BENCH_OVERHEAD=1`: only the cheap-hash run, to profile what surrounds argon2.
     if std::env::var_os("LOGIN_BENCH_OVERHEAD").is_some() {
-        let (overhead_only, _, logins, elapsed) = run_logins(1024, 1, cores).await;
-        println!("with a trivial hash: {overhead_only:.0} logins/s ({logins} in {elapsed:.1} s)");
+        let bench = Bench::start(1024, 1, cores).await;
+        let (rate, logins) = bench.logins(Duration::from_secs(15)).await;
+        println!("with a trivial hash: {rate:.0} logins/s ({logins} logins)");
         return;
     }
-    let t_stock = verify_time(true);
-    let t_verify = verify_time(false);
-    let stock_limit = cores as f64 / t_stock.as_secs_f64();
-    let limit = cores as f64 / t_verify.as_secs_f64();
+    let bench = Bench::start(19 * 1024, 2, cores).await;
+    bench.logins(Duration::from_secs(2)).await; // warm up
+    // The machine's speed drifts (shared hardware), so each round measures the verify time
+    // and the login throughput back to back, and the ratios are taken per round.
+    println!("round  crate verify  engine verify  logins/s  vs crate limit  vs engine limit");
+    let (mut vs_crate, mut vs_engine, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let t_stock = verify_time(true);
+        let t_engine = verify_time(false);
+        let (rate, _) = bench.logins(ROUND).await;
+        let stock_limit = cores as f64 / t_stock.as_secs_f64();
+        let engine_limit = cores as f64 / t_engine.as_secs_f64();
+        vs_crate.push(rate / stock_limit * 100.0);
+        vs_engine.push(rate / engine_limit * 100.0);
+        rates.push(rate);
+        println!(
+            "{round:>5}  {:>9.1} ms  {:>10.1} ms  {rate:>8.1}  {:>12.0} %  {:>13.0} %",
+            t_stock.as_secs_f64() * 1000.0,
+            t_engine.as_secs_f64() * 1000.0,
+            rate / stock_limit * 100.0,
+            rate / engine_limit * 100.0,
+        );
+    }
     let parallel = parallel_verifies_per_sec(cores);
-    let (throughput, redis_per_login, logins, elapsed) = run_logins(19 * 1024, 2, cores).await;
-    // The same with a trivially cheap hash: what the service costs around argon2.
-    let (overhead_only, _, _, _) = run_logins(1024, 1, cores).await;
+    let redis_per_login = bench.redis_per_login().await;
+    let cheap = Bench::start(1024, 1, cores).await;
+    cheap.logins(Duration::from_secs(2)).await;
+    let (overhead_only, _) = cheap.logins(Duration::from_secs(10)).await;
 
-    println!("cores:                      {cores}");
+    println!("cores:                             {cores}");
     println!(
-        "argon2id verify (m=19MiB, t=2, p=1), median: argon2 crate {:.1} ms, service engine {:.1} ms",
-        t_stock.as_secs_f64() * 1000.0,
-        t_verify.as_secs_f64() * 1000.0
+        "login throughput, median of rounds: {:.1} logins/s",
+        median(rates)
     );
     println!(
-        "argon2 limit (cores / verify): {stock_limit:.1} logins/s with the crate's verify, {limit:.1} with the engine's"
+        "vs cores / one verify, median:      {:.0} % (argon2 crate's verify_password), {:.0} % (the service's engine)",
+        median(vs_crate),
+        median(vs_engine)
     );
-    println!("argon2 alone on every core:  {parallel:.1} verifies/s");
+    println!("argon2 alone on every core:        {parallel:.1} verifies/s (engine)");
+    println!("Redis commands per login:          {redis_per_login:.2}");
     println!(
-        "login throughput:            {throughput:.1} logins/s over {elapsed:.1} s ({logins} logins)"
-    );
-    println!(
-        "throughput / limit:          {:.0} % of the crate-verify limit, {:.0} % of the engine limit",
-        throughput / stock_limit * 100.0,
-        throughput / limit * 100.0
-    );
-    println!(
-        "throughput / argon2 alone:   {:.0} %",
-        throughput / parallel * 100.0
-    );
-    println!("Redis commands per login:    {redis_per_login:.2}");
-    println!(
-        "with a trivial hash (m=1MiB, t=1): {overhead_only:.0} logins/s, so about {:.1} ms of CPU per login beyond argon2",
+        "with a trivial hash (m=1MiB, t=1):  {overhead_only:.0} logins/s, so about {:.1} ms of CPU per login around argon2",
         cores as f64 * 1000.0 / overhead_only
     );
 }
