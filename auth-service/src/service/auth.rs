@@ -262,51 +262,44 @@ pub async fn login(
     let refresh_hash = hash_token(&refresh.0);
     let session_expires = now + state.absolute_ttl();
     let refresh_expires = (now + state.idle_ttl()).min(session_expires);
-    conn.transaction(async |conn| {
-        if let Some(new_hash) = &rehash {
-            users::replace_password_hash(conn, user.id, &user.password_hash, new_hash).await?;
+    let session = NewSession {
+        id: session_id,
+        user_id: user.id,
+        created_at: now,
+        last_used_at: now,
+        expires_at: session_expires,
+        user_agent: meta.user_agent.as_deref(),
+        ip: Some(&meta.ip),
+        refresh_delivery: delivery.as_str(),
+    };
+    let first_refresh = NewRefresh {
+        id: Uuid::now_v7(),
+        session_id,
+        parent_id: None,
+        token_hash: &refresh_hash,
+        issued_at: now,
+        expires_at: refresh_expires,
+    };
+    let entry = AuditEntry {
+        event: event::LOGIN_SUCCEEDED,
+        actor_id: Some(user.id),
+        subject_id: Some(user.id),
+        session_id: Some(session_id),
+        meta,
+        details: json!({ "refresh_delivery": delivery.as_str(), "rehashed": rehash.is_some() }),
+    };
+    // The session, its first refresh token and the audit row are one statement; a rehash
+    // (rare: the parameters changed) joins them in a transaction.
+    match &rehash {
+        None => sessions::open(&mut conn, &session, &first_refresh, &entry).await?,
+        Some(new_hash) => {
+            conn.transaction(async |conn| {
+                users::replace_password_hash(conn, user.id, &user.password_hash, new_hash).await?;
+                sessions::open(conn, &session, &first_refresh, &entry).await
+            })
+            .await?
         }
-        sessions::insert(
-            conn,
-            NewSession {
-                id: session_id,
-                user_id: user.id,
-                created_at: now,
-                last_used_at: now,
-                expires_at: session_expires,
-                user_agent: meta.user_agent.as_deref(),
-                ip: Some(&meta.ip),
-                refresh_delivery: delivery.as_str(),
-            },
-        )
-        .await?;
-        sessions::insert_refresh(
-            conn,
-            NewRefresh {
-                id: Uuid::now_v7(),
-                session_id,
-                parent_id: None,
-                token_hash: &refresh_hash,
-                issued_at: now,
-                expires_at: refresh_expires,
-            },
-        )
-        .await?;
-        audit::record(
-            conn,
-            AuditEntry {
-                event: event::LOGIN_SUCCEEDED,
-                actor_id: Some(user.id),
-                subject_id: Some(user.id),
-                session_id: Some(session_id),
-                meta,
-                details: json!({ "refresh_delivery": delivery.as_str(), "rehashed": rehash.is_some() }),
-            },
-        )
-        .await?;
-        Ok::<_, diesel::result::Error>(())
-    })
-    .await?;
+    }
 
     let (access_token, expires_in, scope) =
         access_token_for(state, user.id, role_of(&user), session_id)?;

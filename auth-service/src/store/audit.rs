@@ -2,7 +2,9 @@
 //! each row chained to the previous one by SHA-256 so that tampering is detectable.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bytea, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
@@ -107,48 +109,111 @@ fn chain_content(
 /// head's previous and new hash. Atomic on its own, and inside the caller's transaction
 /// when there is one.
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
-    shared::metrics::auth_event(entry.event);
-    // Stored with microsecond precision: hash exactly what will be read back.
-    let occurred_at =
-        DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
-    let meta = entry.meta;
-    let content = chain_content(
-        occurred_at,
-        entry.event,
-        entry.actor_id,
-        entry.subject_id,
-        entry.session_id,
-        Some(&meta.ip),
-        meta.user_agent.as_deref(),
-        Some(&meta.request_id),
-        &entry.details,
-    );
-    let inserted = diesel::sql_query(
-        "WITH head AS ( \
-             UPDATE audit_head SET prev = hash, hash = sha256(coalesce(hash, ''::bytea) || $1) \
-             RETURNING prev, hash) \
-         INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
-             user_agent, request_id, details, prev_hash, hash) \
-         SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, head.prev, head.hash FROM head",
-    )
-    .bind::<Bytea, _>(content.as_bytes())
-    .bind::<Timestamptz, _>(occurred_at)
-    .bind::<Text, _>(entry.event)
-    .bind::<Nullable<diesel::sql_types::Uuid>, _>(entry.actor_id)
-    .bind::<Nullable<diesel::sql_types::Uuid>, _>(entry.subject_id)
-    .bind::<Nullable<diesel::sql_types::Uuid>, _>(entry.session_id)
-    .bind::<Nullable<Text>, _>(Some(meta.ip.as_str()))
-    .bind::<Nullable<Text>, _>(meta.user_agent.as_deref())
-    .bind::<Nullable<Text>, _>(Some(meta.request_id.as_str()))
-    .bind::<Jsonb, _>(&entry.details)
-    .execute(conn)
-    .await?;
+    let row = AppendRow::new(&entry);
+    let inserted = Append(&row).execute(conn).await?;
     if inserted == 1 {
         Ok(())
     } else {
         // The head row is created by the migrations and never deleted.
         Err(diesel::result::Error::NotFound)
     }
+}
+
+/// An audit row ready to append: its columns and the content its hash covers.
+pub(crate) struct AppendRow<'a> {
+    content: String,
+    occurred_at: DateTime<Utc>,
+    event: &'a str,
+    actor_id: Option<Uuid>,
+    subject_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    ip: &'a str,
+    user_agent: Option<&'a str>,
+    request_id: &'a str,
+    details: &'a Value,
+}
+
+impl<'a> AppendRow<'a> {
+    pub(crate) fn new(entry: &'a AuditEntry<'a>) -> Self {
+        shared::metrics::auth_event(entry.event);
+        // Stored with microsecond precision: hash exactly what will be read back.
+        let occurred_at =
+            DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+        let meta = entry.meta;
+        let content = chain_content(
+            occurred_at,
+            entry.event,
+            entry.actor_id,
+            entry.subject_id,
+            entry.session_id,
+            Some(&meta.ip),
+            meta.user_agent.as_deref(),
+            Some(&meta.request_id),
+            &entry.details,
+        );
+        Self {
+            content,
+            occurred_at,
+            event: entry.event,
+            actor_id: entry.actor_id,
+            subject_id: entry.subject_id,
+            session_id: entry.session_id,
+            ip: &meta.ip,
+            user_agent: meta.user_agent.as_deref(),
+            request_id: &meta.request_id,
+            details: &entry.details,
+        }
+    }
+
+    /// `head AS (...) INSERT INTO audit_log ... FROM head`: the end of a statement whose
+    /// `WITH` list the caller has opened.
+    pub(crate) fn walk_tail<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "head AS (UPDATE audit_head SET prev = hash, \
+             hash = sha256(coalesce(hash, ''::bytea) || ",
+        );
+        out.push_bind_param::<Bytea, [u8]>(self.content.as_bytes())?;
+        out.push_sql(
+            ") RETURNING prev, hash) \
+             INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
+             user_agent, request_id, details, prev_hash, hash) SELECT ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.occurred_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.event)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.actor_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.subject_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.session_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.request_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, Value>(self.details)?;
+        out.push_sql(", head.prev, head.hash FROM head");
+        Ok(())
+    }
+}
+
+/// The append on its own. A statement type of its own (not `sql_query`), so that
+/// PostgreSQL prepares it once per connection.
+struct Append<'a>(&'a AppendRow<'a>);
+
+impl QueryFragment<Pg> for Append<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH ");
+        self.0.walk_tail(out.reborrow())
+    }
+}
+
+impl QueryId for Append<'_> {
+    type QueryId = Append<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 /// Filters of the admin audit listing.

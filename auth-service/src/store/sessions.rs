@@ -1,11 +1,15 @@
 //! Sessions and the refresh tokens of each.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::schema::{refresh_tokens, sessions, users};
+use crate::store::audit::{AppendRow, AuditEntry};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions)]
@@ -21,8 +25,6 @@ pub struct SessionRow {
     pub refresh_delivery: String,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = sessions)]
 pub struct NewSession<'a> {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -56,12 +58,85 @@ pub struct NewRefresh<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, s: NewSession<'_>) -> QueryResult<()> {
-    diesel::insert_into(sessions::table)
-        .values(&s)
-        .execute(conn)
-        .await
-        .map(drop)
+/// A new session with its first refresh token and the audit row that records it, in one
+/// statement: a login writes with one round trip and no explicit transaction.
+pub async fn open(
+    conn: &mut AsyncPgConnection,
+    session: &NewSession<'_>,
+    refresh: &NewRefresh<'_>,
+    audit: &AuditEntry<'_>,
+) -> QueryResult<()> {
+    let audit = AppendRow::new(audit);
+    let inserted = Open {
+        session,
+        refresh,
+        audit: &audit,
+    }
+    .execute(conn)
+    .await?;
+    if inserted == 1 {
+        Ok(())
+    } else {
+        // The audit head row is created by the migrations and never deleted.
+        Err(diesel::result::Error::NotFound)
+    }
+}
+
+/// `open`'s statement; a type of its own so that PostgreSQL prepares it once per
+/// connection. The session and token rows are inserted by data-modifying `WITH` queries;
+/// the foreign key from token to session is checked at the end of the statement.
+struct Open<'a> {
+    session: &'a NewSession<'a>,
+    refresh: &'a NewRefresh<'a>,
+    audit: &'a AppendRow<'a>,
+}
+
+impl QueryFragment<Pg> for Open<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        let (s, r) = (self.session, self.refresh);
+        out.push_sql(
+            "WITH s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
+             expires_at, user_agent, ip, refresh_delivery) VALUES (",
+        );
+        out.push_bind_param::<SqlUuid, _>(&s.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SqlUuid, _>(&s.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&s.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&s.last_used_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&s.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&s.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&s.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(s.refresh_delivery)?;
+        out.push_sql(
+            ")), r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, \
+             issued_at, expires_at) VALUES (",
+        );
+        out.push_bind_param::<SqlUuid, _>(&r.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&r.parent_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, [u8]>(r.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&r.issued_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&r.expires_at)?;
+        out.push_sql(")), ");
+        self.audit.walk_tail(out.reborrow())
+    }
+}
+
+impl QueryId for Open<'_> {
+    type QueryId = Open<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 pub async fn insert_refresh(conn: &mut AsyncPgConnection, r: NewRefresh<'_>) -> QueryResult<()> {
