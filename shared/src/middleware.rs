@@ -227,10 +227,11 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
         return ApiError::not_found("No such resource.");
     }
     if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        tracing::debug!(parameter = param.name, reason = %param.reason, "unparseable parameter");
         return ApiError::validation(vec![crate::FieldError::new(
             param.name,
             "INVALID_VALUE",
-            param.reason.clone(),
+            "is not a valid value for this parameter",
         )]);
     }
     let status = err.status();
