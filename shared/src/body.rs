@@ -117,16 +117,21 @@ fn shape_of<T: Type + 'static>() -> Arc<Shape> {
     shape
 }
 
-/// Follow references (and the one-element `allOf` poem-openapi wraps them in).
+/// Follow references, and the `allOf` poem-openapi wraps a documented field's type in
+/// (`allOf: [{$ref}, {description}]`): the part that has a type is the field's schema.
 fn resolve<'a>(registry: &'a Registry, schema: &'a MetaSchemaRef) -> Option<&'a MetaSchema> {
     let schema = match schema {
         MetaSchemaRef::Inline(s) => s,
         MetaSchemaRef::Reference(name) => registry.schemas.get(name)?,
     };
-    match schema.all_of.as_slice() {
-        [only] if schema.ty == "object" && schema.properties.is_empty() => resolve(registry, only),
-        _ => Some(schema),
+    if schema.all_of.is_empty() || !schema.properties.is_empty() {
+        return Some(schema);
     }
+    schema
+        .all_of
+        .iter()
+        .filter_map(|part| resolve(registry, part))
+        .find(|part| !part.ty.is_empty())
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -252,6 +257,16 @@ mod tests {
         tags: Option<Vec<String>>,
         due_at: MaybeUndefined<chrono::DateTime<chrono::Utc>>,
         kind: Option<Kind>,
+        /// A documented field: poem-openapi wraps its type in `allOf`.
+        documented_kind: Option<Kind>,
+        /// A documented nested object.
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Object)]
+    #[oai(deny_unknown_fields)]
+    struct Inner {
+        flag: bool,
     }
 
     #[derive(Debug, poem_openapi::Enum)]
@@ -310,5 +325,20 @@ mod tests {
             ]
         );
         assert_eq!(problems(json!([1])), vec![pair("body", "INVALID_TYPE")]);
+        assert_eq!(
+            problems(json!({"name": "x", "documented_kind": "huge", "inner": {"flag": 1, "x": 2}})),
+            vec![
+                pair("documented_kind", "INVALID_VALUE"),
+                pair("inner.x", "UNKNOWN_FIELD"),
+                pair("inner.flag", "INVALID_TYPE")
+            ]
+        );
+        assert_eq!(
+            problems(json!({"name": "x", "documented_kind": 5, "inner": {}})),
+            vec![
+                pair("documented_kind", "INVALID_TYPE"),
+                pair("inner.flag", "REQUIRED")
+            ]
+        );
     }
 }

@@ -111,7 +111,9 @@ async fn refused_bearer(state: &AppState, req: &Request) -> shared::ApiError {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     match bearer {
         Some(token) => match state.verifier.verify(token.trim()).await {
             Err(err) => shared::ApiError::from(err),

@@ -8,9 +8,12 @@
 //!
 //! Each running hash needs `memory cost` of working memory. Allocating (and zeroing) 19 MiB
 //! per login costs about a sixth of the hash itself, so the buffers are kept and reused:
-//! at most `concurrency` of them exist, allocated on first use. argon2 overwrites every
-//! block before reading it, so a reused buffer gives the same result as a fresh one. What a
-//! buffer holds after use lets one recompute that password's stored hash and nothing more.
+//! at most `concurrency` of them exist, allocated on first use. argon2 writes every block
+//! in its first pass before reading it, so a reused buffer gives the same result as a fresh
+//! one. After two or more passes every block depends on the whole first pass, so what a
+//! kept buffer holds is no cheaper to test a guess against than the stored hash. After a
+//! single pass the early blocks are cheap functions of the password, so a one-pass hash
+//! wipes its buffer before it is put back.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -214,7 +217,12 @@ impl Engine {
         let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
         let output = Output::init_with(output_len, |out| {
             self.with_memory(params.block_count(), |memory| {
-                argon.hash_password_into_with_memory(password, salt_bytes, out, memory)
+                let result =
+                    argon.hash_password_into_with_memory(password, salt_bytes, out, &mut *memory);
+                if params.t_cost() < 2 {
+                    memory.fill(Block::default());
+                }
+                result
             })
             .map_err(Into::into)
         })?;
@@ -329,6 +337,16 @@ mod tests {
             assert!(!engine.verify(b"another password", &theirs));
         }
         assert_eq!(engine.idle.lock().unwrap().len(), 1, "one buffer, reused");
+    }
+
+    #[test]
+    fn a_one_pass_hash_leaves_no_password_state_in_its_kept_buffer() {
+        let engine = Engine::new(CHEAP).unwrap();
+        assert_eq!(CHEAP.iterations, 1);
+        engine.hash(b"correct horse").unwrap();
+        let idle = engine.idle.lock().unwrap();
+        let words = idle[0].iter().flat_map(|block| block.as_ref().iter());
+        assert!(words.copied().all(|w| w == 0));
     }
 
     #[test]

@@ -265,8 +265,17 @@ pub enum ChainCheck {
     },
 }
 
-/// Recompute every hash in id order, and check that the last is the chain's head.
+/// Recompute every hash in id order, and check that the last is the chain's head. One
+/// read-only snapshot (repeatable read), so appends committing meanwhile are not half seen.
 pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainCheck> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| verify_in_snapshot(conn).await)
+        .await
+}
+
+async fn verify_in_snapshot(conn: &mut AsyncPgConnection) -> QueryResult<ChainCheck> {
     let mut prev: Option<Vec<u8>> = None;
     let mut after = 0i64;
     let mut checked = 0u64;

@@ -100,6 +100,15 @@ async fn login_with_missing_fields_is_a_validation_error() {
     let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
     assert_eq!(problem["errors"][0]["field"], "password");
     assert_eq!(problem["errors"][0]["code"], "REQUIRED");
+    let resp = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"email": unique_email(), "password": "x", "refresh_delivery": "pigeon"}),
+        )
+        .await;
+    let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
+    assert_eq!(problem["errors"][0]["field"], "refresh_delivery");
+    assert_eq!(problem["errors"][0]["code"], "INVALID_VALUE");
 }
 
 #[tokio::test(flavor = "multi_thread")]
