@@ -556,7 +556,6 @@ pub async fn logout_with_refresh(
     Ok(())
 }
 
-/// The caller's live sessions.
 /// One page of the caller's live sessions, newest first, and the cursor of the next.
 pub async fn list_sessions(
     state: &AppState,

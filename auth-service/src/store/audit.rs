@@ -110,11 +110,15 @@ fn chain_content(
 /// when there is one.
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
     let row = AppendRow::new(&entry);
-    let inserted = Append(&row).execute(conn).await?;
-    if inserted == 1 {
+    appended(Append(&row).execute(conn).await?)
+}
+
+/// What an append statement reports: one row, since the head row it reads is created by
+/// the migrations and never deleted.
+pub(crate) fn appended(rows: usize) -> QueryResult<()> {
+    if rows == 1 {
         Ok(())
     } else {
-        // The head row is created by the migrations and never deleted.
         Err(diesel::result::Error::NotFound)
     }
 }

@@ -67,19 +67,14 @@ pub async fn open(
     audit: &AuditEntry<'_>,
 ) -> QueryResult<()> {
     let audit = AppendRow::new(audit);
-    let inserted = Open {
+    let rows = Open {
         session,
         refresh,
         audit: &audit,
     }
     .execute(conn)
     .await?;
-    if inserted == 1 {
-        Ok(())
-    } else {
-        // The audit head row is created by the migrations and never deleted.
-        Err(diesel::result::Error::NotFound)
-    }
+    crate::store::audit::appended(rows)
 }
 
 /// `open`'s statement; a type of its own so that PostgreSQL prepares it once per
