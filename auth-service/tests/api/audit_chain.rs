@@ -69,23 +69,33 @@ async fn audit_verify_passes_then_fails_after_a_row_is_altered_by_hand() {
         .await;
     assert!(blocked.unwrap_err().to_string().contains("append-only"));
     // ...unless it goes out of its way; then the chain shows it.
-    diesel::sql_query("SET session_replication_role = replica")
-        .execute(&mut owner)
-        .await
-        .unwrap();
-    diesel::sql_query(
+    tamper(
+        &app,
         "UPDATE audit_log SET ip = '10.0.0.1' WHERE id = (SELECT min(id) + 1 FROM audit_log)",
     )
-    .execute(&mut owner)
-    .await
-    .unwrap();
+    .await;
+    assert_verify_fails(&app, "the chain breaks at row");
+}
 
-    let broken = auth_cli(&app, &["audit", "verify"]);
-    assert!(!broken.status.success());
+/// Run `sql` as the database owner with the append-only triggers switched off.
+async fn tamper(app: &TestApp, sql: &str) {
+    use diesel_async::RunQueryDsl;
+    let mut owner = app.db().await;
+    for statement in ["SET session_replication_role = replica", sql] {
+        diesel::sql_query(statement)
+            .execute(&mut owner)
+            .await
+            .unwrap();
+    }
+}
+
+fn assert_verify_fails(app: &TestApp, why: &str) {
+    let out = auth_cli(app, &["audit", "verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&broken.stderr).contains("tampered"),
-        "{}",
-        String::from_utf8_lossy(&broken.stderr)
+        stderr.contains("tampered") && stderr.contains(why),
+        "{stderr}"
     );
 }
 
@@ -110,24 +120,12 @@ async fn audit_verify_notices_rows_removed_from_the_end() {
     app.user_session().await;
     assert!(auth_cli(&app, &["audit", "verify"]).status.success());
 
-    let mut owner = app.db().await;
-    use diesel_async::RunQueryDsl;
-    diesel::sql_query("SET session_replication_role = replica")
-        .execute(&mut owner)
-        .await
-        .unwrap();
-    diesel::sql_query("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)")
-        .execute(&mut owner)
-        .await
-        .unwrap();
-
-    let cut = auth_cli(&app, &["audit", "verify"]);
-    assert!(!cut.status.success());
-    assert!(
-        String::from_utf8_lossy(&cut.stderr).contains("removed from the end"),
-        "{}",
-        String::from_utf8_lossy(&cut.stderr)
-    );
+    tamper(
+        &app,
+        "DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)",
+    )
+    .await;
+    assert_verify_fails(&app, "removed from the end");
 }
 
 #[tokio::test(flavor = "multi_thread")]
