@@ -4,10 +4,12 @@ use std::process::Command;
 
 use crate::helpers::{TestApp, spawn_app};
 
-fn auth_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+/// The service binary with `args`, configured like `app`.
+fn auth_command(app: &TestApp, args: &[&str]) -> Command {
     let s = &app.state.settings.auth;
     use secrecy::ExposeSecret;
-    Command::new(env!("CARGO_BIN_EXE_auth-service"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    command
         .args(args)
         .env("AUTH_DATABASE_URL", s.database_url.expose_secret())
         .env("AUTH_REDIS_URL", s.redis_url.expose_secret())
@@ -16,9 +18,12 @@ fn auth_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
             "AUTH_KEY_ENCRYPTION_KEY",
             s.key_encryption_key.expose_secret(),
         )
-        .env("AUTH_LOG_LEVEL", "warn")
-        .output()
-        .expect("run auth-service")
+        .env("AUTH_LOG_LEVEL", "warn");
+    command
+}
+
+fn auth_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    auth_command(app, args).output().expect("run auth-service")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,18 +140,7 @@ async fn create_admin_creates_or_promotes_from_stdin_without_a_default_account()
     let email = crate::helpers::unique_email();
     let run = |input: &'static str| {
         use std::io::Write;
-        let s = &app.state.settings.auth;
-        use secrecy::ExposeSecret;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
-            .args(["create-admin", "--email", &email])
-            .env("AUTH_DATABASE_URL", s.database_url.expose_secret())
-            .env("AUTH_REDIS_URL", s.redis_url.expose_secret())
-            .env("AUTH_REDIS_PREFIX", &s.redis_prefix)
-            .env(
-                "AUTH_KEY_ENCRYPTION_KEY",
-                s.key_encryption_key.expose_secret(),
-            )
-            .env("AUTH_LOG_LEVEL", "warn")
+        let mut child = auth_command(&app, &["create-admin", "--email", &email])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
