@@ -17,6 +17,7 @@ use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::web::RemoteAddr;
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::OperationId;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::Instrument;
 
 use crate::client_ip::resolve_client_ip;
@@ -108,7 +109,11 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let config = self.config.clone();
         let mut operation: Option<&'static str> = None;
         let fut = async {
-            let outcome = match read_body(&mut req, &config).await {
+            let outcome = match refuse_nul(req.uri()) {
+                Some(err) => Err(err),
+                None => read_body(&mut req, &config).await,
+            };
+            let outcome = match outcome {
                 Err(err) => Err(err),
                 Ok(()) => {
                     match tokio::time::timeout(config.request_timeout, self.inner.call(req)).await {
@@ -170,6 +175,28 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
     }
 }
 
+/// A NUL byte (`%00`) can reach no resource and no text column (PostgreSQL refuses it), so
+/// it is refused before any handler: in the path it names nothing (404), in a query
+/// parameter it is an invalid value of that parameter (422).
+fn refuse_nul(uri: &poem::http::Uri) -> Option<ApiError> {
+    if uri.path().contains("%00") {
+        return Some(ApiError::not_found("No such resource."));
+    }
+    let query = uri.query()?;
+    let param = query.split('&').find(|pair| pair.contains("%00"))?;
+    let name = param.split('=').next().unwrap_or_default();
+    let name = if name.contains('%') || name.is_empty() {
+        "query"
+    } else {
+        name
+    };
+    Some(ApiError::validation(vec![crate::FieldError::new(
+        name,
+        "INVALID_VALUE",
+        "must not contain a NUL character",
+    )]))
+}
+
 /// Read the whole body under the limit and the timeout, so a slow or huge body is cut off
 /// before any handler holds a database connection for it.
 async fn read_body(req: &mut Request, config: &EdgeConfig) -> Result<(), ApiError> {
@@ -189,20 +216,21 @@ async fn read_body(req: &mut Request, config: &EdgeConfig) -> Result<(), ApiErro
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > config.body_limit as u64) {
+        drain(req.take_body().into_async_read(), config.body_read_timeout);
         return Err(too_large());
     }
-    let body = req.take_body();
-    match tokio::time::timeout(
-        config.body_read_timeout,
-        body.into_bytes_limit(config.body_limit),
-    )
-    .await
-    {
-        Ok(Ok(bytes)) => {
+    let limit = config.body_limit as u64;
+    let mut reader = req.take_body().into_async_read().take(limit + 1);
+    let mut bytes = Vec::new();
+    match tokio::time::timeout(config.body_read_timeout, reader.read_to_end(&mut bytes)).await {
+        Ok(Ok(_)) if bytes.len() as u64 > limit => {
+            drain(reader.into_inner(), config.body_read_timeout);
+            Err(too_large())
+        }
+        Ok(Ok(_)) => {
             req.set_body(Body::from(bytes));
             Ok(())
         }
-        Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => Err(too_large()),
         Ok(Err(err)) => Err(ApiError::bad_request(format!(
             "The body could not be read: {err}"
         ))),
@@ -212,6 +240,20 @@ async fn read_body(req: &mut Request, config: &EdgeConfig) -> Result<(), ApiErro
             "The body was not received in time.",
         )),
     }
+}
+
+/// At most this much of a refused body is still read, and dropped.
+const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Read the rest of a refused body in the background (at most [`DRAIN_BYTES`], for at most
+/// `within`), so that a client still sending it reads the 413 instead of a connection reset
+/// (closing a socket with unread data resets it). Memory stays at one small buffer.
+fn drain(reader: impl AsyncRead + Unpin + Send + 'static, within: Duration) {
+    tokio::spawn(async move {
+        let mut rest = reader.take(DRAIN_BYTES);
+        let _ =
+            tokio::time::timeout(within, tokio::io::copy(&mut rest, &mut tokio::io::sink())).await;
+    });
 }
 
 /// Map any error to a problem. Our own errors pass through; the framework's are given the

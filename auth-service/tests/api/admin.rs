@@ -136,6 +136,21 @@ async fn admins_list_users_with_filters_and_pages() {
         "VALIDATION_FAILED",
     )
     .await;
+    // PostgreSQL refuses NUL in text: it must be a 422 naming the parameter, not a 500.
+    for (route, field) in [
+        ("/v1/admin/users?limit=5&q=an%00", "q"),
+        ("/v1/admin/audit?event=login%00failed", "event"),
+    ] {
+        let problem =
+            assert_problem(app.get(route, at(&admin)).await, 422, "VALIDATION_FAILED").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    assert_problem(
+        app.get("/v1/admin/users/%00", at(&admin)).await,
+        404,
+        "NOT_FOUND",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

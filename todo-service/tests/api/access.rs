@@ -182,6 +182,17 @@ async fn admins_see_and_delete_any_owners_todos() {
     let items = only["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["title"], "alice's");
+    let problem = assert_problem(
+        stack
+            .get(&admin, "/v1/admin/todos?owner_id=%00")
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "owner_id", "{problem}");
 
     let path = format!("/v1/admin/todos/{}", a["id"].as_str().unwrap());
     assert_problem(
