@@ -254,10 +254,13 @@ impl poem::error::ResponseError for ApiError {
 /// The statuses an operation can answer with a problem body, for its OpenAPI entry.
 pub trait ErrorSet {
     const STATUSES: &'static [u16];
+    /// Statuses every operation may answer (400, 500, 503) that the operation's success type documents itself (with
+    /// another body), so the document names each status once.
+    const DOCUMENTED_BY_SUCCESS: &'static [u16] = &[];
 }
 
 /// Declares an [`ErrorSet`]: `error_set!(pub SignupErrors: 409, 422);`. Every set also
-/// documents 400, 413, 415, 500 and 503, which any operation can answer.
+/// documents 400, 500 and 503, which any operation can answer.
 #[macro_export]
 macro_rules! error_set {
     ($vis:vis $name:ident: $($status:literal),* $(,)?) => {
@@ -324,7 +327,15 @@ fn describe(status: u16) -> &'static str {
 
 impl<S: ErrorSet + Send> ApiResponse for ApiErr<S> {
     fn meta() -> MetaResponses {
-        let mut statuses: Vec<u16> = S::STATUSES.iter().chain(ALWAYS).copied().collect();
+        let mut statuses: Vec<u16> = S::STATUSES
+            .iter()
+            .chain(
+                ALWAYS
+                    .iter()
+                    .filter(|s| !S::DOCUMENTED_BY_SUCCESS.contains(s)),
+            )
+            .copied()
+            .collect();
         statuses.sort_unstable();
         statuses.dedup();
         let responses = statuses

@@ -198,3 +198,74 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Fails when any JSON object in `text` has a key twice (which `serde_json::Value` would
+/// silently collapse, and a strict client parser would refuse), naming the key.
+pub fn assert_no_duplicate_keys(text: &str) {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Checked;
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(CheckedVisitor)
+        }
+    }
+    struct CheckedVisitor;
+    impl<'de> Visitor<'de> for CheckedVisitor {
+        type Value = Checked;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<Checked>()?;
+                if !seen.insert(key.clone()) {
+                    return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                }
+            }
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_bool<E: Error>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E: Error>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E: Error>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E: Error>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E: Error>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E: Error>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+    }
+    if let Err(err) = serde_json::from_str::<Checked>(text) {
+        panic!("the document has {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_repeated_key_anywhere_is_found() {
+        super::assert_no_duplicate_keys(r#"{"a":{"400":1,"401":[{"x":null}]},"b":true}"#);
+        let nested = std::panic::catch_unwind(|| {
+            super::assert_no_duplicate_keys(r#"{"a":{"400":1,"401":[{"x":1,"x":2}]}}"#)
+        });
+        assert!(nested.is_err());
+        let top = std::panic::catch_unwind(|| {
+            super::assert_no_duplicate_keys(r#"{"responses":{"400":{},"400":{}}}"#)
+        });
+        assert!(top.is_err());
+    }
+}

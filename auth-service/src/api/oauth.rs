@@ -9,7 +9,6 @@ use poem::http::header;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
-use shared::error_set;
 use shared::problem::ApiErr;
 
 use crate::api::ApiTags;
@@ -130,8 +129,10 @@ pub enum RevokeResponse {
     /// Revoked, or there was nothing to revoke (RFC 7009 answers 200 either way).
     #[oai(status = 200)]
     Ok,
+    /// `invalid_request`: the form lacks `token` or is malformed.
     #[oai(status = 400)]
     BadRequest(Json<OAuthErrorBody>),
+    /// `invalid_client`, with a Basic challenge.
     #[oai(status = 401)]
     Unauthorized(
         Json<OAuthErrorBody>,
@@ -147,8 +148,10 @@ pub enum IntrospectResponse {
         Json<IntrospectionBody>,
         #[oai(header = "Cache-Control")] String,
     ),
+    /// `invalid_request`: the form lacks `token` or is malformed.
     #[oai(status = 400)]
     BadRequest(Json<OAuthErrorBody>),
+    /// `invalid_client`, with a Basic challenge.
     #[oai(status = 401)]
     Unauthorized(
         Json<OAuthErrorBody>,
@@ -156,7 +159,14 @@ pub enum IntrospectResponse {
     ),
 }
 
-error_set!(pub OAuthServiceErrors: 413, 429);
+/// What the OAuth routes answer besides their RFC 6749 bodies. Their 400 is the RFC 6749
+/// error body, documented by each success type.
+pub struct OAuthServiceErrors;
+
+impl shared::problem::ErrorSet for OAuthServiceErrors {
+    const STATUSES: &'static [u16] = &[413, 429];
+    const DOCUMENTED_BY_SUCCESS: &'static [u16] = &[400];
+}
 
 fn body(err: &OAuthError) -> Json<OAuthErrorBody> {
     Json(OAuthErrorBody {
@@ -169,6 +179,15 @@ fn authorization(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+}
+
+/// Whether the caller authenticates as a client: Basic credentials or a `client_secret`.
+fn sends_client_credentials(req: &Request, params: &oauth::Params) -> bool {
+    let basic = authorization(req).is_some_and(|h| {
+        h.get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
+    });
+    basic || params.client_secret.is_some()
 }
 
 /// An OAuth failure as (status-specific) response, or a service fault as a problem.
@@ -245,6 +264,18 @@ impl OAuthApi {
                             &meta,
                         )
                         .await
+                    }
+                    Err(failure) => Err(failure),
+                }
+            }
+            // A public client (a browser app) need not authenticate; one that sends client
+            // credentials must send valid ones (RFC 6749 section 6).
+            Some("refresh_token") if sends_client_credentials(req, &params) => {
+                match oauth::authenticate_client(&self.state, authorization(req), &params, &meta)
+                    .await
+                {
+                    Ok(_) => {
+                        oauth::refresh(&self.state, params.refresh_token.as_deref(), &meta).await
                     }
                     Err(failure) => Err(failure),
                 }

@@ -284,6 +284,31 @@ async fn the_refresh_token_grant_rotates_like_the_refresh_route() {
 
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["scope"], "todos:read todos:write");
+    let rotated = token["refresh_token"].as_str().unwrap();
+    // Client credentials are optional here, but wrong ones are refused and spend nothing.
+    let wrong = basic("no-such-client", "wrong secret");
+    let refused = form(
+        &app,
+        "/oauth/token",
+        Some(&wrong),
+        &[("grant_type", "refresh_token"), ("refresh_token", rotated)],
+    )
+    .await;
+    oauth_error(refused, 401, "invalid_client").await;
+    let (status, again) = json(
+        form(
+            &app,
+            "/oauth/token",
+            None,
+            &[("grant_type", "refresh_token"), ("refresh_token", rotated)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the refused attempt left the token unspent: {again}"
+    );
     assert_ne!(token["refresh_token"].as_str().unwrap(), rt);
     let reuse = form(
         &app,

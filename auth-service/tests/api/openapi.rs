@@ -15,6 +15,17 @@ async fn openapi_document_matches_the_snapshot() {
     )
     .await;
     assert_eq!(status, 200);
+    // Each response status once per operation (a strict parser refuses repeated keys).
+    let raw = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    shared::testing::assert_no_duplicate_keys(&raw);
 
     let paths = spec["paths"].as_object().unwrap();
     for path in [

@@ -18,6 +18,16 @@ async fn openapi_document_matches_the_snapshot() {
     )
     .await;
     assert_eq!(status, 200);
+    let raw = stack
+        .client
+        .get(stack.todo_url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    shared::testing::assert_no_duplicate_keys(&raw);
     let paths = spec["paths"].as_object().unwrap();
     for path in [
         "/v1/todos",
