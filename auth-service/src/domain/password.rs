@@ -3,6 +3,8 @@ use unicode_normalization::UnicodeNormalization;
 
 pub const MIN_CHARS: usize = 8;
 pub const MAX_CHARS: usize = 256;
+/// From this length on, only the breached list refuses a password.
+pub const LONG_CHARS: usize = 64;
 
 /// A password as presented at login: never normalised or trimmed, verified exactly as
 /// received. Only bounded, so no one can make us hash a megabyte.
@@ -27,8 +29,8 @@ impl PasswordInput {
 
 /// A new password, checked NIST 800-63B style: 8 to 256 characters counted after Unicode
 /// NFKC, no composition rules, and refused when it is easy to guess: found in zxcvbn's
-/// dictionaries of common and breached passwords, or built from the user's own email or
-/// name (zxcvbn score below 2).
+/// dictionaries of common and breached passwords, or, below 64 characters, built from
+/// guessable parts or the user's own email or name (zxcvbn score below 2).
 pub struct NewPassword(String);
 
 impl NewPassword {
@@ -59,7 +61,9 @@ impl NewPassword {
                 "appears in lists of passwords exposed in breaches; choose another",
             ));
         }
-        if (estimate.score() as u8) < 2 {
+        // The estimate's verdict on patterns (repeats, sequences, words) holds for shorter
+        // passwords; a passphrase of LONG_CHARS or more is refused only when breached.
+        if chars < LONG_CHARS && (estimate.score() as u8) < 2 {
             return Err(FieldError::new(
                 field,
                 "COMMON_PASSWORD",
@@ -136,5 +140,13 @@ mod tests {
             .take(256)
             .collect();
         assert!(check(&long).is_ok());
+        // The longest allowed, counted in characters, not bytes; and 64 characters of one
+        // repeated letter, which is in no breach list.
+        assert!(check(&"ü".repeat(256)).is_ok());
+        assert!(check(&"x".repeat(64)).is_ok());
+        assert_eq!(
+            check(&"x".repeat(63)).err().unwrap().code,
+            "COMMON_PASSWORD"
+        );
     }
 }
