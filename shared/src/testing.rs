@@ -117,6 +117,15 @@ pub fn as_role(database_url: &str, role: &str) -> String {
     }
 }
 
+/// The OpenAPI document in `resp`: a 200 whose JSON names no key twice in any object
+/// (a strict client parser refuses repeated keys, which `Value` would silently collapse).
+pub async fn openapi_document(resp: Response) -> Value {
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("a body");
+    assert_no_duplicate_keys(&text);
+    serde_json::from_str(&text).expect("a JSON document")
+}
+
 /// Compare an OpenAPI document with the snapshot committed at `file`; with
 /// `UPDATE_OPENAPI=1` in the environment, write it first.
 pub fn assert_openapi_snapshot(spec: &Value, file: &str, package: &str) {
