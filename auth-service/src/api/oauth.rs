@@ -181,15 +181,6 @@ fn authorization(req: &Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Whether the caller authenticates as a client: Basic credentials or a `client_secret`.
-fn sends_client_credentials(req: &Request, params: &oauth::Params) -> bool {
-    let basic = authorization(req).is_some_and(|h| {
-        h.get(..6)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "))
-    });
-    basic || params.client_secret.is_some()
-}
-
 /// An OAuth failure as (status-specific) response, or a service fault as a problem.
 macro_rules! oauth_failure {
     ($resp:ident, $failure:expr) => {
@@ -268,20 +259,22 @@ impl OAuthApi {
                     Err(failure) => Err(failure),
                 }
             }
-            // A public client (a browser app) need not authenticate; one that sends client
-            // credentials must send valid ones (RFC 6749 section 6).
-            Some("refresh_token") if sends_client_credentials(req, &params) => {
-                match oauth::authenticate_client(&self.state, authorization(req), &params, &meta)
-                    .await
-                {
-                    Ok(_) => {
+            Some("refresh_token") => {
+                // A public client (a browser app) need not authenticate; one that sends
+                // client credentials must send valid ones (RFC 6749 section 6).
+                let client = if oauth::sends_client_credentials(authorization(req), &params) {
+                    oauth::authenticate_client(&self.state, authorization(req), &params, &meta)
+                        .await
+                        .map(drop)
+                } else {
+                    Ok(())
+                };
+                match client {
+                    Ok(()) => {
                         oauth::refresh(&self.state, params.refresh_token.as_deref(), &meta).await
                     }
                     Err(failure) => Err(failure),
                 }
-            }
-            Some("refresh_token") => {
-                oauth::refresh(&self.state, params.refresh_token.as_deref(), &meta).await
             }
             Some(other) => Err(OAuthError {
                 error: "unsupported_grant_type",

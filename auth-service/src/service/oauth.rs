@@ -91,10 +91,7 @@ fn credentials(
         }
     };
     let basic = authorization
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
+        .and_then(basic_credentials)
         .map(|encoded| {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -118,6 +115,19 @@ fn credentials(
             "Client authentication is required.",
         )),
     }
+}
+
+/// The encoded part of an `Authorization: Basic` header.
+fn basic_credentials(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Basic ")
+        .or_else(|| authorization.strip_prefix("basic "))
+}
+
+/// Whether the caller authenticates as a client at all: Basic credentials or a
+/// `client_secret` (a public client sends neither).
+pub fn sends_client_credentials(authorization: Option<&str>, params: &Params) -> bool {
+    authorization.and_then(basic_credentials).is_some() || params.client_secret.is_some()
 }
 
 fn form_decode(s: &str) -> String {
