@@ -254,8 +254,8 @@ impl poem::error::ResponseError for ApiError {
 /// The statuses an operation can answer with a problem body, for its OpenAPI entry.
 pub trait ErrorSet {
     const STATUSES: &'static [u16];
-    /// Statuses every operation may answer (400, 500, 503) that the operation's success type documents itself (with
-    /// another body), so the document names each status once.
+    /// Statuses every operation may answer (400, 500, 503) that the operation's success
+    /// type documents itself, with another body; left out here so each status is named once.
     const DOCUMENTED_BY_SUCCESS: &'static [u16] = &[];
 }
 
