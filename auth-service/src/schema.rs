@@ -10,6 +10,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        auth_epoch -> Int8,
     }
 }
 

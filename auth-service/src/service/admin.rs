@@ -114,7 +114,16 @@ pub async fn update_user(
             }
             let role_changed = new_role != current.role;
             let newly_disabled = new_disabled && !current.disabled;
-            let user = users::set_role_and_disabled(conn, id, &new_role, new_disabled).await?;
+            // Moving the epoch (under the row lock, before the sessions are revoked) keeps a
+            // login in flight from opening a session with the old role or while disabled.
+            let user = users::set_role_and_disabled(
+                conn,
+                id,
+                &new_role,
+                new_disabled,
+                role_changed || newly_disabled,
+            )
+            .await?;
             let rows = if role_changed || newly_disabled {
                 revoke_everything(
                     state,
@@ -184,6 +193,9 @@ pub async fn delete_user(
             if admins.contains(&id) && admins.len() == 1 {
                 return Err(last_admin());
             }
+            // Lock the row first: a login in flight then opens no session that the deletion
+            // (and its revocations) would miss.
+            users::bump_epoch(conn, id).await?;
             let rows = revoke_everything(state, conn, id, "deleted").await?;
             outbox::insert(
                 conn,

@@ -288,19 +288,42 @@ pub async fn login(
         meta,
         details: json!({ "refresh_delivery": delivery.as_str(), "rehashed": rehash.is_some() }),
     };
-    // The session, its first refresh token and the audit row are one statement; a rehash
-    // (rare: the parameters changed) joins them in a transaction.
-    match &rehash {
-        None => sessions::open(&mut conn, &session, &first_refresh, &entry).await?,
+    // The session, its first refresh token and the audit row are one statement, written only
+    // if the user row still has the epoch, role and enabled state verified above (a password
+    // change, demotion, disabling or logout-all that committed meanwhile moved the epoch); a
+    // rehash (rare: the parameters changed) joins them in a transaction.
+    let verified = sessions::Verified {
+        auth_epoch: user.auth_epoch,
+        role: &user.role,
+    };
+    let opened = match &rehash {
+        None => sessions::open(&mut conn, &verified, &session, &first_refresh, &entry).await?,
         Some(new_hash) => {
             conn.transaction(async |conn| {
                 users::replace_password_hash(conn, user.id, &user.password_hash, new_hash).await?;
-                sessions::open(conn, &session, &first_refresh, &entry).await
+                sessions::open(conn, &verified, &session, &first_refresh, &entry).await
             })
             .await?
         }
+    };
+    if !opened {
+        // What the password was checked against changed while it was checked.
+        audit::record(
+            &mut conn,
+            AuditEntry {
+                event: event::LOGIN_FAILED,
+                actor_id: None,
+                subject_id: Some(user.id),
+                session_id: None,
+                meta,
+                details: json!({ "reason": "account_changed" }),
+            },
+        )
+        .await?;
+        return Err(AuthError::InvalidCredentials);
     }
 
+    // Signed with the role the session was opened under: the statement above checked it.
     let (access_token, expires_in, scope) =
         access_token_for(state, user.id, role_of(&user), session_id)?;
     Ok(Issued {
@@ -492,6 +515,8 @@ pub async fn revoke_sessions(
                     }
                 }
                 SessionSelector::AllExcept(keep) => {
+                    // Logins in flight for this user open no session after this commits.
+                    users::bump_epoch(conn, user_id).await?;
                     sessions::revoke_all(conn, user_id, keep, audit_event, now).await?
                 }
             };

@@ -170,15 +170,25 @@ impl<'a> AppendRow<'a> {
     }
 
     /// `head AS (...) INSERT INTO audit_log ... FROM head`: the end of a statement whose
-    /// `WITH` list the caller has opened.
-    pub(crate) fn walk_tail<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+    /// `WITH` list the caller has opened. With a `guard` (an SQL condition over the
+    /// caller's `WITH` queries), nothing is appended unless it holds.
+    pub(crate) fn walk_tail<'b>(
+        &'b self,
+        mut out: AstPass<'_, 'b, Pg>,
+        guard: Option<&'static str>,
+    ) -> QueryResult<()> {
         out.push_sql(
             "head AS (UPDATE audit_head SET prev = hash, \
              hash = sha256(coalesce(hash, ''::bytea) || ",
         );
         out.push_bind_param::<Bytea, [u8]>(self.content.as_bytes())?;
+        out.push_sql(")");
+        if let Some(guard) = guard {
+            out.push_sql(" WHERE ");
+            out.push_sql(guard);
+        }
         out.push_sql(
-            ") RETURNING prev, hash) \
+            " RETURNING prev, hash) \
              INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
              user_agent, request_id, details, prev_hash, hash) SELECT ",
         );
@@ -211,7 +221,7 @@ struct Append<'a>(&'a AppendRow<'a>);
 impl QueryFragment<Pg> for Append<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH ");
-        self.0.walk_tail(out.reborrow())
+        self.0.walk_tail(out.reborrow(), None)
     }
 }
 

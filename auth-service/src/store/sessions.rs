@@ -58,29 +58,46 @@ pub struct NewRefresh<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a login verified about its user: a session is opened only while the user row
+/// still says exactly this.
+pub struct Verified<'a> {
+    pub auth_epoch: i64,
+    pub role: &'a str,
+}
+
 /// A new session with its first refresh token and the audit row that records it, in one
-/// statement: a login writes with one round trip and no explicit transaction.
+/// statement: a login writes with one round trip and no explicit transaction. The statement
+/// first reads the user row under a share lock and writes nothing unless it is still enabled
+/// with the verified epoch and role; a change that revokes the user's sessions holds the
+/// row's update lock until it commits (`users::bump_epoch`), so either the change sees this
+/// session or this statement sees the change. Returns whether the session was opened.
 pub async fn open(
     conn: &mut AsyncPgConnection,
+    verified: &Verified<'_>,
     session: &NewSession<'_>,
     refresh: &NewRefresh<'_>,
     audit: &AuditEntry<'_>,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
     let audit = AppendRow::new(audit);
     let rows = Open {
+        verified,
         session,
         refresh,
         audit: &audit,
     }
     .execute(conn)
     .await?;
-    crate::store::audit::appended(rows)
+    match rows {
+        0 => Ok(false),
+        rows => crate::store::audit::appended(rows).map(|()| true),
+    }
 }
 
 /// `open`'s statement; a type of its own so that PostgreSQL prepares it once per
 /// connection. The session and token rows are inserted by data-modifying `WITH` queries;
 /// the foreign key from token to session is checked at the end of the statement.
 struct Open<'a> {
+    verified: &'a Verified<'a>,
     session: &'a NewSession<'a>,
     refresh: &'a NewRefresh<'a>,
     audit: &'a AppendRow<'a>,
@@ -89,15 +106,20 @@ struct Open<'a> {
 impl QueryFragment<Pg> for Open<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         type SqlUuid = diesel::sql_types::Uuid;
-        let (s, r) = (self.session, self.refresh);
+        let (v, s, r) = (self.verified, self.session, self.refresh);
+        out.push_sql("WITH u AS (SELECT id FROM users WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&s.user_id)?;
+        out.push_sql(" AND auth_epoch = ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&v.auth_epoch)?;
+        out.push_sql(" AND role = ");
+        out.push_bind_param::<Text, str>(v.role)?;
         out.push_sql(
-            "WITH s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
-             expires_at, user_agent, ip, refresh_delivery) VALUES (",
+            " AND NOT disabled FOR SHARE), \
+             s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
+             expires_at, user_agent, ip, refresh_delivery) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&s.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<SqlUuid, _>(&s.user_id)?;
-        out.push_sql(", ");
+        out.push_sql(", u.id, ");
         out.push_bind_param::<Timestamptz, _>(&s.created_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&s.last_used_at)?;
@@ -110,8 +132,8 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(s.refresh_delivery)?;
         out.push_sql(
-            ")), r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, \
-             issued_at, expires_at) VALUES (",
+            " FROM u), r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, \
+             token_hash, issued_at, expires_at) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&r.id)?;
         out.push_sql(", ");
@@ -124,8 +146,9 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.issued_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&r.expires_at)?;
-        out.push_sql(")), ");
-        self.audit.walk_tail(out.reborrow())
+        out.push_sql(" FROM u), ");
+        self.audit
+            .walk_tail(out.reborrow(), Some("EXISTS (SELECT 1 FROM u)"))
     }
 }
 

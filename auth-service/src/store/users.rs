@@ -19,6 +19,8 @@ pub struct UserRow {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Moved by every change a login must not outlive (see [`bump_epoch`]).
+    pub auth_epoch: i64,
 }
 
 #[derive(Insertable)]
@@ -61,6 +63,22 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// Move the user's epoch, taking the row lock to the end of the transaction: call it
+/// first in a transaction that revokes the user's sessions, so that a login in flight
+/// either commits its session before (and the revocation sees it) or finds the epoch moved
+/// and opens none. Returns whether the user exists.
+pub async fn bump_epoch(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::auth_epoch.eq(users::auth_epoch + 1),
+            users::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}
+
+/// Set a new password hash and move the epoch (see [`bump_epoch`]).
 pub async fn set_password_hash(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -69,6 +87,7 @@ pub async fn set_password_hash(
     diesel::update(users::table.find(id))
         .set((
             users::password_hash.eq(hash),
+            users::auth_epoch.eq(users::auth_epoch + 1),
             users::updated_at.eq(Utc::now()),
         ))
         .execute(conn)
@@ -151,16 +170,19 @@ pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec
         .await
 }
 
+/// Set role and disabled flag; `bump` also moves the epoch (see [`bump_epoch`]).
 pub async fn set_role_and_disabled(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     role: &str,
     disabled: bool,
+    bump: bool,
 ) -> QueryResult<UserRow> {
     diesel::update(users::table.find(id))
         .set((
             users::role.eq(role),
             users::disabled.eq(disabled),
+            users::auth_epoch.eq(users::auth_epoch + i64::from(bump)),
             users::updated_at.eq(Utc::now()),
         ))
         .returning(UserRow::as_returning())
