@@ -239,8 +239,9 @@ impl Readiness for Deps {
     }
 }
 
-/// Bearer tokens at the auth service: a valid signature and claims, and a session that is
-/// still live in PostgreSQL (the source of truth, so revocation here is immediate).
+/// Bearer tokens at the auth service: a valid signature and claims, a session that is still
+/// live in PostgreSQL and no revocation of the token's `jti` (PostgreSQL is the source of
+/// truth, so revocation here is immediate).
 struct SessionAuthenticator {
     state: Arc<AppState>,
 }
@@ -258,11 +259,12 @@ impl Authenticator for SessionAuthenticator {
                 return Err(ApiError::forbidden("This needs a user's token."));
             };
             let mut conn = shared::db::conn(&self.state.pool).await?;
-            let live = sessions::is_live(&mut conn, sid, user_id, chrono::Utc::now())
+            let now = chrono::Utc::now();
+            let live = sessions::token_is_live(&mut conn, sid, user_id, &claims.jti, now)
                 .await
                 .map_err(|e| shared::problem::internal_error("checking a session", &e))?;
             if !live {
-                tracing::info!(session_id = %sid, "access token of a revoked session refused");
+                tracing::info!(session_id = %sid, "access token of a revoked session or jti refused");
                 return Err(ApiError::token_revoked());
             }
             Ok(principal)

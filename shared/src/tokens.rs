@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `user` | `todos:read todos:write` |
 //! | `admin` | `todos:read todos:write todos:admin` |
-//! | `service` | exactly the scopes its client was created with |
+//! | `service` | exactly the scopes its client was created with (`tokens:introspect` only here) |
 //!
 //! Unknown roles and scopes in a token grant nothing (deny by default).
 
@@ -79,16 +79,26 @@ pub enum Scope {
     TodosWrite,
     #[serde(rename = "todos:admin")]
     TodosAdmin,
+    /// For service clients: revoke and introspect tokens not issued to them (RFC 7009 2.1,
+    /// RFC 7662 2.1), such as users' tokens.
+    #[serde(rename = "tokens:introspect")]
+    TokensIntrospect,
 }
 
 impl Scope {
-    pub const ALL: &'static [Scope] = &[Scope::TodosRead, Scope::TodosWrite, Scope::TodosAdmin];
+    pub const ALL: &'static [Scope] = &[
+        Scope::TodosRead,
+        Scope::TodosWrite,
+        Scope::TodosAdmin,
+        Scope::TokensIntrospect,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::TodosRead => "todos:read",
             Scope::TodosWrite => "todos:write",
             Scope::TodosAdmin => "todos:admin",
+            Scope::TokensIntrospect => "tokens:introspect",
         }
     }
 
@@ -97,6 +107,7 @@ impl Scope {
             Scope::TodosRead => 1,
             Scope::TodosWrite => 2,
             Scope::TodosAdmin => 4,
+            Scope::TokensIntrospect => 8,
         }
     }
 }

@@ -298,7 +298,9 @@ impl OAuthApi {
     }
 
     /// Token revocation (RFC 7009), for authenticated clients: an access token's `jti` is
-    /// put on the denylist; a refresh token's session is revoked.
+    /// put on the denylist; a refresh token's session is revoked. A client revokes only
+    /// tokens issued to it unless it holds the scope `tokens:introspect`; any other token is
+    /// answered 200 like an unknown one, with nothing revoked.
     #[oai(path = "/revoke", method = "post", operation_id = "oauthRevoke")]
     async fn revoke(
         &self,
@@ -324,7 +326,8 @@ impl OAuthApi {
     }
 
     /// Token introspection (RFC 7662), for authenticated clients. Revoked, expired and
-    /// unknown tokens are `{"active": false}`.
+    /// unknown tokens are `{"active": false}`, and so is any token not issued to the caller
+    /// unless it holds the scope `tokens:introspect`.
     #[oai(
         path = "/introspect",
         method = "post",
@@ -337,18 +340,19 @@ impl OAuthApi {
     ) -> Result<IntrospectResponse, ApiErr<OAuthServiceErrors>> {
         let meta = RequestMeta::from_request(req);
         let params = form.0.into_params();
-        if let Err(failure) =
-            oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
-        {
-            return Ok(oauth_failure!(IntrospectResponse, failure));
-        }
+        let client =
+            match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
+            {
+                Ok(client) => client,
+                Err(failure) => return Ok(oauth_failure!(IntrospectResponse, failure)),
+            };
         let Some(token) = params.token.as_deref() else {
             return Ok(IntrospectResponse::bad_request(&OAuthError {
                 error: "invalid_request",
                 description: "token is required.".into(),
             }));
         };
-        let body = match oauth::introspect(&self.state, token).await? {
+        let body = match oauth::introspect(&self.state, &client, token).await? {
             Introspection::Inactive => IntrospectionBody::default(),
             Introspection::Access(c) => IntrospectionBody {
                 active: true,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, OpenApi};
+use shared::tokens::Scope;
 
 use crate::api::ApiTags;
 use crate::state::AppState;
@@ -58,10 +59,7 @@ impl WellKnownApi {
     async fn metadata(&self) -> MetadataResponse {
         let issuer = self.state.settings.auth.issuer.trim_end_matches('/');
         let auth_methods = ["client_secret_basic", "client_secret_post"];
-        let scopes: Vec<&str> = shared::tokens::Scope::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect();
+        let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
         let body = serde_json::json!({
             "issuer": issuer,
             "token_endpoint": format!("{issuer}/oauth/token"),
@@ -75,6 +73,10 @@ impl WellKnownApi {
             "introspection_endpoint_auth_methods_supported": auth_methods,
             "scopes_supported": scopes,
             "service_documentation": format!("{issuer}/docs"),
+            // Not registered in RFC 8414: who may act on which token at the revocation and
+            // introspection endpoints.
+            "revocation_endpoint_scope_for_any_token": Scope::TokensIntrospect.as_str(),
+            "introspection_endpoint_scope_for_any_token": Scope::TokensIntrospect.as_str(),
         });
         let max_age = self.state.settings.auth.jwks_max_age_secs;
         MetadataResponse::Ok(Json(Any(body)), format!("public, max-age={max_age}"))

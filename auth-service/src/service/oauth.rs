@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde_json::json;
 use shared::denylist::Revocation;
-use shared::tokens::{AccessClaims, Principal, Role, Scopes};
+use shared::tokens::{AccessClaims, Principal, Role, Scope, Scopes};
 
 use crate::crypto::tokens::{AccessGrant, hash_token, sign_access_token};
 use crate::error::AuthError;
@@ -317,28 +317,58 @@ pub enum Introspection {
     },
 }
 
-pub async fn introspect(state: &AppState, token: &str) -> Result<Introspection, AuthError> {
+/// Whether `client` may revoke or introspect any token (RFC 7009 2.1, RFC 7662 2.1): with
+/// the `tokens:introspect` scope. Without it, only tokens issued to the client itself.
+fn acts_on_any_token(client: &ClientRow) -> bool {
+    client
+        .scopes
+        .iter()
+        .any(|s| s == Scope::TokensIntrospect.as_str())
+}
+
+/// Whether an access token was issued to `client`.
+fn issued_to(claims: &AccessClaims, client: &ClientRow) -> bool {
+    claims.client_id.as_deref() == Some(client.id.to_string().as_str())
+}
+
+/// Introspect for `client`. A token the client may not see is inactive, like an unknown one
+/// (RFC 7662 2.2), so that no client can test others' tokens.
+pub async fn introspect(
+    state: &AppState,
+    client: &ClientRow,
+    token: &str,
+) -> Result<Introspection, AuthError> {
     if token.is_empty() || token.len() > 8192 {
         return Ok(Introspection::Inactive);
     }
+    let any = acts_on_any_token(client);
     let now = Utc::now();
-    let mut conn = shared::db::conn(&state.pool).await?;
     if token.matches('.').count() == 2 {
         let Ok(claims) = state.verifier.verify(token).await else {
             return Ok(Introspection::Inactive);
         };
+        if !any && !issued_to(&claims, client) {
+            tracing::info!("introspection of a token not issued to the caller answered inactive");
+            return Ok(Introspection::Inactive);
+        }
+        let mut conn = shared::db::conn(&state.pool).await?;
         let principal = Principal::from_claims(&claims);
         let issued_at = DateTime::from_timestamp(claims.iat, 0).unwrap_or_default();
         if revocations::covers(&mut conn, &claims.jti, &claims.sub, issued_at, now).await? {
             return Ok(Introspection::Inactive);
         }
         if let (Some(user), Some(sid)) = (principal.user_id(), principal.session_id)
-            && !sessions::is_live(&mut conn, sid, user, now).await?
+            && !sessions::token_is_live(&mut conn, sid, user, &claims.jti, now).await?
         {
             return Ok(Introspection::Inactive);
         }
         return Ok(Introspection::Access(claims));
     }
+    // Refresh tokens belong to users' sessions, never to a client.
+    if !any {
+        return Ok(Introspection::Inactive);
+    }
+    let mut conn = shared::db::conn(&state.pool).await?;
     let Some((token, session)) = sessions::find_refresh(&mut conn, &hash_token(token)).await?
     else {
         return Ok(Introspection::Inactive);
@@ -361,8 +391,10 @@ pub async fn introspect(state: &AppState, token: &str) -> Result<Introspection, 
     })
 }
 
-/// Revoke a token the caller holds (RFC 7009): an access token's `jti`, or a refresh
-/// token's whole session. Unknown or invalid tokens are fine (nothing to do).
+/// Revoke a token (RFC 7009): an access token's `jti`, or a refresh token's whole session.
+/// A client revokes only tokens issued to it, unless it holds `tokens:introspect`. Unknown
+/// and invalid tokens, and tokens the client may not revoke, are all answered alike with
+/// nothing done: a different answer would let any client test stolen tokens.
 pub async fn revoke(
     state: &AppState,
     client: &ClientRow,
@@ -372,10 +404,15 @@ pub async fn revoke(
     if token.is_empty() || token.len() > 8192 {
         return Ok(());
     }
+    let any = acts_on_any_token(client);
     if token.matches('.').count() == 2 {
         let Ok(claims) = state.verifier.verify(token).await else {
             return Ok(());
         };
+        if !any && !issued_to(&claims, client) {
+            tracing::info!("revocation of a token not issued to the caller ignored");
+            return Ok(());
+        }
         let now = Utc::now();
         let mut conn = shared::db::conn(&state.pool).await?;
         let rows = conn
@@ -400,6 +437,12 @@ pub async fn revoke(
             })
             .await?;
         state.revocations.publish(rows).await;
+        return Ok(());
+    }
+    if !any {
+        tracing::info!(
+            "revocation of a refresh token by a client without tokens:introspect ignored"
+        );
         return Ok(());
     }
     auth::logout_with_refresh(state, token, meta).await

@@ -8,7 +8,7 @@ use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::schema::{refresh_tokens, sessions, users};
+use crate::schema::{refresh_tokens, revocations, sessions, users};
 use crate::store::audit::{AppendRow, AuditEntry};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -303,14 +303,21 @@ pub async fn revoke_all(
     .await
 }
 
-/// Whether an access token's session is still good: not revoked, not past its absolute
-/// lifetime, and its user neither disabled nor gone.
-pub async fn is_live(
+/// Whether a user's access token is still good: not revoked by its `jti`, its session not
+/// revoked nor past its absolute lifetime, and its user neither disabled nor gone.
+pub async fn token_is_live(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     user_id: Uuid,
+    jti: &str,
     now: DateTime<Utc>,
 ) -> QueryResult<bool> {
+    let token_revoked = diesel::dsl::exists(
+        revocations::table
+            .filter(revocations::kind.eq("jti"))
+            .filter(revocations::value.eq(jti))
+            .filter(revocations::expires_at.gt(now)),
+    );
     let found: Option<Uuid> = sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
@@ -318,6 +325,7 @@ pub async fn is_live(
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(now))
         .filter(users::disabled.eq(false))
+        .filter(diesel::dsl::not(token_revoked))
         .select(sessions::id)
         .first(conn)
         .await

@@ -323,7 +323,7 @@ async fn the_refresh_token_grant_rotates_like_the_refresh_route() {
 #[tokio::test(flavor = "multi_thread")]
 async fn introspection_and_revocation() {
     let app = spawn_app().await;
-    let (id, secret) = new_client(&app, &["todos:read"]).await;
+    let (id, secret) = new_client(&app, &["todos:read", "tokens:introspect"]).await;
     let auth = basic(&id, &secret);
     let (_, token) = json(
         form(
@@ -343,7 +343,7 @@ async fn introspection_and_revocation() {
     assert_eq!(status, 200);
     assert_eq!(info["active"], true);
     assert_eq!(info["client_id"], id.as_str());
-    assert_eq!(info["scope"], "todos:read");
+    assert_eq!(info["scope"], "todos:read tokens:introspect");
     assert!(info["exp"].is_i64() && info["jti"].is_string());
     let (_, refresh_info) = json(
         form(
@@ -452,7 +452,7 @@ async fn a_deleted_clients_tokens_stop_working() {
         "invalid_client",
     )
     .await;
-    let other = new_client(&app, &["todos:read"]).await;
+    let other = new_client(&app, &["tokens:introspect"]).await;
     let (_, off) = json(
         form(
             &app,
@@ -507,4 +507,73 @@ async fn authorization_server_metadata_lists_the_endpoints() {
         meta["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post"])
     );
+}
+
+/// A client token for `scopes`: (basic auth header, access token).
+async fn client_token(app: &TestApp, scopes: &[&str]) -> (String, String) {
+    let (id, secret) = new_client(app, scopes).await;
+    let auth = basic(&id, &secret);
+    let (status, token) = json(
+        form(
+            app,
+            "/oauth/token",
+            Some(&auth),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    (auth, token["access_token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_acts_only_on_its_own_tokens_without_tokens_introspect() {
+    let app = spawn_app().await;
+    let (nosy, _) = client_token(&app, &["todos:read"]).await;
+    let (_, victim_token) = client_token(&app, &["todos:read"]).await;
+    let (_, pair) = app.user_session().await;
+    let user_at = pair["access_token"].as_str().unwrap();
+    let user_rt = pair["refresh_token"].as_str().unwrap();
+
+    // Introspection of anyone else's token says no more than for garbage.
+    for token in [user_at, user_rt, victim_token.as_str()] {
+        let (status, info) =
+            json(form(&app, "/oauth/introspect", Some(&nosy), &[("token", token)]).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(info, json!({"active": false}));
+    }
+    // Revocation of anyone else's token answers like an unknown token and revokes nothing.
+    let audit_before = app.count("audit_log").await;
+    for token in [user_at, user_rt, victim_token.as_str()] {
+        let resp = form(&app, "/oauth/revoke", Some(&nosy), &[("token", token)]).await;
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(app.count("revocations").await, 0);
+    assert_eq!(app.count("sessions WHERE revoked_at IS NOT NULL").await, 0);
+    assert_eq!(app.count("audit_log").await, audit_before);
+    assert_eq!(app.get("/v1/users/me", user_at).await.status(), 200);
+    let (status, _) = json(app.refresh(user_rt).await).await;
+    assert_eq!(status, 200, "the refresh token was not spent or revoked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_token_revoked_by_jti_stops_working_at_the_auth_service_at_once() {
+    let app = spawn_app().await;
+    let (admin_client, _) = client_token(&app, &["tokens:introspect"]).await;
+    let (_, admin) = admin_session(&app).await;
+    let at = admin["access_token"].as_str().unwrap();
+    assert_eq!(app.get("/v1/users/me", at).await.status(), 200);
+    assert_eq!(app.get("/v1/admin/users", at).await.status(), 200);
+
+    let resp = form(&app, "/oauth/revoke", Some(&admin_client), &[("token", at)]).await;
+    assert_eq!(resp.status(), 200);
+
+    assert_problem(app.get("/v1/users/me", at).await, 401, "TOKEN_REVOKED").await;
+    assert_problem(app.get("/v1/admin/users", at).await, 401, "TOKEN_REVOKED").await;
+    // Only that token: the session goes on with a fresh one.
+    let (status, next) = json(app.refresh(admin["refresh_token"].as_str().unwrap()).await).await;
+    assert_eq!(status, 200, "{next}");
+    let fresh = next["access_token"].as_str().unwrap();
+    assert_eq!(app.get("/v1/users/me", fresh).await.status(), 200);
 }

@@ -1,0 +1,1 @@
+DROP INDEX revocations_value_idx;
