@@ -225,6 +225,7 @@ fn say(line: &str) {
 fn cli_meta() -> RequestMeta {
     RequestMeta {
         ip: "cli".into(),
+        ip_key: "cli".into(),
         user_agent: Some(format!("auth-service/{} cli", env!("CARGO_PKG_VERSION"))),
         request_id: uuid::Uuid::now_v7().to_string(),
     }

@@ -1,11 +1,61 @@
-//! Which ip is the client's. Forwarding headers are believed only when the direct peer is a
-//! configured trusted proxy; otherwise anyone could claim any address and slip past
-//! per-ip limits.
+//! Which ip is the client's. One forwarding header, named in config, is believed, and only
+//! when the direct peer is a configured trusted proxy; any other forwarding header is
+//! ignored, since a proxy passes headers it does not manage through untouched (nginx and
+//! Caddy append to `X-Forwarded-For` but forward a client-written `Forwarded` as it came).
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
-use poem::http::HeaderMap;
+use poem::http::{HeaderMap, HeaderName};
+use serde::Deserialize;
+
+/// The forwarding header the trusted proxies set (`*_FORWARDED_HEADER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// RFC 7239 `Forwarded: for=...`.
+    Forwarded,
+    /// `X-Forwarded-For`, or another header holding a comma-separated list of addresses, the
+    /// nearest hop last (`X-Real-IP` is a list of one).
+    List(HeaderName),
+}
+
+impl Default for ForwardedHeader {
+    fn default() -> Self {
+        ForwardedHeader::List(HeaderName::from_static("x-forwarded-for"))
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardedHeader::Forwarded => f.write_str("forwarded"),
+            ForwardedHeader::List(name) => f.write_str(name.as_str()),
+        }
+    }
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = HeaderName::try_from(s.trim())
+            .map_err(|_| format!("{s:?} is not a header name like X-Forwarded-For"))?;
+        Ok(if name == "forwarded" {
+            ForwardedHeader::Forwarded
+        } else {
+            ForwardedHeader::List(name)
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardedHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        String::deserialize(de)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|net| net.contains(&ip))
@@ -13,20 +63,25 @@ fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
 
 /// The client ip for a request from `peer`.
 ///
-/// When `peer` is trusted, walk the forwarding chain from the nearest hop outwards and take
-/// the first address that is not itself a trusted proxy (RFC 7239 `Forwarded: for=` first,
-/// else `X-Forwarded-For`). Unparseable entries stop the walk at the last good address.
-pub fn resolve_client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+/// When `peer` is trusted, walk the chain of the configured header from the nearest hop
+/// outwards and take the first address that is not itself a trusted proxy. An unparseable
+/// entry stops the walk at the last good address.
+pub fn resolve_client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    proxies: &[IpNet],
+    header: &ForwardedHeader,
+) -> IpAddr {
+    let peer = canonical(peer);
     if !trusted(peer, proxies) {
         return peer;
     }
-    let chain = forwarded_chain(headers);
     let mut client = peer;
-    for hop in chain.iter().rev() {
+    for hop in forwarded_chain(headers, header).iter().rev() {
         match hop {
             Some(ip) => {
-                client = *ip;
-                if !trusted(*ip, proxies) {
+                client = canonical(*ip);
+                if !trusted(client, proxies) {
                     break;
                 }
             }
@@ -36,30 +91,51 @@ pub fn resolve_client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -
     client
 }
 
-/// The addresses in the forwarding headers, nearest client first (as they are written).
-fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<Option<IpAddr>> = headers
-        .get_all("forwarded")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                key.eq_ignore_ascii_case("for").then(|| parse_node(value))
-            })
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+/// An IPv4 address written as IPv6 (`::ffff:192.0.2.1`) is the IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| parse_node(s.trim()))
-        .collect()
+}
+
+/// The key rate limits count a client ip under: an IPv4 address, or the /64 an IPv6
+/// address is in (one subscriber usually holds a whole /64, so per-address keys would give
+/// one client 2^64 budgets).
+pub fn limit_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+    }
+}
+
+/// The addresses in the configured header, nearest client first (as they are written).
+fn forwarded_chain(headers: &HeaderMap, header: &ForwardedHeader) -> Vec<Option<IpAddr>> {
+    match header {
+        ForwardedHeader::Forwarded => headers
+            .get_all("forwarded")
+            .iter()
+            .map(|v| v.to_str().ok())
+            .flat_map(|v| v.unwrap_or("\u{0}").split(','))
+            .map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for").then(|| parse_node(value))?
+                })
+            })
+            .collect(),
+        ForwardedHeader::List(name) => headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .flat_map(|v| v.unwrap_or("\u{0}").split(','))
+            .map(|s| parse_node(s.trim()))
+            .collect(),
+    }
 }
 
 /// `192.0.2.1`, `"[2001:db8::1]:4711"`, `192.0.2.1:80`.
@@ -79,9 +155,11 @@ mod tests {
     use super::*;
     use poem::http::HeaderValue;
 
-    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(name, HeaderValue::from_static(value));
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_static(value));
+        }
         h
     }
 
@@ -89,35 +167,96 @@ mod tests {
         s.iter().map(|n| n.parse().unwrap()).collect()
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff() -> ForwardedHeader {
+        ForwardedHeader::default()
+    }
+
     #[test]
     fn untrusted_peer_headers_are_ignored() {
-        let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        let h = headers("x-forwarded-for", "1.2.3.4");
-        assert_eq!(resolve_client_ip(peer, &h, &nets(&["10.0.0.0/8"])), peer);
-        assert_eq!(resolve_client_ip(peer, &h, &[]), peer);
+        let peer = ip("203.0.113.9");
+        let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            resolve_client_ip(peer, &h, &nets(&["10.0.0.0/8"]), &xff()),
+            peer
+        );
+        assert_eq!(resolve_client_ip(peer, &h, &[], &xff()), peer);
     }
 
     #[test]
     fn trusted_peer_gives_nearest_untrusted_hop() {
-        let peer: IpAddr = "10.0.0.2".parse().unwrap();
-        let h = headers("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7");
-        let ip = resolve_client_ip(peer, &h, &nets(&["10.0.0.0/8"]));
-        assert_eq!(ip, "1.2.3.4".parse::<IpAddr>().unwrap());
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.7")]);
+        let got = resolve_client_ip(ip("10.0.0.2"), &h, &nets(&["10.0.0.0/8"]), &xff());
+        assert_eq!(got, ip("1.2.3.4"));
     }
 
     #[test]
-    fn forwarded_header_is_preferred() {
-        let peer: IpAddr = "10.0.0.2".parse().unwrap();
-        let mut h = headers("forwarded", r#"for="[2001:db8::1]:4711";proto=https"#);
-        h.insert("x-forwarded-for", HeaderValue::from_static("9.9.9.9"));
-        let ip = resolve_client_ip(peer, &h, &nets(&["10.0.0.0/8"]));
-        assert_eq!(ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+    fn only_the_configured_header_is_believed() {
+        let peer = ip("10.0.0.2");
+        let proxies = nets(&["10.0.0.0/8"]);
+        let h = headers(&[
+            ("forwarded", r#"for="[2001:db8::1]:4711";proto=https"#),
+            ("x-forwarded-for", "9.9.9.9"),
+        ]);
+        assert_eq!(resolve_client_ip(peer, &h, &proxies, &xff()), ip("9.9.9.9"));
+        let forwarded: ForwardedHeader = "Forwarded".parse().unwrap();
+        assert_eq!(
+            resolve_client_ip(peer, &h, &proxies, &forwarded),
+            ip("2001:db8::1")
+        );
+        // A client-written Forwarded alone, behind a proxy that sets X-Forwarded-For:
+        // nothing to believe, so the peer.
+        let h = headers(&[("forwarded", "for=7.7.7.7")]);
+        assert_eq!(resolve_client_ip(peer, &h, &proxies, &xff()), peer);
     }
 
     #[test]
     fn garbage_hop_stops_at_last_good_address() {
-        let peer: IpAddr = "10.0.0.2".parse().unwrap();
-        let h = headers("x-forwarded-for", "1.2.3.4, garbage");
-        assert_eq!(resolve_client_ip(peer, &h, &nets(&["10.0.0.0/8"])), peer);
+        let h = headers(&[("x-forwarded-for", "1.2.3.4, garbage")]);
+        assert_eq!(
+            resolve_client_ip(ip("10.0.0.2"), &h, &nets(&["10.0.0.0/8"]), &xff()),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn repeated_headers_chain_in_order() {
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        let got = resolve_client_ip(ip("10.0.0.2"), &h, &nets(&["10.0.0.0/8"]), &xff());
+        assert_eq!(got, ip("1.2.3.4"));
+    }
+
+    #[test]
+    fn ipv6_is_limited_per_64_and_mapped_ipv4_is_ipv4() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:3:4:5:6")), "2001:db8:1:2::/64");
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:ffff::1")),
+            limit_key(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::1")),
+            limit_key(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(limit_key(ip("192.0.2.1")), "192.0.2.1");
+        assert_eq!(limit_key(ip("::ffff:192.0.2.1")), "192.0.2.1");
+    }
+
+    #[test]
+    fn header_names_parse_from_config() {
+        assert_eq!(
+            "X-Forwarded-For".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::default())
+        );
+        assert_eq!(
+            "forwarded".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::Forwarded)
+        );
+        assert!("x real ip".parse::<ForwardedHeader>().is_err());
     }
 }

@@ -15,6 +15,8 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+use crate::client_ip::ForwardedHeader;
+
 /// Where a service's configuration comes from.
 pub struct ConfigSource {
     figment: Figment,
@@ -139,7 +141,8 @@ pub enum LogFormat {
 /// | `REQUEST_TIMEOUT_SECS` | `15` | a request that takes longer gets 503 |
 /// | `HEADER_READ_TIMEOUT_SECS` | `5` | a connection that has not sent its headers by then is closed |
 /// | `BODY_READ_TIMEOUT_SECS` | `10` | a body not received by then gets 408 |
-/// | `TRUSTED_PROXIES` | empty | comma-separated CIDRs whose `X-Forwarded-For`/`Forwarded` are believed |
+/// | `TRUSTED_PROXIES` | empty | comma-separated CIDRs whose forwarding header is believed |
+/// | `FORWARDED_HEADER` | `X-Forwarded-For` | the one header those proxies set: `X-Forwarded-For`, `Forwarded` (RFC 7239) or another list of addresses such as `X-Real-IP`; any other is ignored |
 /// | `HSTS` | `false` | send `Strict-Transport-Security` (when served over TLS) |
 /// | `SHUTDOWN_TIMEOUT_SECS` | `20` | how long SIGTERM waits for in-flight requests |
 /// | `LOG_FORMAT` | `pretty` | `pretty` or `json` |
@@ -156,6 +159,7 @@ pub struct HttpSettings {
     pub body_read_timeout_secs: u64,
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
     pub hsts: bool,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
@@ -172,6 +176,7 @@ impl Default for HttpSettings {
             header_read_timeout_secs: 5,
             body_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             hsts: false,
             shutdown_timeout_secs: 20,
             log_format: LogFormat::Pretty,

@@ -65,6 +65,7 @@ where
             body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
             request_timeout: Duration::from_secs(settings.request_timeout_secs),
             trusted_proxies: settings.trusted_proxies.clone(),
+            forwarded_header: settings.forwarded_header.clone(),
             hsts: settings.hsts,
         }))
 }

@@ -2,7 +2,8 @@
 //!
 //! 1. a request id (the caller's `X-Request-Id` when it is a sane token, else a new UUIDv7),
 //!    set on the response, in the `request` span and in every problem body;
-//! 2. the client ip, from forwarding headers only when the peer is a trusted proxy;
+//! 2. the client ip, from the one configured forwarding header, only when the peer is a
+//!    trusted proxy;
 //! 3. the body read up front, under the size limit (413) and the body timeout (408);
 //! 4. the request timeout (503);
 //! 5. every error, the framework's own included, turned into problem+json;
@@ -20,7 +21,7 @@ use poem_openapi::OperationId;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::Instrument;
 
-use crate::client_ip::resolve_client_ip;
+use crate::client_ip::{ForwardedHeader, resolve_client_ip};
 use crate::problem::{ApiError, BEARER_CHALLENGE, REQUEST_ID};
 
 /// What the edge needs from config.
@@ -30,6 +31,7 @@ pub struct EdgeConfig {
     pub body_read_timeout: Duration,
     pub request_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
     pub hsts: bool,
 }
 
@@ -95,6 +97,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             peer.unwrap_or(IpAddr::from([127, 0, 0, 1])),
             req.headers(),
             &self.config.trusted_proxies,
+            &self.config.forwarded_header,
         );
         req.extensions_mut().insert(ClientIp(client_ip));
         req.extensions_mut().insert(RequestId(request_id.clone()));

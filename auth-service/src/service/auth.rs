@@ -96,7 +96,7 @@ pub async fn signup(
         state,
         "signup-ip",
         state.settings.auth.rate_signup_ip,
-        &meta.ip,
+        &meta.ip_key,
     )
     .await?;
     let mut errors = Vec::new();
@@ -198,7 +198,7 @@ pub async fn login(
     if let Err(limited) = throttle::check_login(
         state,
         subject,
-        &meta.ip,
+        &meta.ip_key,
         ("login-ip", a.rate_login_ip),
         ("login-account", a.rate_login_account),
     )
@@ -250,11 +250,11 @@ pub async fn login(
                 },
             )
             .await?;
-            throttle::record_failure(state, subject, &meta.ip).await;
+            throttle::record_failure(state, subject, &meta.ip_key).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
-    throttle::record_success(state, subject, &meta.ip).await;
+    throttle::record_success(state, subject, &meta.ip_key).await;
 
     let now = Utc::now();
     let session_id = Uuid::now_v7();
@@ -375,7 +375,7 @@ pub async fn refresh(
             Limit {
                 policy: "refresh-ip",
                 rate: a.rate_refresh_ip,
-                key: meta.ip.clone(),
+                key: meta.ip_key.clone(),
             },
             Limit {
                 policy: "refresh-session",

@@ -15,18 +15,19 @@ use shared::middleware::{ClientIp, RequestId};
 /// Who is asking, for the audit log and session records.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
+    /// The client's address, as recorded.
     pub ip: String,
+    /// What rate limits and throttling count the client under (an IPv6 client's /64).
+    pub ip_key: String,
     pub user_agent: Option<String>,
     pub request_id: String,
 }
 
 impl RequestMeta {
     pub fn from_request(req: &Request) -> Self {
-        let ip = req
-            .extensions()
-            .get::<ClientIp>()
-            .map(|ip| ip.0.to_string())
-            .unwrap_or_default();
+        let client = req.extensions().get::<ClientIp>().map(|ip| ip.0);
+        let ip = client.map(|ip| ip.to_string()).unwrap_or_default();
+        let ip_key = client.map(shared::client_ip::limit_key).unwrap_or_default();
         let user_agent = req
             .headers()
             .get("user-agent")
@@ -39,6 +40,7 @@ impl RequestMeta {
             .unwrap_or_default();
         Self {
             ip,
+            ip_key,
             user_agent,
             request_id,
         }

@@ -155,7 +155,7 @@ pub async fn authenticate_client(
     throttle::check_login(
         state,
         subject,
-        &meta.ip,
+        &meta.ip_key,
         ("token-ip", a.rate_token_ip),
         ("token-client", a.rate_token_client),
     )
@@ -164,7 +164,7 @@ pub async fn authenticate_client(
     let id = match creds {
         Ok((id, secret)) => match clients::authenticate(state, &id, &secret).await? {
             Some(client) => {
-                throttle::record_success(state, subject, &meta.ip).await;
+                throttle::record_success(state, subject, &meta.ip_key).await;
                 return Ok(client);
             }
             None => Some(id),
@@ -172,7 +172,7 @@ pub async fn authenticate_client(
         Err(err) if err.error != "invalid_client" => return Err(err.into()),
         Err(_) => None,
     };
-    throttle::record_failure(state, subject, &meta.ip).await;
+    throttle::record_failure(state, subject, &meta.ip_key).await;
     let mut conn = shared::db::conn(&state.pool)
         .await
         .map_err(AuthError::from)?;

@@ -10,7 +10,7 @@ use crate::helpers::{
 };
 
 /// Settings where nothing but the limit under test is likely to trip.
-fn generous(s: &mut auth_service::config::Settings) {
+pub fn generous(s: &mut auth_service::config::Settings) {
     let a = &mut s.auth;
     let big = Rate::new(10_000, 60);
     a.rate_login_ip = big;
@@ -23,7 +23,7 @@ fn generous(s: &mut auth_service::config::Settings) {
     a.rate_password_change = big;
 }
 
-async fn login_from(
+pub async fn login_from(
     app: &TestApp,
     email: &str,
     password: &str,
@@ -39,7 +39,7 @@ async fn login_from(
     req.send().await.unwrap()
 }
 
-async fn assert_limited(resp: reqwest::Response, policy: &str) {
+pub async fn assert_limited(resp: reqwest::Response, policy: &str) {
     let retry: u64 = resp.headers()["retry-after"]
         .to_str()
         .unwrap()

@@ -14,6 +14,7 @@ mod me;
 mod oauth;
 mod openapi;
 mod password;
+mod proxy;
 mod races;
 mod refresh;
 mod sessions;
