@@ -76,6 +76,35 @@ pub struct Limit {
     pub policy: &'static str,
     pub rate: Rate,
     pub key: String,
+    /// A budget of its own for a known member (see [`Own`]).
+    pub own: Option<Own>,
+}
+
+impl Limit {
+    pub fn new(policy: &'static str, rate: Rate, key: impl Into<String>) -> Self {
+        Self {
+            policy,
+            rate,
+            key: key.into(),
+            own: None,
+        }
+    }
+
+    /// Count `member` under a budget of its own while it is in the Redis set `set`.
+    pub fn own_budget_if_known(mut self, set: String, member: String) -> Self {
+        self.own = Some(Own { set, member });
+        self
+    }
+}
+
+/// When `member` is in the Redis set `set` (an account's known ips, say), the request counts
+/// under `key:member`, the member's own budget, instead of the key's shared one: whoever
+/// exhausts the shared budget (an attacker elsewhere) cannot lock the known member out.
+/// The rate is the same. While Redis is unreachable every request counts as unknown.
+#[derive(Debug, Clone)]
+pub struct Own {
+    pub set: String,
+    pub member: String,
 }
 
 /// The outcome for one limit.
@@ -155,9 +184,11 @@ pub struct Lock {
 
 /// GCRA over several keys, after lock checks: refuse if a lock applies or any rate is over;
 /// else consume one from each rate.
-/// ARGV[1] = number of rates, ARGV[2] = number of locks, then emission interval (ms) and
-/// burst per rate, then the exempt member per lock ("" for none).
-/// KEYS: the rate counters, then per lock its key and its exemption set.
+/// ARGV[1] = number of rates, ARGV[2] = number of locks, then per rate its emission
+/// interval (ms), burst and known member ("" for none), then the exempt member per lock
+/// ("" for none).
+/// KEYS: per rate its shared counter, its member's own counter and the set of known members;
+/// then per lock its key and its exemption set.
 /// Returns {allowed, retry_after_ms, remaining_1, reset_ms_1, remaining_2, reset_ms_2, ...}.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
@@ -166,19 +197,26 @@ local n = tonumber(ARGV[1])
 local locks = tonumber(ARGV[2])
 local retry = 0
 for l = 1, locks do
-  local ttl = redis.call('PTTL', KEYS[n + 2 * l - 1])
+  local ttl = redis.call('PTTL', KEYS[3 * n + 2 * l - 1])
   if ttl > 0 then
-    local member = ARGV[2 + 2 * n + l]
-    if member == '' or redis.call('SISMEMBER', KEYS[n + 2 * l], member) == 0 then
+    local member = ARGV[2 + 3 * n + l]
+    if member == '' or redis.call('SISMEMBER', KEYS[3 * n + 2 * l], member) == 0 then
       if ttl > retry then retry = ttl end
     end
   end
 end
+local keys = {}
 local tats = {}
 for i = 1, n do
-  local emission = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  local emission = tonumber(ARGV[3 * i])
+  local burst = tonumber(ARGV[3 * i + 1])
+  local member = ARGV[3 * i + 2]
+  local key = KEYS[3 * i - 2]
+  if member ~= '' and redis.call('SISMEMBER', KEYS[3 * i], member) == 1 then
+    key = KEYS[3 * i - 1]
+  end
+  keys[i] = key
+  local tat = tonumber(redis.call('GET', key) or now)
   if tat < now then tat = now end
   tats[i] = tat
   local allow_at = tat + emission - burst * emission
@@ -189,12 +227,12 @@ local allowed = retry == 0
 if allowed then out[1] = 1 else out[1] = 0 end
 out[2] = retry
 for i = 1, n do
-  local emission = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
+  local emission = tonumber(ARGV[3 * i])
+  local burst = tonumber(ARGV[3 * i + 1])
   local tat = tats[i]
   if allowed then
     tat = tat + emission
-    redis.call('SET', KEYS[i], tat, 'PX', tat - now)
+    redis.call('SET', keys[i], tat, 'PX', tat - now)
   end
   local left = math.floor((now - (tat - burst * emission)) / emission)
   if left < 0 then left = 0 end
@@ -270,10 +308,22 @@ impl RateLimiter {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(limits.len()).arg(locks.len());
         for limit in limits {
+            let shared = format!("{}{}:{}", self.prefix, limit.policy, limit.key);
+            let (own, set, member) = match &limit.own {
+                Some(own) => (
+                    format!("{shared}:{}", own.member),
+                    own.set.clone(),
+                    own.member.clone(),
+                ),
+                None => (shared.clone(), shared.clone(), String::new()),
+            };
             invocation
-                .key(format!("{}{}:{}", self.prefix, limit.policy, limit.key))
+                .key(shared)
+                .key(own)
+                .key(set)
                 .arg(limit.rate.emission_ms())
-                .arg(limit.rate.limit);
+                .arg(limit.rate.limit)
+                .arg(member);
         }
         for lock in locks {
             let (set, member) = lock.exempt.clone().unwrap_or_default();
@@ -386,11 +436,7 @@ mod tests {
     #[tokio::test]
     async fn the_local_fallback_allows_the_burst_then_refuses_then_recovers() {
         let rl = limiter();
-        let limits = [Limit {
-            policy: "p",
-            rate: Rate::new(3, 1),
-            key: "k".into(),
-        }];
+        let limits = [Limit::new("p", Rate::new(3, 1), "k")];
         let now = Instant::now();
         for left in [2, 1, 0] {
             let d = rl.check_local(&limits, now);
@@ -409,16 +455,8 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_by_one_limit_consumes_none_of_the_others() {
         let rl = limiter();
-        let tight = Limit {
-            policy: "a",
-            rate: Rate::new(1, 60),
-            key: "k".into(),
-        };
-        let loose = Limit {
-            policy: "b",
-            rate: Rate::new(2, 60),
-            key: "k".into(),
-        };
+        let tight = Limit::new("a", Rate::new(1, 60), "k");
+        let loose = Limit::new("b", Rate::new(2, 60), "k");
         let now = Instant::now();
         assert!(rl.check_local(&[tight.clone(), loose.clone()], now).allowed);
         assert!(!rl.check_local(&[tight, loose.clone()], now).allowed);

@@ -188,22 +188,13 @@ pub async fn login(
     }
     let account = email.trim().to_lowercase();
     let subject = throttle::Subject::Account(&account);
-    let a = &state.settings.auth;
     // No database connection is held while the password is hashed: a login flood waits in
     // the hashing queue (or is refused at once when it is full), not in the connection
     // pool that every other route needs.
     let mut conn = shared::db::conn(&state.pool).await?;
     // Rate limits and brute-force throttling, before any hashing: a refused attempt costs
     // no CPU, and answers alike for every account.
-    if let Err(limited) = throttle::check_login(
-        state,
-        subject,
-        &meta.ip_key,
-        ("login-ip", a.rate_login_ip),
-        ("login-account", a.rate_login_account),
-    )
-    .await
-    {
+    if let Err(limited) = throttle::check_login(state, &account, &meta.ip_key).await {
         audit::record(
             &mut conn,
             AuditEntry {
@@ -372,16 +363,8 @@ pub async fn refresh(
     state
         .limiter
         .enforce(&[
-            Limit {
-                policy: "refresh-ip",
-                rate: a.rate_refresh_ip,
-                key: meta.ip_key.clone(),
-            },
-            Limit {
-                policy: "refresh-session",
-                rate: a.rate_refresh_session,
-                key: session_key,
-            },
+            Limit::new("refresh-ip", a.rate_refresh_ip, meta.ip_key.as_str()),
+            Limit::new("refresh-session", a.rate_refresh_session, session_key),
         ])
         .await?;
     let now = Utc::now();

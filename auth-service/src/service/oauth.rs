@@ -144,33 +144,31 @@ pub async fn authenticate_client(
     params: &Params,
     meta: &RequestMeta,
 ) -> Result<ClientRow, Failure> {
-    let a = &state.settings.auth;
     let creds = credentials(authorization, params);
     let claimed = creds
         .as_ref()
         .map_or("unknown", |(id, _)| id.as_str())
         .to_owned();
-    // Like logins: limited per ip and per client, failures throttled without lockout.
-    let subject = throttle::Subject::Client(&claimed);
-    throttle::check_login(
-        state,
-        subject,
-        &meta.ip_key,
-        ("token-ip", a.rate_token_ip),
-        ("token-client", a.rate_token_client),
-    )
-    .await
-    .map_err(AuthError::from)?;
-    let id = match creds {
-        Ok((id, secret)) => match clients::authenticate(state, &id, &secret).await? {
-            Some(client) => {
-                throttle::record_success(state, subject, &meta.ip_key).await;
-                return Ok(client);
-            }
-            None => Some(id),
-        },
-        Err(err) if err.error != "invalid_client" => return Err(err.into()),
+    // The secret is checked first (one indexed read and a hash compare): a client that
+    // proves it is limited under a budget of its own, so that no one who knows its public
+    // id can lock it out. Failures are limited per ip and per client, and throttled
+    // without lockout, like logins.
+    let client = match &creds {
+        Ok((id, secret)) => clients::authenticate(state, id, secret).await?,
         Err(_) => None,
+    };
+    throttle::check_client(state, &claimed, &meta.ip_key, client.is_some())
+        .await
+        .map_err(AuthError::from)?;
+    let subject = throttle::Subject::Client(&claimed);
+    let id = match (creds, client) {
+        (_, Some(client)) => {
+            throttle::record_success(state, subject, &meta.ip_key).await;
+            return Ok(client);
+        }
+        (Ok((id, _)), None) => Some(id),
+        (Err(err), None) if err.error != "invalid_client" => return Err(err.into()),
+        (Err(_), None) => None,
     };
     throttle::record_failure(state, subject, &meta.ip_key).await;
     let mut conn = shared::db::conn(&state.pool)

@@ -60,29 +60,56 @@ fn keys(state: &AppState, subject: Subject<'_>, ip: &str) -> Keys {
     }
 }
 
-/// The limits of a login: per ip and per account, plus the brute-force locks; one Redis
-/// round trip.
-pub async fn check_login(
-    state: &AppState,
-    subject: Subject<'_>,
-    ip: &str,
-    per_ip: (&'static str, Rate),
-    per_subject: (&'static str, Rate),
-) -> Result<(), ApiError> {
+/// The limits of a login, and the brute-force locks, in one Redis round trip: per ip, and
+/// per account, where an ip the account logged in from before counts under a budget of its
+/// own (and passes the account-wide lock), so that no attacker elsewhere can lock the owner
+/// out by spending the account's shared budget.
+pub async fn check_login(state: &AppState, account: &str, ip: &str) -> Result<(), ApiError> {
+    let a = &state.settings.auth;
+    let subject = Subject::Account(account);
     let k = keys(state, subject, ip);
     let limits = [
-        Limit {
-            policy: per_ip.0,
-            rate: per_ip.1,
-            key: ip.to_owned(),
-        },
-        Limit {
-            policy: per_subject.0,
-            rate: per_subject.1,
-            key: subject.key(),
-        },
+        Limit::new("login-ip", a.rate_login_ip, ip),
+        Limit::new("login-account", a.rate_login_account, subject.key())
+            .own_budget_if_known(k.known.clone(), ip.to_owned()),
     ];
-    let locks = [
+    check(state, &limits, &locks(k, ip)).await
+}
+
+/// The limits of client authentication at the OAuth endpoints, once the secret has been
+/// checked: per ip, and per client. A client that proved its secret counts under a budget
+/// of its own and passes the locks (a 256-bit secret cannot be guessed); failed attempts
+/// share the client's other budget, which is all that an attacker who knows the (public)
+/// client id can spend.
+pub async fn check_client(
+    state: &AppState,
+    client_id: &str,
+    ip: &str,
+    authenticated: bool,
+) -> Result<(), ApiError> {
+    let a = &state.settings.auth;
+    let subject = Subject::Client(client_id);
+    let per_client = if authenticated {
+        format!("{}:ok", subject.key())
+    } else {
+        subject.key()
+    };
+    let limits = [
+        Limit::new("token-ip", a.rate_token_ip, ip),
+        Limit::new("token-client", a.rate_token_client, per_client),
+    ];
+    let locks = if authenticated {
+        Vec::new()
+    } else {
+        locks(keys(state, subject, ip), ip)
+    };
+    check(state, &limits, &locks).await
+}
+
+/// The brute-force locks of a subject for `ip`: the ip's own, and the subject-wide one that
+/// the subject's known ips pass.
+fn locks(k: Keys, ip: &str) -> Vec<Lock> {
+    vec![
         Lock {
             key: k.lock_ip,
             exempt: None,
@@ -91,8 +118,11 @@ pub async fn check_login(
             key: k.lock_all,
             exempt: Some((k.known, ip.to_owned())),
         },
-    ];
-    let decision = state.limiter.check_with_locks(&limits, &locks).await;
+    ]
+}
+
+async fn check(state: &AppState, limits: &[Limit], locks: &[Lock]) -> Result<(), ApiError> {
+    let decision = state.limiter.check_with_locks(limits, locks).await;
     if decision.allowed {
         Ok(())
     } else {
@@ -164,11 +194,7 @@ pub async fn enforce(
 ) -> Result<(), ApiError> {
     state
         .limiter
-        .enforce(&[Limit {
-            policy,
-            rate,
-            key: key.to_owned(),
-        }])
+        .enforce(&[Limit::new(policy, rate, key)])
         .await
 }
 

@@ -7,6 +7,7 @@ mod audit_chain;
 mod edge;
 mod jwks;
 mod limits;
+mod lockout;
 mod login;
 mod logout;
 mod logs;

@@ -7,7 +7,7 @@ use crate::admin::admin_session;
 use crate::helpers::{TestApp, assert_problem, claims, json, spawn_app};
 
 /// A client created by an admin: (client_id, client_secret).
-async fn new_client(app: &TestApp, scopes: &[&str]) -> (String, String) {
+pub async fn new_client(app: &TestApp, scopes: &[&str]) -> (String, String) {
     let (_, admin) = admin_session(app).await;
     let resp = app
         .post_bearer(
@@ -24,14 +24,14 @@ async fn new_client(app: &TestApp, scopes: &[&str]) -> (String, String) {
     )
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub fn basic(id: &str, secret: &str) -> String {
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
     )
 }
 
-async fn form(
+pub async fn form(
     app: &TestApp,
     path: &str,
     auth: Option<&str>,

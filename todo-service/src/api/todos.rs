@@ -97,11 +97,11 @@ impl TodosApi {
         let owner = owner(principal, Scope::TodosWrite)?;
         self.state
             .limiter
-            .enforce(&[Limit {
-                policy: "todo-write",
-                rate: self.state.settings.todo.rate_write_user,
-                key: owner.to_owned(),
-            }])
+            .enforce(&[Limit::new(
+                "todo-write",
+                self.state.settings.todo.rate_write_user,
+                owner,
+            )])
             .await?;
         Ok(owner)
     }

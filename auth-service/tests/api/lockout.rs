@@ -1,0 +1,92 @@
+//! No limit lets an attacker elsewhere lock the owner out: the owner at a known address,
+//! and a client with its valid secret, keep a budget of their own.
+
+use shared::ratelimit::Rate;
+
+use crate::helpers::{PASSWORD, spawn_app_with};
+use crate::limits::{assert_limited, generous, login_from};
+use crate::oauth::{basic, form, new_client};
+
+const ATTACKERS: [&str; 4] = ["203.0.113.1", "203.0.113.2", "198.51.100.3", "192.0.2.4"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attackers_spending_every_account_budget_do_not_lock_the_owner_out() {
+    let app = spawn_app_with(|s| {
+        generous(s);
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.auth.rate_login_account = Rate::new(4, 60);
+    })
+    .await;
+    let email = app.new_user().await;
+    let home = Some("198.51.100.7");
+    assert_eq!(login_from(&app, &email, PASSWORD, home).await.status(), 200);
+
+    // Four addresses keep failing until the account's shared budget, and every lock the
+    // failures set, is spent.
+    for round in 0..3 {
+        for ip in ATTACKERS {
+            let resp = login_from(&app, &email, "guess guess guess", Some(ip)).await;
+            assert!(
+                [401, 429].contains(&resp.status().as_u16()),
+                "round {round}: {}",
+                resp.status()
+            );
+        }
+    }
+    assert_limited(
+        login_from(&app, &email, PASSWORD, Some("203.0.113.200")).await,
+        "login-account",
+    )
+    .await;
+
+    // The owner, at the address they logged in from before, still logs in: again and again,
+    // up to the account rate, from a budget of their own.
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&app, &email, PASSWORD, home).await.status(),
+            200,
+            "the owner is locked out"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_with_its_secret_is_not_locked_out_by_failures_under_its_id() {
+    let app = spawn_app_with(|s| {
+        generous(s);
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.auth.rate_token_client = Rate::new(4, 60);
+    })
+    .await;
+    let (id, secret) = new_client(&app, &["todos:read"]).await;
+    let grant = [("grant_type", "client_credentials")];
+
+    for _ in 0..3 {
+        for ip in ATTACKERS {
+            let resp = app
+                .client
+                .post(app.url("/oauth/token"))
+                .header("authorization", basic(&id, "not the secret"))
+                .header("x-forwarded-for", ip)
+                .form(&grant)
+                .send()
+                .await
+                .unwrap();
+            assert!([401, 429].contains(&resp.status().as_u16()));
+        }
+    }
+    let failing = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("authorization", basic(&id, "not the secret"))
+        .form(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_limited(failing, "token-client").await;
+
+    for _ in 0..3 {
+        let resp = form(&app, "/oauth/token", Some(&basic(&id, &secret)), &grant).await;
+        assert_eq!(resp.status(), 200, "the client is locked out");
+    }
+}
