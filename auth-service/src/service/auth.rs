@@ -188,13 +188,13 @@ pub async fn login(
     }
     let account = email.trim().to_lowercase();
     let subject = throttle::Subject::Account(&account);
-    // No database connection is held while the password is hashed: a login flood waits in
-    // the hashing queue (or is refused at once when it is full), not in the connection
-    // pool that every other route needs.
-    let mut conn = shared::db::conn(&state.pool).await?;
-    // Rate limits and brute-force throttling, before any hashing: a refused attempt costs
-    // no CPU, and answers alike for every account.
+    // Rate limits and brute-force throttling, before any hashing or database work: a
+    // refused attempt costs no CPU, and answers alike for every account.
     if let Err(limited) = throttle::check_login(state, &account, &meta.ip_key).await {
+        if !throttle::audit_refusal(state, &account, &meta.ip_key).await {
+            return Err(limited.into());
+        }
+        let mut conn = shared::db::conn(&state.pool).await?;
         audit::record(
             &mut conn,
             AuditEntry {
@@ -209,6 +209,10 @@ pub async fn login(
         .await?;
         return Err(limited.into());
     }
+    // No database connection is held while the password is hashed: a login flood waits in
+    // the hashing queue (or is refused at once when it is full), not in the connection
+    // pool that every other route needs.
+    let mut conn = shared::db::conn(&state.pool).await?;
     // A malformed address is just an unknown account: same work, same answer.
     let user = match Email::parse(&email) {
         Ok(email) => users::find_by_email(&mut conn, &email.normalized()).await?,

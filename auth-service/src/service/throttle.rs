@@ -202,3 +202,38 @@ pub async fn enforce(
 pub fn throttled_details() -> serde_json::Value {
     json!({ "reason": "throttled" })
 }
+
+/// Claims the right to audit a refusal: at most one per account and one per ip in a window.
+const FIRST_REFUSAL: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[1])
+return 1
+"#;
+
+/// How long one audited refusal stands for the refusals after it.
+const REFUSAL_AUDIT_WINDOW_MS: u64 = 60_000;
+
+/// Whether a refused login should be audited: the first refusal per account and per ip in a
+/// minute is; the rest only count in `auth_throttled_logins_total`. Every audit append
+/// takes the chain's one row lock, so a flood of refused logins must not turn into a flood
+/// of appends that stalls every login, refresh and logout. When Redis cannot say, the
+/// refusal is not audited (the limiter is then running on its per-process fallback).
+pub async fn audit_refusal(state: &AppState, account: &str, ip: &str) -> bool {
+    let base = format!("{}bf:audited:", state.settings.auth.redis_prefix);
+    let first = redis::Script::new(FIRST_REFUSAL)
+        .key(format!("{base}{}", Subject::Account(account).key()))
+        .key(format!("{base}ip:{ip}"))
+        .arg(REFUSAL_AUDIT_WINDOW_MS)
+        .invoke_async::<i64>(&mut state.redis.clone())
+        .await;
+    let audited = matches!(first, Ok(1));
+    metrics::counter!(
+        "auth_throttled_logins_total",
+        "audited" => if audited { "true" } else { "false" }
+    )
+    .increment(1);
+    audited
+}

@@ -90,3 +90,46 @@ async fn a_client_with_its_secret_is_not_locked_out_by_failures_under_its_id() {
         assert_eq!(resp.status(), 200, "the client is locked out");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_refused_logins_is_audited_once_per_account_and_address() {
+    let app = spawn_app_with(|s| {
+        generous(s);
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        s.auth.rate_login_ip = Rate::new(2, 60);
+    })
+    .await;
+    let email = app.new_user().await;
+    let flood = futures_util::future::join_all(
+        (0..40).map(|_| login_from(&app, &email, "guess guess guess", Some("203.0.113.9"))),
+    )
+    .await;
+    let refused = flood.iter().filter(|r| r.status() == 429).count();
+    assert!(refused >= 30, "{refused} refused");
+    let throttled = "audit_log WHERE event = 'login_failed' AND details->>'reason' = 'throttled'";
+    assert_eq!(app.count(throttled).await, 1);
+    // Another account from that address, and that account from another: each still once
+    // at most, never one row per refusal.
+    let other = app.new_user().await;
+    for _ in 0..5 {
+        login_from(&app, &other, "guess guess guess", Some("203.0.113.9")).await;
+    }
+    assert_eq!(
+        app.count(throttled).await,
+        1,
+        "the address was audited already"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("auth_throttled_logins_total{audited=\"false\"}"),
+        "refusals are counted"
+    );
+}
