@@ -25,7 +25,8 @@ pub struct JwksKeySource {
     allowed: Vec<Algorithm>,
     min_refetch_interval: Duration,
     keys: RwLock<Arc<HashMap<String, Arc<VerifyingKey>>>>,
-    /// When the last fetch (of any kind) started, for the unknown-kid throttle.
+    /// When the last fetch (of any kind) ended, for the unknown-kid throttle; held while
+    /// fetching.
     last_fetch: Mutex<Option<Instant>>,
     fetches: std::sync::atomic::AtomicU64,
 }
@@ -64,9 +65,16 @@ impl JwksKeySource {
 
     /// Fetch now; returns the max-age the response allows.
     pub async fn fetch(&self) -> anyhow::Result<Duration> {
+        let mut last = self.last_fetch.lock().await;
+        let fetched = self.fetch_unlocked().await;
+        *last = Some(Instant::now());
+        fetched
+    }
+
+    /// The fetch itself; callers hold `last_fetch`, so fetches never overlap.
+    async fn fetch_unlocked(&self) -> anyhow::Result<Duration> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *self.last_fetch.lock().await = Some(Instant::now());
         let resp = self
             .client
             .get(&self.url)
@@ -105,17 +113,19 @@ impl JwksKeySource {
         Some((kid, Arc::new(VerifyingKey { alg, key })))
     }
 
-    /// Refetch because of an unknown kid, unless a fetch started within the interval.
+    /// Refetch because of an unknown kid, unless a fetch ended within the interval. The
+    /// check, the fetch and its time are one step under one lock (which every fetch holds):
+    /// requests queued on it meanwhile find the interval running and the fresh keys, so a
+    /// burst of made-up `kid`s costs at most one fetch, and none while one is under way.
     async fn refetch_throttled(&self) {
-        {
-            let last = self.last_fetch.lock().await;
-            if last.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
-                return;
-            }
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
+            return;
         }
-        if let Err(err) = self.fetch().await {
+        if let Err(err) = self.fetch_unlocked().await {
             tracing::warn!(error = %err, "refetching the JWKS failed");
         }
+        *last = Some(Instant::now());
     }
 
     /// Keep the keys fresh: refetch when max-age runs out; on failure keep the cached keys
@@ -163,6 +173,65 @@ fn parse_max_age(cache_control: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A JWKS endpoint that answers an empty set after `delay`.
+    async fn slow_jwks(delay: Duration) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = socket.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let body = r#"{"keys":[]}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}/jwks.json")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn unknown_kids_in_flight_together_cost_one_fetch() {
+        let url = slow_jwks(Duration::from_millis(200)).await;
+        let source = Arc::new(JwksKeySource::new(
+            url,
+            vec![Algorithm::EdDSA],
+            Duration::from_millis(50),
+        ));
+        // A slow fetch is under way, past the interval since it started, when a burst of
+        // made-up kids arrives.
+        let slow = tokio::spawn({
+            let source = source.clone();
+            async move { source.fetch().await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let lookups: Vec<_> = (0..32)
+            .map(|i| {
+                let source = source.clone();
+                tokio::spawn(async move { source.key(&format!("made-up-{i}")).await.is_none() })
+            })
+            .collect();
+        for lookup in lookups {
+            assert!(lookup.await.unwrap());
+        }
+        slow.await.unwrap();
+        assert_eq!(
+            source.fetch_count(),
+            1,
+            "the fetch under way serves them all"
+        );
+    }
 
     #[test]
     fn max_age_is_read_from_cache_control() {

@@ -114,3 +114,43 @@ async fn a_rotated_key_is_fetched_when_its_first_token_arrives() {
         "old tokens too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn made_up_kids_in_flight_together_refetch_the_jwks_once() {
+    let stack = spawn_stack_with(shared::testing::redis_url(), |t| {
+        t.jwks_min_refetch_secs = 1
+    })
+    .await;
+    let user = stack.user().await;
+    let foreign = keys::generate(SigningAlg::EdDSA).unwrap();
+    let key = keys::encoding_key(SigningAlg::EdDSA, &foreign.private_der);
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some(uuid::Uuid::new_v4().to_string());
+            let token = jsonwebtoken::encode(
+                &header,
+                &stack.claims_for(&user.id, "user", "todos:read"),
+                &key,
+            )
+            .unwrap();
+            stack
+                .client
+                .get(stack.todo_url("/v1/todos"))
+                .bearer_auth(token)
+        })
+        .collect();
+    // Let the interval since the start-up fetch run out.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = stack.todo_state.keys.fetch_count();
+
+    let answers =
+        futures_util::future::join_all(requests.into_iter().map(|r| async { r.send().await }))
+            .await;
+
+    for resp in answers {
+        assert_problem(resp.unwrap(), 401, "TOKEN_INVALID").await;
+    }
+    assert_eq!(stack.todo_state.keys.fetch_count() - before, 1);
+}
