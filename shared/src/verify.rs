@@ -3,7 +3,7 @@
 //! The rules, in order: the token is a compact JWS of sane size; the header has `typ:
 //! at+jwt`, an allowed asymmetric `alg`, a `kid` we know (whose key is of that very `alg`),
 //! no `jku`/`x5u`/`jwk`/`x5c` (never acted on: refused) and no `crit`; the signature holds;
-//! every required claim is present; `iss` is exact; our audience is in `aud`; `nbf` and `iat`
+//! every required claim is present (`sid` too, for a user's or admin's token); `iss` is exact; our audience is in `aud`; `nbf` and `iat`
 //! are not in the future beyond the leeway. Only a token that passes all of that and whose
 //! one fault is an `exp` in the past (beyond the leeway) is *expired*; everything else is
 //! *invalid*, with the reason for the log, never for the caller.
@@ -18,7 +18,7 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use crate::problem::ApiError;
-use crate::tokens::{ACCESS_TOKEN_TYP, AccessClaims, Principal};
+use crate::tokens::{ACCESS_TOKEN_TYP, AccessClaims, Principal, Role};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -152,6 +152,12 @@ impl Verifier {
         }
         if claims.sub.is_empty() || claims.jti.is_empty() {
             return Err(TokenError::invalid("empty sub or jti"));
+        }
+        // A user's token always names its session: without one, no revocation by session
+        // (logout, password change, ...) could ever reach it. Only a service has none.
+        let user_token = matches!(claims.role.parse(), Ok(Role::User | Role::Admin));
+        if user_token && claims.sid.as_deref().is_none_or(str::is_empty) {
+            return Err(TokenError::invalid("a user token without sid"));
         }
         if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
             return Err(TokenError::invalid("not yet valid (nbf)"));

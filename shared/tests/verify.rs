@@ -236,6 +236,28 @@ async fn every_required_claim_must_be_present() {
 }
 
 #[tokio::test]
+async fn a_users_token_must_name_its_session_and_only_a_service_may_not() {
+    let f = fixture();
+    for role in ["user", "admin"] {
+        for sid in [None, Some(json!("")), Some(json!(null))] {
+            let mut c = claims();
+            c["role"] = json!(role);
+            match sid {
+                Some(sid) => c["sid"] = sid,
+                None => {
+                    c.as_object_mut().unwrap().remove("sid");
+                }
+            }
+            assert!(invalid(verify(&f, &ed_token(&f, &c)).await).contains("sid"));
+        }
+    }
+    let mut c = claims();
+    c["role"] = json!("service");
+    c.as_object_mut().unwrap().remove("sid");
+    assert!(verify(&f, &ed_token(&f, &c)).await.is_ok());
+}
+
+#[tokio::test]
 async fn issuer_and_audience_must_match() {
     let f = fixture();
     for (claim, value) in [

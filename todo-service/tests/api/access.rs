@@ -95,6 +95,18 @@ async fn missing_or_bad_tokens_are_401_with_one_body() {
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
 
+    // Well signed, but a user's token without the session no revocation could reach.
+    let mut sessionless = stack.claims_for(&user.id, "user", "todos:read");
+    sessionless.sid = None;
+    let resp = stack
+        .client
+        .get(stack.todo_url("/v1/todos"))
+        .bearer_auth(stack.sign(&sessionless))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 401, "TOKEN_INVALID").await;
+
     let now = chrono::Utc::now().timestamp();
     let mut expired = stack.claims_for(&user.id, "user", "todos:read");
     expired.iat = now - 4000;

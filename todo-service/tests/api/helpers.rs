@@ -302,7 +302,7 @@ impl Stack {
             iat: now,
             nbf: Some(now),
             jti: uuid::Uuid::now_v7().to_string(),
-            sid: None,
+            sid: (role != "service").then(|| uuid::Uuid::now_v7().to_string()),
             role: role.into(),
             scope: scope.into(),
             client_id: None,
