@@ -225,7 +225,7 @@ impl Settings {
                 "must be at least AUTH_SESSION_IDLE_TTL_SECS",
             );
         }
-        if !(0..=300).contains(&a.clock_leeway_secs) {
+        if !(0..=shared::verify::MAX_LEEWAY_SECS).contains(&a.clock_leeway_secs) {
             return err("clock_leeway_secs", "must be between 0 and 300");
         }
         // OWASP's minimum for argon2id is m=19 MiB with t=2, or m=12 MiB with t=3, ...;

@@ -52,9 +52,10 @@ pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
 }
 
 /// How long a retired key stays published, and a revocation matters: the access-token
-/// lifetime plus the clock leeway verifiers allow.
+/// lifetime plus the largest clock leeway any verifier may allow (not this service's own:
+/// a verifier with a larger one would otherwise accept a token whose revocation is gone).
 pub fn token_horizon(settings: &Settings) -> chrono::Duration {
-    chrono::Duration::seconds(settings.auth.access_token_ttl_secs + settings.auth.clock_leeway_secs)
+    chrono::Duration::seconds(settings.auth.access_token_ttl_secs + shared::verify::MAX_LEEWAY_SECS)
 }
 
 pub fn key_cipher(settings: &Settings) -> anyhow::Result<KeyCipher> {

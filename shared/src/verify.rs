@@ -22,6 +22,12 @@ use crate::tokens::{ACCESS_TOKEN_TYP, AccessClaims, Principal, Role};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The largest clock leeway any verifier may be configured with. Revocations stay on the
+/// denylist, and retired keys stay published, until a token's `exp` plus this: so no
+/// verifier, whatever its own leeway within the bound, still accepts a token whose
+/// revocation or key is already gone. One value, shared by the writer and every verifier.
+pub const MAX_LEEWAY_SECS: i64 = 300;
+
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 

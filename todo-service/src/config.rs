@@ -126,7 +126,7 @@ impl Settings {
             return Err(ConfigError::var(PREFIX, "audience", "is required"));
         }
         self.algorithms()?;
-        if !(0..=300).contains(&t.clock_leeway_secs) {
+        if !(0..=shared::verify::MAX_LEEWAY_SECS).contains(&t.clock_leeway_secs) {
             return Err(ConfigError::var(
                 PREFIX,
                 "clock_leeway_secs",

@@ -138,3 +138,31 @@ async fn logout_all_revokes_every_session_of_the_caller_only() {
     );
     assert_eq!(app.count("audit_log WHERE event = 'logout_all'").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_outlives_its_tokens_by_the_largest_leeway_any_verifier_may_allow() {
+    // This service allows no leeway; a verifier may allow up to the bound.
+    let app = crate::helpers::spawn_app_with(|s| s.auth.clock_leeway_secs = 0).await;
+    let (_, pair) = app.user_session().await;
+    let at = pair["access_token"].as_str().unwrap();
+    let exp = crate::helpers::claims(at)["exp"].as_i64().unwrap();
+
+    assert_eq!(
+        app.post_bearer("/v1/auth/logout", at, None).await.status(),
+        204
+    );
+
+    let sid = pair["session_id"].as_str().unwrap();
+    let mut redis = app.redis().await;
+    let kept_until: f64 = redis::cmd("ZSCORE")
+        .arg(format!("{}denylist", app.redis_prefix))
+        .arg(format!("sid:{sid}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        kept_until as i64 >= exp + shared::verify::MAX_LEEWAY_SECS,
+        "kept until {kept_until}, but a verifier accepts the token until {}",
+        exp + shared::verify::MAX_LEEWAY_SECS
+    );
+}
