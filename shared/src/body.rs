@@ -5,7 +5,8 @@
 //! the parsed JSON against the schema the OpenAPI document publishes for `T` before `T`
 //! parses it, so a client learns which field is wrong: 422 `VALIDATION_FAILED` with
 //! `errors` (`REQUIRED`, `UNKNOWN_FIELD`, `INVALID_TYPE`, `INVALID_VALUE`,
-//! `INVALID_FORMAT`). A body that is not JSON at all is 400 `VALIDATION_FAILED`.
+//! `INVALID_FORMAT`, `DUPLICATE_FIELD` for a member given twice). A body that is not JSON at
+//! all is 400 `VALIDATION_FAILED`.
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -64,6 +65,14 @@ impl<T: ParseFromJSON + 'static> ParsePayload for JsonBody<T> {
                 ApiError::bad_request(format!("The body is not valid JSON: {err}."))
             })?
         };
+        if let Some(field) = crate::json_keys::first_duplicate(&data) {
+            return Err(ApiError::validation(vec![FieldError::new(
+                &field,
+                "DUPLICATE_FIELD",
+                "appears more than once; send each field once",
+            )])
+            .into());
+        }
         if value.is_null() && T::IS_REQUIRED {
             return Err(ApiError::validation(vec![FieldError::new(
                 "body",

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use poem::endpoint::BoxEndpoint;
+use poem::http::{StatusCode, header};
 use poem::middleware::Cors;
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
+use crate::allow::AllowedMethods;
 use crate::config::HttpSettings;
 use crate::middleware::{Edge, EdgeConfig};
 
@@ -39,11 +42,15 @@ pub fn mount<T, F, E>(
 ) -> impl Endpoint + use<T, F, E>
 where
     T: OpenApi + 'static,
-    F: FnOnce(Route) -> E,
+    F: FnOnce(BoxEndpoint<'static>) -> E,
     E: Endpoint + 'static,
 {
     // Install the metrics recorder before the first request records anything.
     crate::metrics::handle();
+    let allowed = AllowedMethods::from_spec(
+        &api.spec(),
+        &[("/openapi.json", &["GET"]), ("/docs", &["GET"])],
+    );
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let cors = Cors::new()
@@ -58,7 +65,7 @@ where
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api);
-    inner(routes)
+    inner(routes.around(one_authorization).boxed())
         .with_if(has_cors, cors)
         .with(Edge::new(EdgeConfig {
             body_limit: settings.body_limit_bytes,
@@ -66,6 +73,30 @@ where
             request_timeout: Duration::from_secs(settings.request_timeout_secs),
             trusted_proxies: settings.trusted_proxies.clone(),
             forwarded_header: settings.forwarded_header.clone(),
+            allowed: std::sync::Arc::new(allowed),
             hsts: settings.hsts,
         }))
+}
+
+/// A request with more than one `Authorization` header is refused (400) before any route
+/// reads one: which of them an intermediary forwards, or a framework reads, differs, so
+/// serving it would let a request be judged on a header other than the one it is served by.
+/// Inside the services' own wrappers, so that `/oauth/*` answers it in its own format.
+async fn one_authorization<E: Endpoint>(
+    ep: std::sync::Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(poem::Error::from_string(
+            "Send one Authorization header, not several.",
+            StatusCode::BAD_REQUEST,
+        ));
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
 }

@@ -1,6 +1,7 @@
 //! What both services share: problem+json errors, the HTTP edge and server loop, config,
 //! telemetry, metrics, health, and access-token types and verification.
 
+pub mod allow;
 pub mod body;
 pub mod client_ip;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod denylist_feed;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod json_keys;
 pub mod jwks;
 pub mod metrics;
 pub mod middleware;

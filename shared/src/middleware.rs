@@ -7,7 +7,8 @@
 //! 3. the body read up front, under the size limit (413) and the body timeout (408);
 //! 4. the request timeout (503);
 //! 5. every error, the framework's own included, turned into problem+json;
-//! 6. security headers, metrics and one log line per request.
+//! 6. security headers (and `Vary: Origin`, `Allow` on a 405), metrics and one log line per
+//!    request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use poem_openapi::OperationId;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::Instrument;
 
+use crate::allow::AllowedMethods;
 use crate::client_ip::{ForwardedHeader, resolve_client_ip};
 use crate::problem::{ApiError, BEARER_CHALLENGE, REQUEST_ID};
 
@@ -32,6 +34,8 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub forwarded_header: ForwardedHeader,
+    /// What each path answers, for the `Allow` header of a 405.
+    pub allowed: Arc<AllowedMethods>,
     pub hsts: bool,
 }
 
@@ -102,6 +106,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         req.extensions_mut().insert(ClientIp(client_ip));
         req.extensions_mut().insert(RequestId(request_id.clone()));
         let method = req.method().clone();
+        let path = req.uri().path().to_owned();
         let span = tracing::info_span!(
             "request",
             request_id = %request_id,
@@ -145,7 +150,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                     resp.headers_mut().insert(name, value);
                 }
             }
-            finish(&mut resp, &request_id, &config);
+            finish(&mut resp, &request_id, &path, &config);
             let status = resp.status().as_u16();
             let route = resp
                 .extensions()
@@ -318,8 +323,25 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
     }
 }
 
-fn finish(resp: &mut Response, request_id: &str, config: &EdgeConfig) {
+fn finish(resp: &mut Response, request_id: &str, path: &str, config: &EdgeConfig) {
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = config.allowed.allow(path)
+        && let Ok(value) = HeaderValue::from_str(&allow)
+    {
+        resp.headers_mut().insert(header::ALLOW, value);
+    }
     let headers = resp.headers_mut();
+    // Whether CORS headers are present depends on the request's Origin: a shared cache must
+    // not hand one origin's answer to another (401s and 403s included).
+    let varies_by_origin = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("origin") || v.trim() == "*");
+    if !varies_by_origin {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
     }

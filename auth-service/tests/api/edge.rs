@@ -13,6 +13,15 @@ async fn unknown_routes_and_methods_are_problems() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.headers()["allow"], "POST, OPTIONS");
+    assert_problem(resp, 405, "METHOD_NOT_ALLOWED").await;
+    let resp = app
+        .client
+        .put(app.url(&format!("/v1/admin/users/{}", uuid::Uuid::now_v7())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["allow"], "DELETE, GET, PATCH, OPTIONS");
     assert_problem(resp, 405, "METHOD_NOT_ALLOWED").await;
 }
 
@@ -142,4 +151,121 @@ async fn readiness_names_what_is_down() {
         .unwrap();
     let body = assert_problem(resp, 503, "SERVICE_UNAVAILABLE").await;
     assert!(body["detail"].as_str().unwrap().contains("redis"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_member_given_twice_is_refused_by_name_and_changes_nothing() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            r#"{"email":"a@example.com","email":"b@example.com","password":"correct horse battery staple"}"#,
+            "email",
+        ),
+        (
+            r#"{"email":"a@example.com","password":"x","password":"correct horse battery staple"}"#,
+            "password",
+        ),
+        (
+            r#"{"email":"a@example.com","password":"correct horse battery staple","display_name":"a","display_name":null}"#,
+            "display_name",
+        ),
+    ];
+    for (body, field) in cases {
+        let resp = app
+            .client
+            .post(app.url("/v1/auth/signup"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(resp, 422, "VALIDATION_FAILED").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        assert_eq!(problem["errors"][0]["code"], "DUPLICATE_FIELD");
+    }
+    assert_eq!(app.count("users").await, 0);
+    assert_eq!(app.count("audit_log").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_that_depend_on_the_origin_say_so() {
+    let app = spawn_app().await;
+    let origin = crate::helpers::ORIGIN;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/auth/refresh"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    let actual = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    let refused = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    let plain = app.client.get(app.url("/healthz")).send().await.unwrap();
+    for (what, resp) in [
+        ("preflight", &preflight),
+        ("401", &actual),
+        ("disallowed origin", &refused),
+        ("no origin", &plain),
+    ] {
+        let vary: Vec<String> = resp
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+            .collect();
+        assert!(
+            vary.iter()
+                .any(|v| v.split(',').any(|p| p.trim() == "origin")),
+            "{what} ({}): vary {vary:?}",
+            resp.status()
+        );
+    }
+    assert_eq!(actual.status(), 401);
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_authorization_headers_are_refused_whichever_comes_first() {
+    let app = spawn_app().await;
+    let (_, pair) = app.user_session().await;
+    let good = format!("Bearer {}", pair["access_token"].as_str().unwrap());
+    for (first, second) in [
+        (good.as_str(), "Bearer junk"),
+        ("Bearer junk", good.as_str()),
+    ] {
+        let resp = app
+            .client
+            .get(app.url("/v1/users/me"))
+            .header("authorization", first)
+            .header("authorization", second)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 400, "VALIDATION_FAILED").await;
+    }
+    let resp = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("authorization", "Basic YTpi")
+        .header("authorization", "Basic Yzpk")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let (_, body) = json(resp).await;
+    assert_eq!(body["error"], "invalid_request", "{body}");
 }
