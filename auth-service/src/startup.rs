@@ -193,6 +193,7 @@ impl Application {
         for task in self.background {
             task.abort();
         }
+        self.state.revocations.leave().await;
         self.state.pool.close();
         tracing::info!("auth-service stopped");
     }

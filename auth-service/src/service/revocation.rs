@@ -1,13 +1,18 @@
-//! Publishing revocations to the Redis denylist.
+//! Publishing revocations to the Redis denylist, and vouching for it.
 //!
 //! PostgreSQL is the source of truth: a revocation is written to the `revocations` table in
 //! the same transaction that revokes the session, and the API answers only after that
-//! commit. Then it is pushed to Redis at once (`ZADD` + `PUBLISH` in one `MULTI`), so
-//! verifiers drop the session's access tokens within milliseconds. If Redis is unreachable
-//! the row stays unpublished and a background loop retries every second; the same loop
-//! replays every live revocation when it finds Redis has lost them (the `synced` marker is
-//! gone after a restart with no persistence), trims expired entries, and purges expired
-//! rows.
+//! commit. Then it is pushed to Redis at once (`ZADD` + `PUBLISH`, in chunks), so verifiers
+//! drop the session's access tokens within milliseconds. If Redis is unreachable the row
+//! stays unpublished and a background loop retries every second.
+//!
+//! Verifiers trust their copy only while the `synced` lease is in Redis, and freshness is
+//! the writer's to vouch for: each pass of the loop renews the lease only when Redis holds
+//! everything (replayed after any loss: the lease had lapsed, or the published high-water
+//! mark in Redis is below PostgreSQL's) and no revocation has waited more than a second to
+//! be published. A writer cut off from Redis, or whose writes Redis refuses, therefore
+//! stops renewing, the lease lapses within [`LEASE`], and verifiers fail closed. The same
+//! loop trims expired entries and purges expired rows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +22,55 @@ use diesel_async::AsyncPgConnection;
 use redis::aio::ConnectionManager;
 use shared::db::PgPool;
 use shared::denylist::{self, DenylistKeys, Revocation};
+use uuid::Uuid;
 
 use crate::store::revocations::{self as store, NewRevocation, RevocationRow};
+
+/// How long one renewal of the freshness lease lasts; the loop renews every second.
+pub const LEASE: Duration = Duration::from_secs(3);
+/// The lease is renewed only while no revocation has waited longer than this.
+const MAX_UNPUBLISHED_AGE: Duration = Duration::from_secs(1);
+/// Revocations per Redis call: a logout-all of many sessions is several short calls, each
+/// with its own timeout, rather than one long transaction.
+const CHUNK: usize = 200;
+/// How long one Redis call of the request path may take before the loop takes over.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `ZADD` and `PUBLISH` each revocation, and raise the published high-water mark.
+/// KEYS: the set, the mark. ARGV: the channel, the highest id, then member, expiry, message
+/// per revocation.
+const PUSH: &str = r#"
+for i = 3, #ARGV, 3 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  redis.call('PUBLISH', ARGV[1], ARGV[i + 2])
+end
+local hwm = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > hwm then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+"#;
+
+/// A writer that stops cleanly leaves: when no other writer holds a live registration, the
+/// lease is kept without expiry (no writer, nothing to revoke).
+/// KEYS: the writers, the lease. ARGV: this writer, now (ms).
+const LEAVE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PERSIST', KEYS[2])
+  return 1
+end
+return 0
+"#;
 
 pub struct RevocationPublisher {
     pool: PgPool,
     redis: ConnectionManager,
     keys: DenylistKeys,
-    /// How long a revocation matters: the access-token lifetime plus clock leeway.
+    /// How long a revocation matters: the access-token lifetime plus the largest leeway.
     ttl: chrono::Duration,
+    /// This process, among the writers.
+    instance: String,
+    push: redis::Script,
 }
 
 fn kind_and_value(r: &Revocation) -> (&'static str, &str) {
@@ -52,6 +97,8 @@ impl RevocationPublisher {
             redis,
             keys: DenylistKeys::new(prefix),
             ttl,
+            instance: Uuid::now_v7().to_string(),
+            push: redis::Script::new(PUSH),
         }
     }
 
@@ -78,34 +125,46 @@ impl RevocationPublisher {
         store::insert_many(conn, &rows).await
     }
 
-    /// Push committed revocations to Redis now; on failure the background loop retries.
+    /// Push committed revocations to Redis now, chunk by chunk; what fails is left to the
+    /// background loop.
     pub async fn publish(&self, rows: Vec<RevocationRow>) {
-        if rows.is_empty() {
-            return;
-        }
-        match tokio::time::timeout(Duration::from_secs(1), self.push(&rows)).await {
-            Ok(Ok(())) => self.mark_published(&rows).await,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "publishing revocations to Redis failed; will retry")
+        for chunk in rows.chunks(CHUNK) {
+            match tokio::time::timeout(PUBLISH_TIMEOUT, self.push(chunk)).await {
+                Ok(Ok(())) => self.mark_published(chunk).await,
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "publishing revocations to Redis failed; will retry");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("publishing revocations to Redis timed out; will retry");
+                    return;
+                }
             }
-            Err(_) => tracing::warn!("publishing revocations to Redis timed out; will retry"),
         }
     }
 
     async fn push(&self, rows: &[RevocationRow]) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let Some(highest) = rows.iter().map(|r| r.id).max() else {
+            return Ok(());
+        };
+        let mut invocation = self.push.prepare_invoke();
+        invocation
+            .key(&self.keys.set)
+            .key(&self.keys.hwm)
+            .arg(&self.keys.channel)
+            .arg(highest);
         for row in rows {
             let Some(revocation) = to_revocation(row) else {
                 continue;
             };
             let exp = row.expires_at.timestamp();
-            pipe.zadd(&self.keys.set, revocation.member(), exp).ignore();
-            pipe.publish(&self.keys.channel, denylist::message(&revocation, exp))
-                .ignore();
+            invocation
+                .arg(revocation.member())
+                .arg(exp)
+                .arg(denylist::message(&revocation, exp));
         }
         let mut conn = self.redis.clone();
-        pipe.query_async::<()>(&mut conn).await
+        invocation.invoke_async::<i64>(&mut conn).await.map(drop)
     }
 
     async fn mark_published(&self, rows: &[RevocationRow]) {
@@ -122,42 +181,96 @@ impl RevocationPublisher {
         }
     }
 
-    /// One pass of the background loop.
-    pub async fn sync_once(&self) -> anyhow::Result<()> {
+    /// One pass of the background loop; returns whether it renewed the lease.
+    pub async fn sync_once(&self) -> anyhow::Result<bool> {
         let mut redis = self.redis.clone();
         let now = Utc::now();
         let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let synced: bool = redis::cmd("EXISTS")
-            .arg(&self.keys.synced)
+        // PostgreSQL first: a row is marked published only after Redis took it, so read in
+        // this order Redis's mark can be below PostgreSQL's only if Redis lost writes.
+        let published = store::max_published_id(&mut conn).await?;
+        let (lease, hwm): (bool, Option<i64>) = redis::pipe()
+            .exists(&self.keys.synced)
+            .get(&self.keys.hwm)
             .query_async(&mut redis)
             .await?;
-        if !synced {
+        let lost = published.is_some_and(|p| hwm.unwrap_or(0) < p);
+        if !lease || lost {
+            if lost {
+                tracing::warn!("Redis lost published revocations (a failover?); replaying them");
+            }
             let live = store::live(&mut conn, now).await?;
-            for chunk in live.chunks(500) {
+            for chunk in live.chunks(CHUNK) {
                 self.push(chunk).await?;
             }
-            redis::cmd("SET")
-                .arg(&self.keys.synced)
-                .arg(now.timestamp())
-                .query_async::<()>(&mut redis)
-                .await?;
             tracing::info!(count = live.len(), "replayed the denylist into Redis");
         }
-        let pending = store::unpublished(&mut conn, 500).await?;
-        if !pending.is_empty() {
+        // A bounded number of chunks per pass; a backlog beyond it just leaves the lease
+        // unrenewed until it is through.
+        for _ in 0..50 {
+            let pending = store::unpublished(&mut conn, CHUNK as i64).await?;
+            if pending.is_empty() {
+                break;
+            }
             self.push(&pending).await?;
             let ids: Vec<i64> = pending.iter().map(|r| r.id).collect();
-            store::mark_published(&mut conn, &ids, now).await?;
+            store::mark_published(&mut conn, &ids, Utc::now()).await?;
             tracing::info!(count = ids.len(), "published pending revocations");
         }
-        redis::cmd("ZREMRANGEBYSCORE")
+        let oldest = store::oldest_unpublished(&mut conn).await?;
+        let renewed = oldest
+            .is_none_or(|at| (Utc::now() - at).to_std().unwrap_or_default() <= MAX_UNPUBLISHED_AGE);
+        let mut pipe = redis::pipe();
+        if renewed {
+            let lease_ms = LEASE.as_millis() as u64;
+            pipe.cmd("SET")
+                .arg(&self.keys.synced)
+                .arg(now.timestamp())
+                .arg("PX")
+                .arg(lease_ms)
+                .ignore()
+                .zadd(
+                    &self.keys.writers,
+                    &self.instance,
+                    now.timestamp_millis() + lease_ms as i64,
+                )
+                .ignore();
+        }
+        pipe.cmd("ZREMRANGEBYSCORE")
             .arg(&self.keys.set)
             .arg("-inf")
             .arg(now.timestamp())
-            .query_async::<()>(&mut redis)
-            .await?;
+            .ignore();
+        pipe.query_async::<()>(&mut redis).await?;
         store::purge_expired(&mut conn, now).await?;
-        Ok(())
+        Ok(renewed)
+    }
+
+    /// Leave cleanly: publish what is pending and, when no other writer is alive, keep the
+    /// lease without expiry, so that verifiers go on trusting a complete denylist while no
+    /// auth service runs. Called once the server has drained.
+    pub async fn leave(&self) {
+        let left = async {
+            if !self.sync_once().await? {
+                anyhow::bail!("revocations are still unpublished");
+            }
+            let kept: i64 = redis::Script::new(LEAVE)
+                .key(&self.keys.writers)
+                .key(&self.keys.synced)
+                .arg(&self.instance)
+                .arg(Utc::now().timestamp_millis())
+                .invoke_async(&mut self.redis.clone())
+                .await?;
+            anyhow::Ok(kept == 1)
+        };
+        match tokio::time::timeout(Duration::from_secs(3), left).await {
+            Ok(Ok(true)) => tracing::info!("last writer out: the denylist lease is kept"),
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "could not leave the denylist cleanly; its lease will lapse")
+            }
+            Err(_) => tracing::warn!("leaving the denylist timed out; its lease will lapse"),
+        }
     }
 
     /// Run [`Self::sync_once`] every `every` until the publisher is dropped.
@@ -171,11 +284,17 @@ impl RevocationPublisher {
                 tick.tick().await;
                 let Some(me) = me.upgrade() else { break };
                 match me.sync_once().await {
-                    Ok(()) if failing => {
-                        failing = false;
-                        tracing::info!("denylist sync recovered");
+                    Ok(renewed) => {
+                        if failing && renewed {
+                            failing = false;
+                            tracing::info!("denylist sync recovered");
+                        } else if !failing && !renewed {
+                            failing = true;
+                            tracing::warn!(
+                                "revocations wait to be published; the denylist lease is not renewed"
+                            );
+                        }
                     }
-                    Ok(()) => {}
                     Err(err) if !failing => {
                         failing = true;
                         tracing::warn!(error = %err, "denylist sync failed; retrying every second");

@@ -68,6 +68,28 @@ pub async fn mark_published(
         .map(drop)
 }
 
+/// The highest id marked published (what Redis must hold at least).
+pub async fn max_published_id(conn: &mut AsyncPgConnection) -> QueryResult<Option<i64>> {
+    revocations::table
+        .filter(revocations::published_at.is_not_null())
+        .select(diesel::dsl::max(revocations::id))
+        .first(conn)
+        .await
+}
+
+/// When the oldest revocation still waiting to be published was recorded.
+pub async fn oldest_unpublished(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    revocations::table
+        .filter(revocations::published_at.is_null())
+        .order(revocations::id.asc())
+        .select(revocations::revoked_at)
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Every revocation that can still match a live token.
 pub async fn live(
     conn: &mut AsyncPgConnection,

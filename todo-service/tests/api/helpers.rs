@@ -13,7 +13,7 @@ use shared::config::HttpSettings;
 use shared::testing::{fresh_database, json, redis_prefix};
 use todo_service::config::{Settings as TodoConfig, TodoSettings};
 
-pub use shared::testing::{RedisServer, assert_problem};
+pub use shared::testing::{PausableProxy, RedisServer, assert_problem};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -45,6 +45,15 @@ pub async fn spawn_stack_with(
     redis_url: String,
     configure: impl FnOnce(&mut TodoSettings),
 ) -> Stack {
+    spawn_stack_on(redis_url.clone(), redis_url, configure).await
+}
+
+/// Both services, each reaching Redis at its own URL (one of them through a proxy, say).
+pub async fn spawn_stack_on(
+    auth_redis_url: String,
+    redis_url: String,
+    configure: impl FnOnce(&mut TodoSettings),
+) -> Stack {
     let prefix = redis_prefix();
     let auth_db = fresh_database("auth", auth_service::startup::MIGRATIONS).await;
     let todo_db = fresh_database("todo", todo_service::startup::MIGRATIONS).await;
@@ -59,7 +68,7 @@ pub async fn spawn_stack_with(
                 &auth_db,
                 "auth_service_app",
             )),
-            redis_url: SecretString::from(redis_url.clone()),
+            redis_url: SecretString::from(auth_redis_url),
             redis_prefix: prefix.clone(),
             key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
             database_pool_size: 8,

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use shared::testing::json;
 
-use crate::helpers::{RedisServer, assert_problem, spawn_stack_with, spawn_todo};
+use crate::helpers::{
+    PausableProxy, RedisServer, assert_problem, spawn_stack_on, spawn_stack_with, spawn_todo,
+};
 
 async fn wait_for_status(
     stack: &crate::helpers::Stack,
@@ -105,4 +107,134 @@ async fn a_revoked_token_stays_revoked_after_redis_restarts_empty() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_the_auth_service_cannot_publish_is_never_honoured_open() {
+    let redis = RedisServer::start().await;
+    let proxy = PausableProxy::start(redis.port).await;
+    // The auth service reaches Redis through the proxy; the TODO service directly.
+    let stack = spawn_stack_on(proxy.url(), redis.url(), |t| {
+        t.denylist_max_staleness_secs = 1
+    })
+    .await;
+    let user = stack.user().await;
+    let bystander = stack.user().await;
+    assert_eq!(
+        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        200
+    );
+
+    // The auth service is cut off from Redis: its logout commits (204) but cannot be
+    // published. The TODO service still reaches Redis, and must not keep trusting it.
+    proxy.pause();
+    let started = Instant::now();
+    assert_eq!(
+        stack
+            .auth_post(&user, "/v1/auth/logout", None)
+            .await
+            .status(),
+        204
+    );
+    // Within the lease (3 s), a second, and the staleness bound (1 s here): refused.
+    let bound = Duration::from_secs(3 + 1 + 1) + Duration::from_millis(1500);
+    loop {
+        let status = stack.get(&user, "/v1/todos").send().await.unwrap().status();
+        if status == 401 || status == 503 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < bound,
+            "the revoked token was still accepted after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, ready) = json(
+        stack
+            .client
+            .get(stack.todo_url("/readyz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 503, "readiness says so: {ready}");
+
+    // Once the auth service reaches Redis again, the revocation is published and the lease
+    // renewed: the bystander is served, the revoked token refused.
+    proxy.resume();
+    wait_for_status(&stack, &bystander, 200, Duration::from_secs(10)).await;
+    let resp = stack.get(&user, "/v1/todos").send().await.unwrap();
+    assert_problem(resp, 401, "TOKEN_REVOKED").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocations_redis_lost_behind_a_kept_lease_are_replayed() {
+    let redis = RedisServer::start().await;
+    let stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
+    let user = stack.user().await;
+    assert_eq!(
+        stack
+            .auth_post(&user, "/v1/auth/logout", None)
+            .await
+            .status(),
+        204
+    );
+    stack.time_until_revoked(&user, Instant::now()).await;
+
+    // A failover to a replica that lagged: the lease survived, the entry and the
+    // published mark did not.
+    let prefix = &stack.auth_state.settings.auth.redis_prefix;
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{prefix}denylist"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!members.is_empty());
+    redis::pipe()
+        .del(format!("{prefix}denylist"))
+        .del(format!("{prefix}denylist:hwm"))
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    // A TODO service that starts now learns only what Redis holds; the auth service finds
+    // the mark below what it published, and replays.
+    let settings = todo_service::config::Settings {
+        http: shared::config::HttpSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+        todo: stack.todo_state.settings.todo.clone(),
+    };
+    let (fresh, _state, _stop) = spawn_todo(settings).await;
+    stack.wait_ready(&fresh).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let resp = stack
+            .client
+            .get(format!("{fresh}/v1/todos"))
+            .bearer_auth(&user.access)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 401 {
+            assert_problem(resp, 401, "TOKEN_REVOKED").await;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost revocation was not replayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
