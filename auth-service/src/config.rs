@@ -17,7 +17,8 @@
 //! | `AUTH_ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime |
 //! | `AUTH_SESSION_IDLE_TTL_SECS` | `1209600` (14 days) | a session unused this long ends |
 //! | `AUTH_SESSION_ABSOLUTE_TTL_SECS` | `2592000` (30 days) | no session lives longer |
-//! | `AUTH_CLOCK_LEEWAY_SECS` | `30` | leeway for `exp`/`nbf`/`iat` |
+//! | `AUTH_MAX_SESSIONS_PER_USER` | `100` | live sessions a user may have; a login beyond it ends the oldest |
+//! | `AUTH_CLOCK_LEEWAY_SECS` | `30` | leeway for `exp`/`nbf`/`iat` (at most 300) |
 //! | `AUTH_ARGON2_MEMORY_KIB` | `19456` | argon2id memory cost (OWASP minimum: 19 MiB) |
 //! | `AUTH_ARGON2_ITERATIONS` | `2` | argon2id time cost |
 //! | `AUTH_ARGON2_PARALLELISM` | `1` | argon2id lanes |
@@ -104,6 +105,7 @@ pub struct AuthSettings {
     pub access_token_ttl_secs: i64,
     pub session_idle_ttl_secs: i64,
     pub session_absolute_ttl_secs: i64,
+    pub max_sessions_per_user: u32,
     pub clock_leeway_secs: i64,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
@@ -145,6 +147,7 @@ impl Default for AuthSettings {
             access_token_ttl_secs: 900,
             session_idle_ttl_secs: 14 * 24 * 3600,
             session_absolute_ttl_secs: 30 * 24 * 3600,
+            max_sessions_per_user: 100,
             clock_leeway_secs: 30,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
@@ -224,6 +227,9 @@ impl Settings {
                 "session_absolute_ttl_secs",
                 "must be at least AUTH_SESSION_IDLE_TTL_SECS",
             );
+        }
+        if !(1..=10_000).contains(&a.max_sessions_per_user) {
+            return err("max_sessions_per_user", "must be between 1 and 10000");
         }
         if !(0..=shared::verify::MAX_LEEWAY_SECS).contains(&a.clock_leeway_secs) {
             return err("clock_leeway_secs", "must be between 0 and 300");

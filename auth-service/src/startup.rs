@@ -142,6 +142,7 @@ impl Application {
             state.keys.spawn_refresh(Duration::from_secs(10)),
             state.revocations.spawn(Duration::from_secs(1)),
             state.events.spawn(Duration::from_secs(1)),
+            crate::service::purge::spawn(Arc::downgrade(&state), Duration::from_secs(60)),
         ];
         Ok(Self {
             listener,

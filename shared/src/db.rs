@@ -143,3 +143,34 @@ pub fn status(pool: &PgPool) -> PoolStatus {
         max_size: s.max_size,
     }
 }
+
+/// Rows a purge deletes per statement.
+pub const PURGE_BATCH: i64 = 1000;
+
+/// Delete expired rows in small batches: `delete_batch` is a `DELETE` of at most `$2` rows
+/// older than `$1` (a subselect with `LIMIT`), run again until a batch comes back short.
+/// Each batch is its own short statement on a connection taken for it alone, with a pause
+/// between, so a large backlog neither holds locks long nor keeps a connection from the
+/// requests. Returns the rows deleted.
+pub async fn purge_in_batches(
+    pool: &PgPool,
+    delete_batch: &'static str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<usize> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    let mut total = 0;
+    loop {
+        let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let deleted = diesel::sql_query(delete_batch)
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<BigInt, _>(PURGE_BATCH)
+            .execute(&mut conn)
+            .await?;
+        drop(conn);
+        total += deleted;
+        if (deleted as i64) < PURGE_BATCH {
+            return Ok(total);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

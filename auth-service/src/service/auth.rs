@@ -318,6 +318,22 @@ pub async fn login(
         return Err(AuthError::InvalidCredentials);
     }
 
+    // At most `max_sessions_per_user` live sessions: the oldest beyond go (rarely any).
+    let cap = state.settings.auth.max_sessions_per_user;
+    let over =
+        sessions::live_beyond(&mut conn, user.id, now, state.idle_ttl(), i64::from(cap)).await?;
+    drop(conn);
+    if !over.is_empty() {
+        revoke_sessions(
+            state,
+            user.id,
+            SessionSelector::Beyond(cap),
+            event::SESSION_REVOKED,
+            meta,
+        )
+        .await?;
+    }
+
     // Signed with the role the session was opened under: the statement above checked it.
     let (access_token, expires_in, scope) =
         access_token_for(state, user.id, role_of(&user), session_id)?;
@@ -506,6 +522,12 @@ pub async fn revoke_sessions(
                     users::bump_epoch(conn, user_id).await?;
                     sessions::revoke_all(conn, user_id, keep, audit_event, now).await?
                 }
+                SessionSelector::Beyond(cap) => {
+                    let idle = state.idle_ttl();
+                    let over =
+                        sessions::live_beyond(conn, user_id, now, idle, i64::from(cap)).await?;
+                    sessions::revoke_many(conn, &over, "session_limit", now).await?
+                }
             };
             let revocations: Vec<Revocation> = revoked
                 .iter()
@@ -515,7 +537,13 @@ pub async fn revoke_sessions(
             let session_id = match which {
                 SessionSelector::One(id) => Some(id),
                 SessionSelector::AllExcept(keep) => keep,
+                SessionSelector::Beyond(_) => None,
             };
+            let mut details = json!({ "sessions_revoked": revoked.len() });
+            if let SessionSelector::Beyond(cap) = which {
+                details["reason"] = json!("session_limit");
+                details["max_sessions"] = json!(cap);
+            }
             audit::record(
                 conn,
                 AuditEntry {
@@ -524,7 +552,7 @@ pub async fn revoke_sessions(
                     subject_id: Some(user_id),
                     session_id,
                     meta,
-                    details: json!({ "sessions_revoked": revoked.len() }),
+                    details,
                 },
             )
             .await?;
@@ -539,6 +567,8 @@ pub async fn revoke_sessions(
 pub enum SessionSelector {
     One(Uuid),
     AllExcept(Option<Uuid>),
+    /// The live sessions beyond the newest `n` (the per-user cap).
+    Beyond(u32),
 }
 
 /// Logout with a refresh token (body or cookie): revoke its session. Unknown or already

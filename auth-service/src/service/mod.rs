@@ -5,6 +5,7 @@ pub mod auth;
 pub mod clients;
 pub mod events;
 pub mod oauth;
+pub mod purge;
 pub mod revocation;
 pub mod throttle;
 pub mod users;

@@ -12,7 +12,7 @@
 //! mark in Redis is below PostgreSQL's) and no revocation has waited more than a second to
 //! be published. A writer cut off from Redis, or whose writes Redis refuses, therefore
 //! stops renewing, the lease lapses within [`LEASE`], and verifiers fail closed. The same
-//! loop trims expired entries and purges expired rows.
+//! loop trims expired entries from Redis (expired rows go in the purge, `service::purge`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,7 +242,6 @@ impl RevocationPublisher {
             .arg(now.timestamp())
             .ignore();
         pipe.query_async::<()>(&mut redis).await?;
-        store::purge_expired(&mut conn, now).await?;
         Ok(renewed)
     }
 

@@ -103,12 +103,6 @@ pub async fn live(
         .await
 }
 
-pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
-    diesel::delete(revocations::table.filter(revocations::expires_at.le(now)))
-        .execute(conn)
-        .await
-}
-
 /// Whether a live revocation covers this token: its own `jti`, or its subject revoked at
 /// or after it was issued.
 pub async fn covers(

@@ -278,6 +278,48 @@ pub async fn revoke(
     .map(|n| n > 0)
 }
 
+/// The user's live sessions beyond the newest `keep`, newest first.
+pub async fn live_beyond(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    idle: chrono::Duration,
+    keep: i64,
+) -> QueryResult<Vec<Uuid>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_used_at.gt(now - idle))
+        .order(sessions::id.desc())
+        .offset(keep)
+        .select(sessions::id)
+        .load(conn)
+        .await
+}
+
+/// Revoke these sessions (those still live); returns the ids revoked.
+pub async fn revoke_many(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    reason: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<Vec<Uuid>> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::id.eq_any(ids))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(at),
+        sessions::revoked_reason.eq(reason),
+        sessions::updated_at.eq(at),
+    ))
+    .returning(sessions::id)
+    .get_results(conn)
+    .await
+}
+
 /// Revoke every live session of a user except `keep`; returns the ids revoked.
 pub async fn revoke_all(
     conn: &mut AsyncPgConnection,

@@ -5,6 +5,7 @@ mod helpers;
 mod admin;
 mod audit_chain;
 mod edge;
+mod housekeeping;
 mod jwks;
 mod limits;
 mod lockout;

@@ -307,17 +307,19 @@ pub async fn delete(
     }
 }
 
-/// Drop expired idempotency records now and then.
+/// Drop expired idempotency records now and then, in small batches.
 pub fn spawn_housekeeping(state: std::sync::Weak<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
-            if let Ok(mut conn) = state.pool.get().await
-                && let Err(err) = idempotency::purge_expired(&mut conn, Utc::now()).await
+            match shared::db::purge_in_batches(&state.pool, idempotency::PURGE_BATCH, Utc::now())
+                .await
             {
-                tracing::warn!(error = %err, "purging idempotency keys failed");
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "purged expired idempotency keys"),
+                Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
             }
         }
     })

@@ -74,8 +74,6 @@ pub async fn store(conn: &mut AsyncPgConnection, row: NewStoredResponse<'_>) -> 
         .map(drop)
 }
 
-pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
-    diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.le(now)))
-        .execute(conn)
-        .await
-}
+/// One batch of the purge of expired records (see `shared::db::purge_in_batches`).
+pub const PURGE_BATCH: &str = "DELETE FROM idempotency_keys WHERE (owner_id, key) IN \
+     (SELECT owner_id, key FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)";

@@ -1,0 +1,107 @@
+//! What keeps the tables bounded: the per-user session cap and the background purge.
+
+use crate::helpers::{assert_problem, json, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_beyond_the_session_cap_ends_the_oldest_sessions() {
+    let app = spawn_app_with(|s| {
+        s.auth.max_sessions_per_user = 3;
+        s.auth.rate_login_account = shared::ratelimit::Rate::new(100, 60);
+    })
+    .await;
+    let email = app.new_user().await;
+    let mut pairs = Vec::new();
+    for _ in 0..5 {
+        pairs.push(app.login_ok(&email).await);
+    }
+
+    for old in &pairs[..2] {
+        let at = old["access_token"].as_str().unwrap();
+        assert_problem(app.get("/v1/users/me", at).await, 401, "TOKEN_REVOKED").await;
+        let sid = old["session_id"].as_str().unwrap();
+        assert!(app.denylisted(&format!("sid:{sid}")).await);
+    }
+    let newest = pairs[4]["access_token"].as_str().unwrap();
+    let (status, page) = json(app.get("/v1/auth/sessions", newest).await).await;
+    assert_eq!(status, 200);
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = pairs[2..]
+        .iter()
+        .rev()
+        .map(|p| p["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, expected);
+    for kept in &pairs[2..] {
+        let (status, _) = json(app.refresh(kept["refresh_token"].as_str().unwrap()).await).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        app.count(
+            "audit_log WHERE event = 'session_revoked' AND details->>'reason' = 'session_limit'"
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_purge_deletes_only_what_can_no_longer_matter() {
+    let app = spawn_app_with(|_| {}).await;
+    let (_, live) = app.user_session().await;
+    let (_, revoked) = app.user_session().await;
+    let at = revoked["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.post_bearer("/v1/auth/logout", at, None).await.status(),
+        204
+    );
+    // Age what the purge looks at: one session expired and one revoked two days ago, their
+    // tokens long expired, a revocation past its expiry, an event published long ago.
+    let dead = revoked["session_id"].as_str().unwrap();
+    app.exec(&format!(
+        "UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE id = '{dead}'"
+    ))
+    .await;
+    let (_, expired) = app.user_session().await;
+    let gone = expired["session_id"].as_str().unwrap();
+    app.exec(&format!(
+        "UPDATE sessions SET expires_at = now() - interval '2 days' WHERE id = '{gone}'"
+    ))
+    .await;
+    app.exec(&format!(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '2 days' \
+         WHERE session_id IN ('{dead}', '{gone}')"
+    ))
+    .await;
+    app.exec("UPDATE revocations SET expires_at = now() - interval '1 second'")
+        .await;
+    app.exec(
+        "INSERT INTO outbox_events (kind, payload, published_at) VALUES \
+         ('user_deleted', '{}', now() - interval '2 days'), ('user_deleted', '{}', NULL)",
+    )
+    .await;
+    let audit_before = app.count("audit_log").await;
+
+    let deleted = auth_service::service::purge::purge_once(&app.state)
+        .await
+        .unwrap();
+
+    assert_eq!(app.count("sessions").await, 1);
+    let kept = live["session_id"].as_str().unwrap();
+    assert_eq!(app.count(&format!("sessions WHERE id = '{kept}'")).await, 1);
+    assert_eq!(app.count("refresh_tokens").await, 1);
+    assert_eq!(app.count("revocations").await, 0);
+    assert_eq!(
+        app.count("outbox_events").await,
+        1,
+        "the unpublished one stays"
+    );
+    assert_eq!(app.count("audit_log").await, audit_before, "never purged");
+    assert_eq!(deleted, 2 + 2 + 1 + 1);
+    let (status, _) = json(app.refresh(live["refresh_token"].as_str().unwrap()).await).await;
+    assert_eq!(status, 200);
+}
