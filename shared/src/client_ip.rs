@@ -114,28 +114,31 @@ pub fn limit_key(ip: IpAddr) -> String {
 }
 
 /// The addresses in the configured header, nearest client first (as they are written).
+/// Each element is read on its own from the raw bytes: a client-written element that is
+/// not text (or not an address) spoils only itself, never the addresses a proxy appended
+/// after it in the same header line.
 fn forwarded_chain(headers: &HeaderMap, header: &ForwardedHeader) -> Vec<Option<IpAddr>> {
-    match header {
-        ForwardedHeader::Forwarded => headers
-            .get_all("forwarded")
-            .iter()
-            .map(|v| v.to_str().ok())
-            .flat_map(|v| v.unwrap_or("\u{0}").split(','))
-            .map(|element| {
-                element.split(';').find_map(|pair| {
+    let name = match header {
+        ForwardedHeader::Forwarded => "forwarded",
+        ForwardedHeader::List(name) => name.as_str(),
+    };
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|element| {
+            let element = std::str::from_utf8(element).ok()?;
+            match header {
+                ForwardedHeader::Forwarded => element.split(';').find_map(|pair| {
                     let (key, value) = pair.trim().split_once('=')?;
-                    key.eq_ignore_ascii_case("for").then(|| parse_node(value))?
-                })
-            })
-            .collect(),
-        ForwardedHeader::List(name) => headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().ok())
-            .flat_map(|v| v.unwrap_or("\u{0}").split(','))
-            .map(|s| parse_node(s.trim()))
-            .collect(),
-    }
+                    key.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| parse_node(value))?
+                }),
+                ForwardedHeader::List(_) => parse_node(element),
+            }
+        })
+        .collect()
 }
 
 /// `192.0.2.1`, `"[2001:db8::1]:4711"`, `192.0.2.1:80`.
@@ -220,6 +223,25 @@ mod tests {
             resolve_client_ip(ip("10.0.0.2"), &h, &nets(&["10.0.0.0/8"]), &xff()),
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn a_client_written_element_that_is_not_text_spoils_only_itself() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5").unwrap(),
+        );
+        let got = resolve_client_ip(ip("10.0.0.2"), &h, &nets(&["10.0.0.0/8"]), &xff());
+        assert_eq!(got, ip("203.0.113.5"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "forwarded",
+            HeaderValue::from_bytes(b"for=\xff, for=203.0.113.6;proto=https").unwrap(),
+        );
+        let forwarded = ForwardedHeader::Forwarded;
+        let got = resolve_client_ip(ip("10.0.0.2"), &h, &nets(&["10.0.0.0/8"]), &forwarded);
+        assert_eq!(got, ip("203.0.113.6"));
     }
 
     #[test]

@@ -205,6 +205,9 @@ pub async fn delete_user(
                 }),
             )
             .await?;
+            // The deletion (with its cascade to sessions, then their tokens) before the audit
+            // append: every transaction takes sessions and tokens before the audit head.
+            users::delete(conn, id).await?;
             audit::record(
                 conn,
                 AuditEntry {
@@ -217,7 +220,6 @@ pub async fn delete_user(
                 },
             )
             .await?;
-            users::delete(conn, id).await?;
             Ok::<_, AuthError>(rows)
         })
         .await?;

@@ -376,9 +376,10 @@ pub async fn refresh(
     // The session is read here unlocked, and the token row read again under the lock below:
     // the limit must be known before the transaction, and no row lock may be held across a
     // Redis call.
-    let session_key = sessions::find_refresh(&mut conn, &hash)
+    let known = sessions::find_refresh(&mut conn, &hash)
         .await?
-        .map_or_else(|| "unknown".to_owned(), |(_, s)| s.id.to_string());
+        .map(|(_, s)| s.id);
+    let session_key = known.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
     let a = &state.settings.auth;
     state
         .limiter
@@ -393,9 +394,16 @@ pub async fn refresh(
     let successor_hash = hash_token(&successor.0);
     let outcome = conn
         .transaction(async |conn| {
+            // Rows are locked in the order every transaction here takes them: the session,
+            // then its token (then, at the end, the audit head); a revocation or a deletion
+            // takes the session before the tokens, so the two can never wait on each other.
+            let Some(session_id) = known else {
+                return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
+            };
+            sessions::lock(conn, session_id).await?;
             let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?
             else {
-                return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
+                return Ok(RefreshOutcome::Invalid);
             };
             if token.used_at.is_some() {
                 let newly = sessions::revoke(conn, session.id, "refresh_token_reuse", now).await?;

@@ -179,6 +179,17 @@ pub async fn find_refresh(
         .optional()
 }
 
+/// Lock a session's row for the rest of the transaction (before any of its tokens).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    sessions::table
+        .find(id)
+        .select(sessions::id)
+        .for_update()
+        .load::<Uuid>(conn)
+        .await
+        .map(drop)
+}
+
 /// The refresh token with this hash and its session, both locked for the rest of the
 /// transaction: concurrent refreshes with one token queue here, and only the first finds
 /// it unspent.

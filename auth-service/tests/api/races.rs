@@ -210,3 +210,58 @@ async fn no_login_in_flight_outlives_a_demotion() {
 async fn no_login_in_flight_outlives_a_disabling() {
     run(Change::Disabling).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refreshes_in_flight_across_a_deletion_never_deadlock_with_it() {
+    let app = app().await;
+    let (_, admin) = admin_session(&app).await;
+    for round in 0..4 {
+        let email = app.new_user().await;
+        let mut pairs = Vec::new();
+        for _ in 0..6 {
+            pairs.push(app.login_ok(&email).await);
+        }
+        let id = user_id(&app, &pairs[0]).await;
+        // A spent token too, so that reuse (which revokes and audits) is in the mix.
+        let spent = pairs[0]["refresh_token"].as_str().unwrap().to_owned();
+        let (status, next) = json(app.refresh(&spent).await).await;
+        assert_eq!(status, 200, "{next}");
+
+        let mut refreshes = Vec::new();
+        for pair in &pairs[1..] {
+            for _ in 0..6 {
+                let token = pair["refresh_token"].as_str().unwrap().to_owned();
+                refreshes.push(spawn_refresh(&app, token));
+            }
+        }
+        for _ in 0..3 {
+            refreshes.push(spawn_refresh(&app, spent.clone()));
+            refreshes.push(spawn_refresh(
+                &app,
+                next["refresh_token"].as_str().unwrap().into(),
+            ));
+        }
+        // Land the deletion among them, a little later each round.
+        tokio::time::sleep(Duration::from_millis(2 * round)).await;
+        let deletion = app
+            .client
+            .delete(app.url(&format!("/v1/admin/users/{id}")))
+            .bearer_auth(at(&admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deletion.status(), 204);
+        for refresh in refreshes {
+            let status = refresh.await.unwrap();
+            assert!(status < 500, "a refresh failed with {status}");
+        }
+    }
+}
+
+fn spawn_refresh(app: &TestApp, token: String) -> tokio::task::JoinHandle<u16> {
+    let request = app
+        .client
+        .post(app.url("/v1/auth/refresh"))
+        .json(&json!({"refresh_token": token}));
+    tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+}
