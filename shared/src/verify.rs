@@ -93,6 +93,26 @@ impl Verifier {
     }
 
     pub async fn verify_at(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        self.verify_with_grace(token, now, 0).await
+    }
+
+    /// Like [`Self::verify`], also accepting a token expired within the largest leeway any
+    /// verifier may allow ([`MAX_LEEWAY_SECS`]): what revocation needs, since some verifier
+    /// may still accept such a token.
+    pub async fn verify_still_accepted_anywhere(
+        &self,
+        token: &str,
+    ) -> Result<AccessClaims, TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        self.verify_with_grace(token, now, MAX_LEEWAY_SECS).await
+    }
+
+    async fn verify_with_grace(
+        &self,
+        token: &str,
+        now: i64,
+        exp_grace: i64,
+    ) -> Result<AccessClaims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::invalid("token too long"));
         }
@@ -174,7 +194,7 @@ impl Verifier {
         if claims.exp < claims.iat {
             return Err(TokenError::invalid("exp before iat"));
         }
-        if claims.exp + leeway < now {
+        if claims.exp + leeway.max(exp_grace) < now {
             return Err(TokenError::Expired);
         }
         Ok(claims)

@@ -95,17 +95,24 @@ async fn check_signed_bearer(
     let Some(state) = req.data::<Arc<AppState>>() else {
         return Err(shared::ApiError::internal().into());
     };
-    match state.verifier.verify(&bearer.token).await {
-        Ok(claims) => Ok(Principal::from_claims(&claims)),
-        Err(err) => {
-            tracing::info!(reason = ?err, "bearer token refused at logout");
-            Err(shared::ApiError::from(err).into())
-        }
+    let claims = state.verifier.verify(&bearer.token).await.map_err(|err| {
+        tracing::info!(reason = ?err, "bearer token refused at logout");
+        shared::ApiError::from(err)
+    })?;
+    // A revoked session is fine (logging out again is harmless); a revoked token is not.
+    if auth::token_revoked(state, &claims.jti)
+        .await
+        .map_err(shared::ApiError::from)?
+    {
+        tracing::info!("revoked access token refused at logout");
+        return Err(shared::ApiError::token_revoked().into());
     }
+    Ok(Principal::from_claims(&claims))
 }
 
 /// Why logout refused the request's bearer token (it fell back to the refresh token and
-/// found none): `TOKEN_EXPIRED` for an expired one, as on every other route.
+/// found none): `TOKEN_EXPIRED` for an expired one and `TOKEN_REVOKED` for a revoked one, as
+/// on every other route.
 async fn refused_bearer(state: &AppState, req: &Request) -> shared::ApiError {
     let bearer = req
         .headers()
@@ -117,6 +124,13 @@ async fn refused_bearer(state: &AppState, req: &Request) -> shared::ApiError {
     match bearer {
         Some(token) => match state.verifier.verify(token.trim()).await {
             Err(err) => shared::ApiError::from(err),
+            Ok(claims)
+                if auth::token_revoked(state, &claims.jti)
+                    .await
+                    .unwrap_or(false) =>
+            {
+                shared::ApiError::token_revoked()
+            }
             Ok(_) => shared::ApiError::token_invalid(),
         },
         None => shared::ApiError::token_invalid(),

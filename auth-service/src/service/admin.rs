@@ -13,7 +13,7 @@ use shared::tokens::Role;
 use uuid::Uuid;
 
 use crate::error::AuthError;
-use crate::service::RequestMeta;
+use crate::service::{RequestMeta, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, AuditQuery, AuditRow, event};
 use crate::store::revocations::RevocationRow;
@@ -101,7 +101,7 @@ pub async fn update_user(
         );
     }
     let mut conn = shared::db::conn(&state.pool).await?;
-    let (user, rows) = conn
+    let (user, rows, newly_disabled) = conn
         .transaction(async |conn| {
             let admins = users::lock_active_admins(conn).await?;
             let current = users::find(conn, id).await?.ok_or(AuthError::NotFound)?;
@@ -171,10 +171,13 @@ pub async fn update_user(
                 )
                 .await?;
             }
-            Ok::<_, AuthError>((user, rows))
+            Ok::<_, AuthError>((user, rows, newly_disabled))
         })
         .await?;
     state.revocations.publish(rows).await;
+    if newly_disabled {
+        throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
+    }
     Ok(user)
 }
 

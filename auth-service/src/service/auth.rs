@@ -15,7 +15,7 @@ use crate::error::AuthError;
 use crate::service::{RequestMeta, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
-use crate::store::revocations::RevocationRow;
+use crate::store::revocations::{self, RevocationRow};
 use crate::store::sessions::{self, NewRefresh, NewSession, SessionRow};
 use crate::store::unique_violation;
 use crate::store::users::{self, NewUser, UserRow};
@@ -191,7 +191,7 @@ pub async fn login(
     // Rate limits and brute-force throttling, before any hashing or database work: a
     // refused attempt costs no CPU, and answers alike for every account.
     if let Err(limited) = throttle::check_login(state, &account, &meta.ip_key).await {
-        if !throttle::audit_refusal(state, &account, &meta.ip_key).await {
+        if !throttle::audit_refusal(state, subject, &meta.ip_key).await {
             return Err(limited.into());
         }
         let mut conn = shared::db::conn(&state.pool).await?;
@@ -249,7 +249,6 @@ pub async fn login(
             return Err(AuthError::InvalidCredentials);
         }
     };
-    throttle::record_success(state, subject, &meta.ip_key).await;
 
     let now = Utc::now();
     let session_id = Uuid::now_v7();
@@ -317,6 +316,7 @@ pub async fn login(
         .await?;
         return Err(AuthError::InvalidCredentials);
     }
+    throttle::record_success(state, subject, &meta.ip_key).await;
 
     // At most `max_sessions_per_user` live sessions: the oldest beyond go (rarely any).
     let cap = state.settings.auth.max_sessions_per_user;
@@ -577,6 +577,12 @@ pub enum SessionSelector {
     AllExcept(Option<Uuid>),
     /// The live sessions beyond the newest `n` (the per-user cap).
     Beyond(u32),
+}
+
+/// Whether an access token was revoked by its `jti` (`/oauth/revoke`).
+pub async fn token_revoked(state: &AppState, jti: &str) -> Result<bool, AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    Ok(revocations::token_revoked(&mut conn, jti, Utc::now()).await?)
 }
 
 /// Logout with a refresh token (body or cookie): revoke its session. Unknown or already

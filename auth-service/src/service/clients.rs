@@ -134,12 +134,15 @@ pub async fn delete(
     id: Uuid,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
-    let now = Utc::now();
     let mut conn = shared::db::conn(&state.pool).await?;
     let rows = conn
         .transaction(async |conn| {
             let client = clients::find(conn, id).await?.ok_or(AuthError::NotFound)?;
             clients::delete(conn, id).await?;
+            // The cutoff is taken once the row is ours: a token issued meanwhile committed
+            // its issue (under a share lock on the row) before, so it is covered, and one
+            // issued after finds no client and is never handed out.
+            let now = Utc::now();
             let rows = state
                 .revocations
                 .record(

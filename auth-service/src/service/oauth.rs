@@ -16,6 +16,7 @@ use crate::service::auth::{self, Delivery};
 use crate::service::{clients, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
+use crate::store::clients as clients_store;
 use crate::store::clients::ClientRow;
 use crate::store::{revocations, sessions};
 
@@ -149,10 +150,14 @@ pub async fn authenticate_client(
         .as_ref()
         .map_or("unknown", |(id, _)| id.as_str())
         .to_owned();
-    // The secret is checked first (one indexed read and a hash compare): a client that
-    // proves it is limited under a budget of its own, so that no one who knows its public
-    // id can lock it out. Failures are limited per ip and per client, and throttled
-    // without lockout, like logins.
+    // The per-ip limit first, before any database work. Then the secret (one indexed read
+    // and a hash compare): a client that proves it is limited under a budget of its own, so
+    // that no one who knows its public id can lock it out. Failures are limited per client
+    // and throttled without lockout, like logins.
+    let a = &state.settings.auth;
+    throttle::enforce(state, "token-ip", a.rate_token_ip, &meta.ip_key)
+        .await
+        .map_err(AuthError::from)?;
     let client = match &creds {
         Ok((id, secret)) => clients::authenticate(state, id, secret).await?,
         Err(_) => None,
@@ -171,22 +176,26 @@ pub async fn authenticate_client(
         (Err(_), None) => None,
     };
     throttle::record_failure(state, subject, &meta.ip_key).await;
-    let mut conn = shared::db::conn(&state.pool)
+    // A wrong secret costs no hash: audit the first failure per client and address in a
+    // minute, count the rest (see `throttle::audit_refusal`).
+    if throttle::audit_refusal(state, subject, &meta.ip_key).await {
+        let mut conn = shared::db::conn(&state.pool)
+            .await
+            .map_err(AuthError::from)?;
+        audit::record(
+            &mut conn,
+            AuditEntry {
+                event: event::CLIENT_AUTH_FAILED,
+                actor_id: None,
+                subject_id: id.and_then(|id| id.parse().ok()),
+                session_id: None,
+                meta,
+                details: json!({}),
+            },
+        )
         .await
         .map_err(AuthError::from)?;
-    audit::record(
-        &mut conn,
-        AuditEntry {
-            event: event::CLIENT_AUTH_FAILED,
-            actor_id: None,
-            subject_id: id.and_then(|id| id.parse().ok()),
-            session_id: None,
-            meta,
-            details: json!({}),
-        },
-    )
-    .await
-    .map_err(AuthError::from)?;
+    }
     Err(OAuthError::new("invalid_client", "Client authentication failed.").into())
 }
 
@@ -249,22 +258,36 @@ pub async fn client_credentials(
         },
     )
     .map_err(AuthError::from)?;
+    // Handed out only if the client still exists, read under a share lock in the
+    // transaction that audits the issue: a deletion either waits for it (and its cutoff
+    // covers the token) or has removed the client (and the token is never seen).
     let mut conn = shared::db::conn(&state.pool)
         .await
         .map_err(AuthError::from)?;
-    audit::record(
-        &mut conn,
-        AuditEntry {
-            event: event::TOKEN_ISSUED,
-            actor_id: Some(client.id),
-            subject_id: Some(client.id),
-            session_id: None,
-            meta,
-            details: json!({ "jti": jti, "scope": granted.to_claim() }),
-        },
-    )
-    .await
-    .map_err(AuthError::from)?;
+    let issued = conn
+        .transaction(async |conn| {
+            if !clients_store::lock_shared(conn, client.id).await? {
+                return Ok(false);
+            }
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::TOKEN_ISSUED,
+                    actor_id: Some(client.id),
+                    subject_id: Some(client.id),
+                    session_id: None,
+                    meta,
+                    details: json!({ "jti": jti, "scope": granted.to_claim() }),
+                },
+            )
+            .await?;
+            Ok::<_, diesel::result::Error>(true)
+        })
+        .await
+        .map_err(AuthError::from)?;
+    if !issued {
+        return Err(OAuthError::new("invalid_client", "Client authentication failed.").into());
+    }
     Ok(Issued {
         access_token: token,
         expires_in: a.access_token_ttl_secs,
@@ -404,7 +427,7 @@ pub async fn revoke(
     }
     let any = acts_on_any_token(client);
     if token.matches('.').count() == 2 {
-        let Ok(claims) = state.verifier.verify(token).await else {
+        let Ok(claims) = state.verifier.verify_still_accepted_anywhere(token).await else {
             return Ok(());
         };
         if !any && !issued_to(&claims, client) {

@@ -76,11 +76,11 @@ pub async fn check_login(state: &AppState, account: &str, ip: &str) -> Result<()
     check(state, &limits, &locks(k, ip)).await
 }
 
-/// The limits of client authentication at the OAuth endpoints, once the secret has been
-/// checked: per ip, and per client. A client that proved its secret counts under a budget
-/// of its own and passes the locks (a 256-bit secret cannot be guessed); failed attempts
-/// share the client's other budget, which is all that an attacker who knows the (public)
-/// client id can spend.
+/// The per-client limit of client authentication at the OAuth endpoints, once the secret
+/// has been checked (the per-ip limit came first, before any database work). A client that
+/// proved its secret counts under a budget of its own and passes the locks (a 256-bit
+/// secret cannot be guessed); failed attempts share the client's other budget, which is all
+/// that an attacker who knows the (public) client id can spend.
 pub async fn check_client(
     state: &AppState,
     client_id: &str,
@@ -89,21 +89,16 @@ pub async fn check_client(
 ) -> Result<(), ApiError> {
     let a = &state.settings.auth;
     let subject = Subject::Client(client_id);
-    let per_client = if authenticated {
-        format!("{}:ok", subject.key())
-    } else {
-        subject.key()
-    };
-    let limits = [
-        Limit::new("token-ip", a.rate_token_ip, ip),
-        Limit::new("token-client", a.rate_token_client, per_client),
-    ];
-    let locks = if authenticated {
-        Vec::new()
-    } else {
-        locks(keys(state, subject, ip), ip)
-    };
-    check(state, &limits, &locks).await
+    if authenticated {
+        let own = Limit::new(
+            "token-client",
+            a.rate_token_client,
+            format!("{}:ok", subject.key()),
+        );
+        return check(state, &[own], &[]).await;
+    }
+    let shared = Limit::new("token-client", a.rate_token_client, subject.key());
+    check(state, &[shared], &locks(keys(state, subject, ip), ip)).await
 }
 
 /// The brute-force locks of a subject for `ip`: the ip's own, and the subject-wide one that
@@ -216,24 +211,47 @@ return 1
 /// How long one audited refusal stands for the refusals after it.
 const REFUSAL_AUDIT_WINDOW_MS: u64 = 60_000;
 
-/// Whether a refused login should be audited: the first refusal per account and per ip in a
-/// minute is; the rest only count in `auth_throttled_logins_total`. Every audit append
-/// takes the chain's one row lock, so a flood of refused logins must not turn into a flood
-/// of appends that stalls every login, refresh and logout. When Redis cannot say, the
-/// refusal is not audited (the limiter is then running on its per-process fallback).
-pub async fn audit_refusal(state: &AppState, account: &str, ip: &str) -> bool {
+/// Whether a refused attempt should be audited: the first refusal per subject (account or
+/// client) and per ip in a minute is; the rest only count in `auth_refusals_total`. Every
+/// audit append takes the chain's one row lock, so a flood of refused attempts must not turn
+/// into a flood of appends that stalls every login, refresh and logout. When Redis cannot
+/// say, the refusal is not audited (the limiter is then on its per-process fallback).
+pub async fn audit_refusal(state: &AppState, subject: Subject<'_>, ip: &str) -> bool {
     let base = format!("{}bf:audited:", state.settings.auth.redis_prefix);
     let first = redis::Script::new(FIRST_REFUSAL)
-        .key(format!("{base}{}", Subject::Account(account).key()))
+        .key(format!("{base}{}", subject.key()))
         .key(format!("{base}ip:{ip}"))
         .arg(REFUSAL_AUDIT_WINDOW_MS)
         .invoke_async::<i64>(&mut state.redis.clone())
         .await;
     let audited = matches!(first, Ok(1));
+    let kind = match subject {
+        Subject::Account(_) => "login",
+        Subject::Client(_) => "client",
+    };
     metrics::counter!(
-        "auth_throttled_logins_total",
+        "auth_refusals_total",
+        "kind" => kind,
         "audited" => if audited { "true" } else { "false" }
     )
     .increment(1);
     audited
+}
+
+/// Forget the addresses an account logged in from: after a password change or a disabling,
+/// an address that knew the old password keeps no budget of its own and passes no lock.
+pub async fn forget_known_ips(state: &AppState, account: &str) {
+    let key = known_ips_key(state, account);
+    let result = redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut state.redis.clone())
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "forgetting an account's known addresses failed");
+    }
+}
+
+/// The Redis set of the addresses an account logged in from.
+pub fn known_ips_key(state: &AppState, account: &str) -> String {
+    keys(state, Subject::Account(account), "").known
 }

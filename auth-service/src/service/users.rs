@@ -139,5 +139,6 @@ pub async fn change_password(
         })
         .await?;
     state.revocations.publish(rows).await;
+    throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
     Ok(())
 }

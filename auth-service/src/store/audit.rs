@@ -170,9 +170,16 @@ impl<'a> AppendRow<'a> {
     }
 
     /// `head AS (...) INSERT INTO audit_log ... FROM head`: the end of a statement whose
-    /// `WITH` list the caller has opened. With a `guard` (an SQL condition over the
-    /// caller's `WITH` queries), nothing is appended unless it holds.
-    pub(crate) fn walk_tail<'b>(
+    /// `WITH` list the caller has opened.
+    pub(crate) fn walk_tail<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.walk_head(out.reborrow(), None)?;
+        self.walk_insert(out)
+    }
+
+    /// `head AS (...)`: moves the chain's head (one row, locked) and returns its previous
+    /// and new hash. With a `guard` (an SQL condition over the caller's earlier `WITH`
+    /// queries) it moves, and returns a row, only if the guard holds.
+    pub(crate) fn walk_head<'b>(
         &'b self,
         mut out: AstPass<'_, 'b, Pg>,
         guard: Option<&'static str>,
@@ -187,9 +194,14 @@ impl<'a> AppendRow<'a> {
             out.push_sql(" WHERE ");
             out.push_sql(guard);
         }
+        out.push_sql(" RETURNING prev, hash)");
+        Ok(())
+    }
+
+    /// ` INSERT INTO audit_log ... FROM head`: the row, chained by `head`.
+    pub(crate) fn walk_insert<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            " RETURNING prev, hash) \
-             INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
+            " INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
              user_agent, request_id, details, prev_hash, hash) SELECT ",
         );
         out.push_bind_param::<Timestamptz, _>(&self.occurred_at)?;
@@ -221,7 +233,7 @@ struct Append<'a>(&'a AppendRow<'a>);
 impl QueryFragment<Pg> for Append<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH ");
-        self.0.walk_tail(out.reborrow(), None)
+        self.0.walk_tail(out.reborrow())
     }
 }
 

@@ -70,3 +70,15 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool>
         .await
         .map(|n| n > 0)
 }
+
+/// Whether the client exists, its row share-locked for the rest of the transaction (a
+/// deletion waits for it).
+pub async fn lock_shared(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let found: Vec<Uuid> = oauth_clients::table
+        .find(id)
+        .select(oauth_clients::id)
+        .for_share()
+        .load(conn)
+        .await?;
+    Ok(!found.is_empty())
+}

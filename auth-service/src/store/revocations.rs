@@ -103,6 +103,22 @@ pub async fn live(
         .await
 }
 
+/// Whether this token id is revoked (a live `jti` revocation).
+pub async fn token_revoked(
+    conn: &mut AsyncPgConnection,
+    jti: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        revocations::table
+            .filter(revocations::kind.eq("jti"))
+            .filter(revocations::value.eq(jti))
+            .filter(revocations::expires_at.gt(now)),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// Whether a live revocation covers this token: its own `jti`, or its subject revoked at
 /// or after it was issued.
 pub async fn covers(

@@ -113,9 +113,13 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_bind_param::<diesel::sql_types::BigInt, _>(&v.auth_epoch)?;
         out.push_sql(" AND role = ");
         out.push_bind_param::<Text, str>(v.role)?;
+        out.push_sql(" AND NOT disabled FOR SHARE), ");
+        // The head moves only for a matching user, and the session and its token are
+        // written only with the head moved: all three, or nothing.
+        self.audit
+            .walk_head(out.reborrow(), Some("EXISTS (SELECT 1 FROM u)"))?;
         out.push_sql(
-            " AND NOT disabled FOR SHARE), \
-             s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
+            ", s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
              expires_at, user_agent, ip, refresh_delivery) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&s.id)?;
@@ -132,7 +136,7 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(s.refresh_delivery)?;
         out.push_sql(
-            " FROM u), r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, \
+            " FROM u, head), r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, \
              token_hash, issued_at, expires_at) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&r.id)?;
@@ -146,9 +150,8 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.issued_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&r.expires_at)?;
-        out.push_sql(" FROM u), ");
-        self.audit
-            .walk_tail(out.reborrow(), Some("EXISTS (SELECT 1 FROM u)"))
+        out.push_sql(" FROM u, head)");
+        self.audit.walk_insert(out.reborrow())
     }
 }
 

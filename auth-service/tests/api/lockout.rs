@@ -129,7 +129,66 @@ async fn a_flood_of_refused_logins_is_audited_once_per_account_and_address() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("auth_throttled_logins_total{audited=\"false\"}"),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("auth_refusals_total{")
+                && l.contains("audited=\"false\"")
+                && l.contains("kind=\"login\"")),
         "refusals are counted"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_wrong_client_secrets_is_audited_once_per_client_and_address() {
+    let app = spawn_app_with(generous).await;
+    let (id, _) = new_client(&app, &["todos:read"]).await;
+    let grant = [("grant_type", "client_credentials")];
+    for _ in 0..20 {
+        let resp = form(&app, "/oauth/token", Some(&basic(&id, "wrong")), &grant).await;
+        assert!([401, 429].contains(&resp.status().as_u16()));
+    }
+    assert_eq!(
+        app.count("audit_log WHERE event = 'client_auth_failed'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_forgets_the_addresses_that_knew_the_old_one() {
+    let app = spawn_app_with(|s| {
+        generous(s);
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let email = app.new_user().await;
+    let resp = login_from(&app, &email, PASSWORD, Some("203.0.113.50")).await;
+    let (_, pair) = crate::helpers::json(resp).await;
+    let key = auth_service::service::throttle::known_ips_key(&app.state, &email);
+    let mut redis = app.redis().await;
+    let known: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(known, vec!["203.0.113.50".to_owned()]);
+
+    let resp = app
+        .post_bearer(
+            "/v1/users/me/password",
+            pair["access_token"].as_str().unwrap(),
+            Some(serde_json::json!({
+                "current_password": PASSWORD,
+                "new_password": "an entirely new passphrase",
+            })),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+
+    let known: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(known.is_empty(), "{known:?}");
 }
