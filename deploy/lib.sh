@@ -201,8 +201,11 @@ stop_redis() {
 load_secrets() {
     local file="$DEV/secrets.env"
     if [ ! -f "$file" ]; then
-        umask 077
-        printf 'DEV_KEY_ENCRYPTION_KEY=%s\n' "$(head -c 32 /dev/urandom | base64)" >"$file"
+        (umask 077 && printf 'DEV_KEY_ENCRYPTION_KEY=%s\n' "$(head -c 32 /dev/urandom | base64)" >"$file")
+    fi
+    # Added later: a checkout that already has the file gets the new key appended.
+    if ! grep -q '^DEV_AUDIT_HMAC_KEY=' "$file"; then
+        printf 'DEV_AUDIT_HMAC_KEY=%s\n' "$(head -c 32 /dev/urandom | base64)" >>"$file"
     fi
     # shellcheck disable=SC1090
     source "$file"
@@ -218,6 +221,7 @@ auth_env() {
         AUTH_LISTEN_ADDR="${AUTH_LISTEN_ADDR:-127.0.0.1:$AUTH_PORT}"
         AUTH_ISSUER="${AUTH_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         AUTH_KEY_ENCRYPTION_KEY="${AUTH_KEY_ENCRYPTION_KEY:-$DEV_KEY_ENCRYPTION_KEY}"
+        AUTH_AUDIT_HMAC_KEY="${AUTH_AUDIT_HMAC_KEY:-$DEV_AUDIT_HMAC_KEY}"
         AUTH_CORS_ALLOWED_ORIGINS="${AUTH_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
         # Development: every client shares one loopback ip, so per-ip budgets are wider than
         # the production defaults; limits and throttling still apply.

@@ -152,6 +152,7 @@ impl Bench {
                 key_encryption_key: SecretString::from(
                     "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
                 ),
+                audit_hmac_key: SecretString::from("c2VhbHMgdGhlIGF1ZGl0IGNoYWluIGluIHRlc3RzISE="),
                 argon2_memory_kib: memory_kib,
                 argon2_iterations: iterations,
                 hash_concurrency: cores,

@@ -12,6 +12,7 @@
 //! | `AUTH_AUDIENCE` | `auth-service` | the audience this service itself accepts |
 //! | `AUTH_SIGNING_ALG` | `EdDSA` | `EdDSA`, `ES256` or `RS256`, for new keys |
 //! | `AUTH_KEY_ENCRYPTION_KEY` | required | base64 of 32 random bytes; encrypts signing keys at rest |
+//! | `AUTH_AUDIT_HMAC_KEY` | required | base64 of 32 random bytes; seals the audit chain (keep it off the database host) |
 //! | `AUTH_KEY_PUBLISH_LEAD_SECS` | `600` | how long `rotate-keys` publishes a new key before it signs |
 //! | `AUTH_JWKS_MAX_AGE_SECS` | `300` | `Cache-Control: max-age` of the JWKS |
 //! | `AUTH_ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime |
@@ -100,6 +101,7 @@ pub struct AuthSettings {
     pub audience: String,
     pub signing_alg: SigningAlg,
     pub key_encryption_key: SecretString,
+    pub audit_hmac_key: SecretString,
     pub key_publish_lead_secs: i64,
     pub jwks_max_age_secs: u64,
     pub access_token_ttl_secs: i64,
@@ -142,6 +144,7 @@ impl Default for AuthSettings {
             audience: "auth-service".into(),
             signing_alg: SigningAlg::EdDSA,
             key_encryption_key: SecretString::from(""),
+            audit_hmac_key: SecretString::from(""),
             key_publish_lead_secs: 600,
             jwks_max_age_secs: 300,
             access_token_ttl_secs: 900,
@@ -208,6 +211,12 @@ impl Settings {
             return err(
                 "key_encryption_key",
                 "is required: base64 of 32 random bytes (openssl rand -base64 32)",
+            );
+        }
+        if self.audit_hmac_key().is_none() {
+            return err(
+                "audit_hmac_key",
+                "is required: base64 of 32 random bytes (openssl rand -base64 32), kept off the database host",
             );
         }
         if a.issuer.is_empty() {
@@ -281,6 +290,14 @@ impl Settings {
     pub fn key_encryption_key(&self) -> Option<[u8; 32]> {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(self.auth.key_encryption_key.expose_secret().trim())
+            .ok()?;
+        raw.try_into().ok()
+    }
+
+    /// The key that seals the audit chain.
+    pub fn audit_hmac_key(&self) -> Option<[u8; 32]> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.auth.audit_hmac_key.expose_secret().trim())
             .ok()?;
         raw.try_into().ok()
     }

@@ -7,7 +7,7 @@ use auth_service::service::RequestMeta;
 use auth_service::service::admin::{self, AdminSetup};
 use auth_service::service::clients;
 use auth_service::startup::{self, Application, MIGRATIONS};
-use auth_service::store::audit::ChainCheck;
+use auth_service::store::audit_chain::ChainCheck;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
@@ -194,15 +194,28 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
+            let key = settings
+                .audit_hmac_key()
+                .context("AUTH_AUDIT_HMAC_KEY must be base64 of 32 bytes")?;
             let pool = startup::pool(&settings)?;
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
-            match auth_service::store::audit::verify_chain(&mut conn).await? {
-                ChainCheck::Intact { rows } => {
-                    say(&format!("audit log intact: {rows} rows verified"))
-                }
+            match auth_service::store::audit_chain::verify_chain(&mut conn, &key).await? {
+                ChainCheck::Intact {
+                    rows,
+                    sealed,
+                    unsealed,
+                } => say(&format!(
+                    "audit log intact: {rows} rows verified, {sealed} of them sealed \
+                     ({unsealed} newest not sealed yet)"
+                )),
                 ChainCheck::Broken { id, rows_checked } => {
                     anyhow::bail!(
                         "audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)"
+                    )
+                }
+                ChainCheck::BadSeal { id } => {
+                    anyhow::bail!(
+                        "audit log tampered with: the seal of row {id} does not match (the chain was rewritten, or a seal removed)"
                     )
                 }
                 ChainCheck::TailMissing { rows } => {

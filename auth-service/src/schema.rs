@@ -84,6 +84,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_seals (audit_id) {
+        audit_id -> Int8,
+        mac -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     oauth_clients (id) {
         id -> Uuid,
         name -> Text,
@@ -121,4 +129,6 @@ diesel::table! {
 
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(audit_seals -> audit_log (audit_id));
+diesel::allow_tables_to_appear_in_same_query!(audit_log, audit_seals);
 diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, revocations);

@@ -143,6 +143,7 @@ impl Application {
             state.revocations.spawn(Duration::from_secs(1)),
             state.events.spawn(Duration::from_secs(1)),
             crate::service::purge::spawn(Arc::downgrade(&state), Duration::from_secs(60)),
+            crate::service::audit_seal::spawn(Arc::downgrade(&state), Duration::from_secs(1)),
         ];
         Ok(Self {
             listener,

@@ -1,6 +1,7 @@
 //! Use cases as plain async functions over the app state.
 
 pub mod admin;
+pub mod audit_seal;
 pub mod auth;
 pub mod clients;
 pub mod events;

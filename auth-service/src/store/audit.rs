@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::schema::{audit_head, audit_log};
+use crate::schema::audit_log;
 use crate::service::RequestMeta;
 
 /// Event names, as stored and as the admin API filters them.
@@ -69,7 +69,7 @@ pub struct AuditRow {
 /// The hash of a row: SHA-256 over the previous hash and the row's content
 /// ([`chain_content`]). Appends compute it in PostgreSQL (`sha256(prev || content)`), with
 /// the previous hash read in the same statement; `audit verify` recomputes it here.
-fn chain_hash(prev: Option<&[u8]>, content: &str) -> Vec<u8> {
+pub(crate) fn chain_hash(prev: Option<&[u8]>, content: &str) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(prev.unwrap_or_default());
     hasher.update(content.as_bytes());
@@ -79,7 +79,7 @@ fn chain_hash(prev: Option<&[u8]>, content: &str) -> Vec<u8> {
 /// A row's content, canonically encoded (serde_json sorts object keys, as reading `details`
 /// back does).
 #[expect(clippy::too_many_arguments, reason = "one argument per hashed column")]
-fn chain_content(
+pub(crate) fn chain_content(
     occurred_at: DateTime<Utc>,
     event: &str,
     actor_id: Option<Uuid>,
@@ -272,89 +272,4 @@ pub async fn list(conn: &mut AsyncPgConnection, q: AuditQuery<'_>) -> QueryResul
         .limit(q.limit)
         .load(conn)
         .await
-}
-
-/// The outcome of checking the chain.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ChainCheck {
-    Intact {
-        rows: u64,
-    },
-    Broken {
-        id: i64,
-        rows_checked: u64,
-    },
-    /// Every row chains, but the last is not the chain's head: rows were removed from the
-    /// end.
-    TailMissing {
-        rows: u64,
-    },
-}
-
-/// Recompute every hash in id order, and check that the last is the chain's head. One
-/// read-only snapshot (repeatable read), so appends committing meanwhile are not half seen.
-pub async fn verify_chain(conn: &mut AsyncPgConnection) -> QueryResult<ChainCheck> {
-    conn.build_transaction()
-        .repeatable_read()
-        .read_only()
-        .run(async |conn| verify_in_snapshot(conn).await)
-        .await
-}
-
-async fn verify_in_snapshot(conn: &mut AsyncPgConnection) -> QueryResult<ChainCheck> {
-    let mut prev: Option<Vec<u8>> = None;
-    let mut after = 0i64;
-    let mut checked = 0u64;
-    loop {
-        let rows: Vec<AuditRow> = audit_log::table
-            .filter(audit_log::id.gt(after))
-            .order(audit_log::id.asc())
-            .limit(1000)
-            .select(AuditRow::as_select())
-            .load(conn)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.id;
-        for row in rows {
-            let Some(hash) = &row.hash else {
-                // Rows written before the chain existed.
-                if prev.is_none() {
-                    continue;
-                }
-                return Ok(ChainCheck::Broken {
-                    id: row.id,
-                    rows_checked: checked,
-                });
-            };
-            let content = chain_content(
-                row.occurred_at,
-                &row.event,
-                row.actor_id,
-                row.subject_id,
-                row.session_id,
-                row.ip.as_deref(),
-                row.user_agent.as_deref(),
-                row.request_id.as_deref(),
-                &row.details,
-            );
-            if row.prev_hash != prev || &chain_hash(prev.as_deref(), &content) != hash {
-                return Ok(ChainCheck::Broken {
-                    id: row.id,
-                    rows_checked: checked,
-                });
-            }
-            checked += 1;
-            prev = Some(hash.clone());
-        }
-    }
-    let head: Option<Vec<u8>> = audit_head::table
-        .select(audit_head::hash)
-        .first::<Option<Vec<u8>>>(conn)
-        .await
-        .optional()?
-        .flatten();
-    if head != prev {
-        return Ok(ChainCheck::TailMissing { rows: checked });
-    }
-    Ok(ChainCheck::Intact { rows: checked })
 }

@@ -1,6 +1,7 @@
 //! Diesel models and queries. Models never derive API traits; the API never sees them.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod clients;
 pub mod keys;
 pub mod outbox;

@@ -18,6 +18,7 @@ fn auth_command(app: &TestApp, args: &[&str]) -> Command {
             "AUTH_KEY_ENCRYPTION_KEY",
             s.key_encryption_key.expose_secret(),
         )
+        .env("AUTH_AUDIT_HMAC_KEY", s.audit_hmac_key.expose_secret())
         .env("AUTH_LOG_LEVEL", "warn");
     command
 }
@@ -131,6 +132,87 @@ async fn audit_verify_notices_rows_removed_from_the_end() {
     )
     .await;
     assert_verify_fails(&app, "removed from the end");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewritten_chain_is_caught_by_its_seals() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    app.user_session().await;
+    // (The service seals every second too; this just does not wait for it.)
+    auth_service::service::audit_seal::seal_once(&app.state)
+        .await
+        .unwrap();
+    let out = auth_cli(&app, &["audit", "verify"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("4 rows verified, 4 of them sealed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The owner rewrites a row and then the whole chain after it, and the head: every link
+    // holds again, but the seals were made under a key the database never saw.
+    use auth_service::schema::audit_log;
+    use auth_service::store::audit::AuditRow;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    tamper(
+        &app,
+        "UPDATE audit_log SET ip = '10.0.0.1' WHERE id = (SELECT min(id) + 1 FROM audit_log)",
+    )
+    .await;
+    let mut owner = app.db().await;
+    let rows: Vec<AuditRow> = audit_log::table
+        .order(audit_log::id.asc())
+        .select(AuditRow::as_select())
+        .load(&mut owner)
+        .await
+        .unwrap();
+    let mut prev: Option<Vec<u8>> = None;
+    for row in &rows {
+        let hash = auth_service::store::audit_chain::row_hash(prev.as_deref(), row);
+        tamper(
+            &app,
+            &format!(
+                "UPDATE audit_log SET prev_hash = {}, hash = '\\x{}' WHERE id = {}",
+                prev.as_ref()
+                    .map_or("NULL".to_owned(), |p| format!("'\\x{}'", hex(p))),
+                hex(&hash),
+                row.id
+            ),
+        )
+        .await;
+        prev = Some(hash);
+    }
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_head SET hash = '\\x{}'",
+            hex(prev.as_ref().unwrap())
+        ),
+    )
+    .await;
+
+    assert_verify_fails(&app, "seal of row");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_seal_is_noticed() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    auth_service::service::audit_seal::seal_once(&app.state)
+        .await
+        .unwrap();
+    tamper(
+        &app,
+        "DELETE FROM audit_seals WHERE audit_id = (SELECT min(id) FROM audit_log)",
+    )
+    .await;
+    assert_verify_fails(&app, "seal of row");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

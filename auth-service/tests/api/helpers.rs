@@ -52,6 +52,7 @@ pub fn test_settings(db_url: &str, redis_prefix: &str) -> Settings {
             redis_url: SecretString::from(redis_url()),
             redis_prefix: redis_prefix.to_owned(),
             key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            audit_hmac_key: SecretString::from("c2VhbHMgdGhlIGF1ZGl0IGNoYWluIGluIHRlc3RzISE="),
             database_pool_size: 8,
             ..AuthSettings::default()
         },

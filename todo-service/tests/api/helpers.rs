@@ -71,6 +71,7 @@ pub async fn spawn_stack_on(
             redis_url: SecretString::from(auth_redis_url),
             redis_prefix: prefix.clone(),
             key_encryption_key: SecretString::from("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            audit_hmac_key: SecretString::from("c2VhbHMgdGhlIGF1ZGl0IGNoYWluIGluIHRlc3RzISE="),
             database_pool_size: 8,
             ..AuthSettings::default()
         },

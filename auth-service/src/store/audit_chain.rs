@@ -1,0 +1,185 @@
+//! Checking the audit log: the SHA-256 chain of every row, its head, and the seals.
+//!
+//! A seal is HMAC-SHA256 of a row's chain hash under a key kept in the service's config,
+//! not in the database. The chain alone can be recomputed by anyone who can write the table;
+//! since a row's hash covers every row before it, rewriting or removing a row changes every
+//! later hash, and their seals cannot be redone without the key. Rows are sealed in order
+//! shortly after they are written ([`seal_pending`]), so the sealed rows form a prefix of
+//! the chain: a row without a seal before a sealed one means a seal was removed.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::schema::{audit_head, audit_log, audit_seals};
+use crate::store::audit::{AuditRow, chain_content, chain_hash};
+
+/// HMAC-SHA256 of a chain hash.
+pub fn seal(key: &[u8; 32], hash: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(hash);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The chain hash a row should have after `prev` (what `audit verify` recomputes).
+pub fn row_hash(prev: Option<&[u8]>, row: &AuditRow) -> Vec<u8> {
+    let content = chain_content(
+        row.occurred_at,
+        &row.event,
+        row.actor_id,
+        row.subject_id,
+        row.session_id,
+        row.ip.as_deref(),
+        row.user_agent.as_deref(),
+        row.request_id.as_deref(),
+        &row.details,
+    );
+    chain_hash(prev, &content)
+}
+
+/// Seal up to `limit` chained rows after the last sealed one, in order; returns the highest
+/// id sealed, if any. Several processes may run this at once: a row sealed twice keeps its
+/// first seal (both are equal).
+pub async fn seal_pending(
+    conn: &mut AsyncPgConnection,
+    key: &[u8; 32],
+    limit: i64,
+) -> QueryResult<Option<i64>> {
+    let last: Option<i64> = audit_seals::table
+        .select(diesel::dsl::max(audit_seals::audit_id))
+        .first(conn)
+        .await?;
+    let rows: Vec<(i64, Option<Vec<u8>>)> = audit_log::table
+        .filter(audit_log::id.gt(last.unwrap_or(0)))
+        .filter(audit_log::hash.is_not_null())
+        .order(audit_log::id.asc())
+        .limit(limit)
+        .select((audit_log::id, audit_log::hash))
+        .load(conn)
+        .await?;
+    let seals: Vec<_> = rows
+        .iter()
+        .filter_map(|(id, hash)| {
+            let mac = seal(key, hash.as_deref()?);
+            Some((audit_seals::audit_id.eq(*id), audit_seals::mac.eq(mac)))
+        })
+        .collect();
+    if seals.is_empty() {
+        return Ok(None);
+    }
+    diesel::insert_into(audit_seals::table)
+        .values(&seals)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(rows.last().map(|(id, _)| *id))
+}
+
+/// The outcome of checking the chain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChainCheck {
+    Intact {
+        rows: u64,
+        /// Rows whose seal was checked too.
+        sealed: u64,
+        /// The newest rows, not sealed yet (the chain alone vouches for them).
+        unsealed: u64,
+    },
+    Broken {
+        id: i64,
+        rows_checked: u64,
+    },
+    /// A row's seal is wrong, or missing before sealed rows: the chain was rewritten.
+    BadSeal {
+        id: i64,
+    },
+    /// Every row chains, but the last is not the chain's head: rows were removed from the
+    /// end.
+    TailMissing {
+        rows: u64,
+    },
+}
+
+/// Recompute every hash in id order, check every seal, and check that the last hash is the
+/// chain's head. One read-only snapshot (repeatable read), so appends committing meanwhile
+/// are not half seen.
+pub async fn verify_chain(conn: &mut AsyncPgConnection, key: &[u8; 32]) -> QueryResult<ChainCheck> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| verify_in_snapshot(conn, key).await)
+        .await
+}
+
+async fn verify_in_snapshot(
+    conn: &mut AsyncPgConnection,
+    key: &[u8; 32],
+) -> QueryResult<ChainCheck> {
+    let mut prev: Option<Vec<u8>> = None;
+    let mut after = 0i64;
+    let (mut checked, mut sealed, mut unsealed) = (0u64, 0u64, 0u64);
+    // The first row without a seal; any seal after it means one was removed.
+    let mut first_unsealed: Option<i64> = None;
+    loop {
+        let rows: Vec<(AuditRow, Option<Vec<u8>>)> = audit_log::table
+            .left_join(audit_seals::table)
+            .filter(audit_log::id.gt(after))
+            .order(audit_log::id.asc())
+            .limit(1000)
+            .select((AuditRow::as_select(), audit_seals::mac.nullable()))
+            .load(conn)
+            .await?;
+        let Some((last, _)) = rows.last() else { break };
+        after = last.id;
+        for (row, mac) in rows {
+            let Some(hash) = &row.hash else {
+                // Rows written before the chain existed.
+                if prev.is_none() {
+                    continue;
+                }
+                return Ok(ChainCheck::Broken {
+                    id: row.id,
+                    rows_checked: checked,
+                });
+            };
+            if row.prev_hash != prev || &row_hash(prev.as_deref(), &row) != hash {
+                return Ok(ChainCheck::Broken {
+                    id: row.id,
+                    rows_checked: checked,
+                });
+            }
+            match mac {
+                Some(mac) => {
+                    if let Some(id) = first_unsealed {
+                        return Ok(ChainCheck::BadSeal { id });
+                    }
+                    if mac != seal(key, hash) {
+                        return Ok(ChainCheck::BadSeal { id: row.id });
+                    }
+                    sealed += 1;
+                }
+                None => {
+                    first_unsealed.get_or_insert(row.id);
+                    unsealed += 1;
+                }
+            }
+            checked += 1;
+            prev = Some(hash.clone());
+        }
+    }
+    let head: Option<Vec<u8>> = audit_head::table
+        .select(audit_head::hash)
+        .first::<Option<Vec<u8>>>(conn)
+        .await
+        .optional()?
+        .flatten();
+    if head != prev {
+        return Ok(ChainCheck::TailMissing { rows: checked });
+    }
+    Ok(ChainCheck::Intact {
+        rows: checked,
+        sealed,
+        unsealed,
+    })
+}
