@@ -93,6 +93,39 @@ pub fn keys_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     serde_aux::serde_introspection::serde_introspect::<T>()
 }
 
+/// Where the configuration reference (`docs/configuration.md`) disagrees with the settings
+/// types of a service: variables of the types it does not list, and variables it lists
+/// under the service's prefix that the types do not have. `service_keys` are the service's
+/// own keys (listed as `PREFIX_KEY`); the shared HTTP keys are listed without a prefix.
+pub fn undocumented(doc: &str, prefix: &str, service_keys: &[&str]) -> Vec<String> {
+    let listed: std::collections::HashSet<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    let mut problems = Vec::new();
+    for key in service_keys {
+        let var = format!("{prefix}{}", key.to_uppercase());
+        if !listed.contains(var.as_str()) {
+            problems.push(format!("{var} is not documented"));
+        }
+    }
+    for key in keys_of::<HttpSettings>() {
+        let var = key.to_uppercase();
+        if !listed.contains(var.as_str()) {
+            problems.push(format!("{var} is not documented"));
+        }
+    }
+    for var in &listed {
+        if let Some(key) = var.strip_prefix(prefix)
+            && !service_keys.contains(&key.to_lowercase().as_str())
+        {
+            problems.push(format!("{var} is documented but no setting"));
+        }
+    }
+    problems.sort();
+    problems
+}
+
 /// Accepts a TOML list or a comma-separated string (as environment variables give).
 pub fn comma_list<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
 where

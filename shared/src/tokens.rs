@@ -1,5 +1,5 @@
 //! The access token's claims, and the one definition of roles, scopes and which role grants
-//! which scopes. Both services use this module; the README prints the same table.
+//! which scopes. Both services use this module; docs/api.md prints the same table.
 //!
 //! | role | scopes |
 //! |---|---|
