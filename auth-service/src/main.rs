@@ -141,7 +141,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     say(&format!("created admin {} ({})", user.email, user.id))
                 }
                 AdminSetup::Promoted(user) => {
-                    say(&format!("promoted {} ({}) to admin", user.email, user.id))
+                    say(&format!("promoted {} ({}) to admin", user.email, user.id));
+                    unpublished_warning(&state).await?;
                 }
                 AdminSetup::AlreadyAdmin(user) => {
                     say(&format!("{} ({}) is already an admin", user.email, user.id))
@@ -188,6 +189,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         .await
                         .map_err(describe)?;
                     say(&format!("deleted client {id}; its tokens are revoked"));
+                    unpublished_warning(&state).await?;
                 }
             }
         }
@@ -225,6 +227,19 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Fail when revocations this command made could not reach Redis: they are in force at the
+/// auth service, and reach the other services once a running auth service publishes them.
+async fn unpublished_warning(state: &auth_service::state::AppState) -> anyhow::Result<()> {
+    if state.revocations.pending().await? {
+        anyhow::bail!(
+            "revocations are recorded but not yet published to Redis (is it reachable?); a \
+             running auth service publishes them within a second, and until one does other \
+             services may still accept the revoked tokens"
+        );
     }
     Ok(())
 }

@@ -191,11 +191,11 @@ impl Application {
         };
         tracing::info!(addr = %self.addr, "auth-service listening");
         let ep = Self::endpoint(self.state.clone());
-        shared::server::serve(self.listener, ep, opts, shutdown).await;
+        let drained = shared::server::serve(self.listener, ep, opts, shutdown).await;
         for task in self.background {
             task.abort();
         }
-        self.state.revocations.leave().await;
+        self.state.revocations.leave(drained).await;
         self.state.pool.close();
         tracing::info!("auth-service stopped");
     }

@@ -10,16 +10,15 @@
 //! - `{prefix}revocations` is a pub/sub channel; each message is `<member>|<expiry>`,
 //!   published in the same `MULTI` as the `ZADD`.
 //! - `{prefix}denylist:synced` is the writers' word that the set holds every revocation:
-//!   a lease of a few seconds that an auth service renews only while Redis is complete
-//!   (replayed after any loss) and nothing it has recorded has waited more than a second to
-//!   be published. A writer cut off from Redis, or one whose writes Redis refuses, cannot
-//!   renew it, so it lapses; a verifier that finds it missing treats its view as stale and,
-//!   past its bound, fails closed. The last writer to stop cleanly leaves it without expiry
-//!   (nothing can be revoked while no writer runs).
-//! - `{prefix}denylist:hwm` is the highest revocation id published; a writer that finds it
-//!   below what PostgreSQL says was published knows Redis lost writes (a failover to a
-//!   replica that lagged) and replays.
-//! - `{prefix}denylist:writers` is a sorted set of the live writers, by lease expiry.
+//!   a lease of a few seconds that an auth service renews only while Redis holds every
+//!   published revocation (replayed after any loss) and nothing it has recorded has waited
+//!   more than a second to be published. A writer cut off from Redis, or one whose writes
+//!   Redis refuses, cannot renew it, so it lapses; a verifier that finds it missing treats
+//!   its view as stale and, past its bound, fails closed. The last writer to stop cleanly
+//!   leaves it without expiry (nothing can be revoked while no writer runs).
+//!
+//! Redis must not evict these keys (`maxmemory-policy noeviction`); a writer that finds
+//! fewer members than it published replays them all.
 
 use std::collections::HashMap;
 
@@ -31,8 +30,6 @@ pub struct DenylistKeys {
     pub set: String,
     pub channel: String,
     pub synced: String,
-    pub hwm: String,
-    pub writers: String,
 }
 
 impl DenylistKeys {
@@ -41,8 +38,6 @@ impl DenylistKeys {
             set: format!("{prefix}denylist"),
             channel: format!("{prefix}revocations"),
             synced: format!("{prefix}denylist:synced"),
-            hwm: format!("{prefix}denylist:hwm"),
-            writers: format!("{prefix}denylist:writers"),
         }
     }
 }

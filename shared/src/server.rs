@@ -25,13 +25,15 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// Serve `ep` on `listener` until `shutdown` resolves.
+/// Serve `ep` on `listener` until `shutdown` resolves; returns whether every connection
+/// closed within the shutdown deadline.
 pub async fn serve<E>(
     listener: TcpListener,
     ep: E,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
-) where
+) -> bool
+where
     E: Endpoint + 'static,
 {
     let ep = Arc::new(ep.map_to_response());
@@ -95,9 +97,13 @@ pub async fn serve<E>(
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = graceful.shutdown() => {
+            tracing::info!("all connections closed");
+            true
+        }
         () = tokio::time::sleep(opts.shutdown_timeout) => {
             tracing::warn!("shutdown deadline passed with connections still open");
+            false
         }
     }
 }

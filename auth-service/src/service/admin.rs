@@ -174,7 +174,7 @@ pub async fn update_user(
             Ok::<_, AuthError>((user, rows, newly_disabled))
         })
         .await?;
-    state.revocations.publish(rows).await;
+    state.revocations.publish(&mut conn, rows).await;
     if newly_disabled {
         throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
     }
@@ -226,7 +226,7 @@ pub async fn delete_user(
             Ok::<_, AuthError>(rows)
         })
         .await?;
-    state.revocations.publish(rows).await;
+    state.revocations.publish(&mut conn, rows).await;
     if let Err(err) = state.events.publish_pending().await {
         tracing::warn!(error = %err, "publishing the user_deleted event failed; will retry");
     }

@@ -477,7 +477,7 @@ pub async fn refresh(
         RefreshOutcome::Invalid => Err(AuthError::RefreshInvalid),
         RefreshOutcome::Reused(rows) => {
             tracing::warn!("refresh token reuse detected; session revoked");
-            state.revocations.publish(rows).await;
+            state.revocations.publish(&mut conn, rows).await;
             Err(AuthError::RefreshReused)
         }
         RefreshOutcome::Rotated {
@@ -567,7 +567,7 @@ pub async fn revoke_sessions(
             Ok::<_, diesel::result::Error>((revoked, rows))
         })
         .await?;
-    state.revocations.publish(rows).await;
+    state.revocations.publish(&mut conn, rows).await;
     Ok(revoked)
 }
 

@@ -169,7 +169,7 @@ pub async fn delete(
             Ok::<_, AuthError>(rows)
         })
         .await?;
-    state.revocations.publish(rows).await;
+    state.revocations.publish(&mut conn, rows).await;
     Ok(())
 }
 

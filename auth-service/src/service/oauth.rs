@@ -457,7 +457,7 @@ pub async fn revoke(
                 Ok::<_, diesel::result::Error>(rows)
             })
             .await?;
-        state.revocations.publish(rows).await;
+        state.revocations.publish(&mut conn, rows).await;
         return Ok(());
     }
     if !any {

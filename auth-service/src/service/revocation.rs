@@ -7,12 +7,22 @@
 //! stays unpublished and a background loop retries every second.
 //!
 //! Verifiers trust their copy only while the `synced` lease is in Redis, and freshness is
-//! the writer's to vouch for: each pass of the loop renews the lease only when Redis holds
-//! everything (replayed after any loss: the lease had lapsed, or the published high-water
-//! mark in Redis is below PostgreSQL's) and no revocation has waited more than a second to
-//! be published. A writer cut off from Redis, or whose writes Redis refuses, therefore
-//! stops renewing, the lease lapses within [`LEASE`], and verifiers fail closed. The same
-//! loop trims expired entries from Redis (expired rows go in the purge, `service::purge`).
+//! the writer's to vouch for. Each pass of the loop, every second:
+//!
+//! 1. beats in PostgreSQL (`denylist_writers`), whatever Redis does;
+//! 2. gives a lease left without expiry by a writer that stopped back its expiry;
+//! 3. counts what Redis must hold (the distinct members of every published, live
+//!    revocation) and replays every live revocation when Redis holds fewer: it restarted
+//!    empty, evicted, or failed over to a replica that lagged;
+//! 4. publishes what is pending;
+//! 5. renews the lease, in one script that first checks Redis still holds that many
+//!    (a Redis that restarted during the pass gets no lease), and only while no revocation
+//!    has waited more than a second to be published.
+//!
+//! A writer cut off from Redis, or whose writes Redis refuses, stops renewing; the lease
+//! lapses within [`LEASE`] and verifiers fail closed. The last writer to stop cleanly
+//! (no other has beaten in PostgreSQL lately) keeps the lease without expiry, so that
+//! verifiers go on while no auth service runs and nothing can be revoked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,36 +40,35 @@ use crate::store::revocations::{self as store, NewRevocation, RevocationRow};
 pub const LEASE: Duration = Duration::from_secs(3);
 /// The lease is renewed only while no revocation has waited longer than this.
 const MAX_UNPUBLISHED_AGE: Duration = Duration::from_secs(1);
+/// A writer that beat within this long is alive (its loop runs every second).
+const WRITER_ALIVE: Duration = Duration::from_secs(10);
 /// Revocations per Redis call: a logout-all of many sessions is several short calls, each
 /// with its own timeout, rather than one long transaction.
 const CHUNK: usize = 200;
 /// How long one Redis call of the request path may take before the loop takes over.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Revocations outlive the tokens they match by this much more than the largest leeway, for
+/// a revoking transaction that waited on locks after taking its time.
+const EXPIRY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
-/// `ZADD` and `PUBLISH` each revocation, and raise the published high-water mark.
-/// KEYS: the set, the mark. ARGV: the channel, the highest id, then member, expiry, message
-/// per revocation.
+/// `ZADD` (keeping the later expiry) and `PUBLISH` each revocation.
+/// KEYS: the set. ARGV: the channel, then member, expiry, message per revocation.
 const PUSH: &str = r#"
-for i = 3, #ARGV, 3 do
-  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+for i = 2, #ARGV, 3 do
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[i + 1], ARGV[i])
   redis.call('PUBLISH', ARGV[1], ARGV[i + 2])
 end
-local hwm = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[2]) > hwm then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
 "#;
 
-/// A writer that stops cleanly leaves: when no other writer holds a live registration, the
-/// lease is kept without expiry (no writer, nothing to revoke).
-/// KEYS: the writers, the lease. ARGV: this writer, now (ms).
-const LEAVE: &str = r#"
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PERSIST', KEYS[2])
-  return 1
+/// Renew the lease only if Redis still holds at least the members it must.
+/// KEYS: the set, the lease. ARGV: now (s), members expected, lease (ms), value.
+const RENEW: &str = r#"
+if redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf') < tonumber(ARGV[2]) then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+return 1
 "#;
 
 pub struct RevocationPublisher {
@@ -71,6 +80,7 @@ pub struct RevocationPublisher {
     /// This process, among the writers.
     instance: String,
     push: redis::Script,
+    renew: redis::Script,
 }
 
 fn kind_and_value(r: &Revocation) -> (&'static str, &str) {
@@ -99,6 +109,7 @@ impl RevocationPublisher {
             ttl,
             instance: Uuid::now_v7().to_string(),
             push: redis::Script::new(PUSH),
+            renew: redis::Script::new(RENEW),
         }
     }
 
@@ -109,7 +120,7 @@ impl RevocationPublisher {
         revocations: &[Revocation],
         now: DateTime<Utc>,
     ) -> diesel::QueryResult<Vec<RevocationRow>> {
-        let expires_at = now + self.ttl;
+        let expires_at = now + self.ttl + EXPIRY_MARGIN;
         let rows: Vec<NewRevocation<'_>> = revocations
             .iter()
             .map(|r| {
@@ -125,34 +136,37 @@ impl RevocationPublisher {
         store::insert_many(conn, &rows).await
     }
 
-    /// Push committed revocations to Redis now, chunk by chunk; what fails is left to the
-    /// background loop.
-    pub async fn publish(&self, rows: Vec<RevocationRow>) {
+    /// Push committed revocations to Redis now, chunk by chunk, on the caller's connection
+    /// (no second one from the pool); what fails is left to the background loop. Returns
+    /// whether everything was published.
+    pub async fn publish(&self, conn: &mut AsyncPgConnection, rows: Vec<RevocationRow>) -> bool {
         for chunk in rows.chunks(CHUNK) {
             match tokio::time::timeout(PUBLISH_TIMEOUT, self.push(chunk)).await {
-                Ok(Ok(())) => self.mark_published(chunk).await,
+                Ok(Ok(())) => {
+                    let ids: Vec<i64> = chunk.iter().map(|r| r.id).collect();
+                    if let Err(err) = store::mark_published(conn, &ids, Utc::now()).await {
+                        // Harmless: the loop publishes them again, and publishing is
+                        // idempotent.
+                        tracing::warn!(error = %err, "marking revocations published failed");
+                    }
+                }
                 Ok(Err(err)) => {
                     tracing::warn!(error = %err, "publishing revocations to Redis failed; will retry");
-                    return;
+                    return false;
                 }
                 Err(_) => {
                     tracing::warn!("publishing revocations to Redis timed out; will retry");
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     async fn push(&self, rows: &[RevocationRow]) -> redis::RedisResult<()> {
-        let Some(highest) = rows.iter().map(|r| r.id).max() else {
-            return Ok(());
-        };
         let mut invocation = self.push.prepare_invoke();
-        invocation
-            .key(&self.keys.set)
-            .key(&self.keys.hwm)
-            .arg(&self.keys.channel)
-            .arg(highest);
+        invocation.key(&self.keys.set).arg(&self.keys.channel);
+        let mut any = false;
         for row in rows {
             let Some(revocation) = to_revocation(row) else {
                 continue;
@@ -162,44 +176,59 @@ impl RevocationPublisher {
                 .arg(revocation.member())
                 .arg(exp)
                 .arg(denylist::message(&revocation, exp));
+            any = true;
+        }
+        if !any {
+            return Ok(());
         }
         let mut conn = self.redis.clone();
         invocation.invoke_async::<i64>(&mut conn).await.map(drop)
     }
 
-    async fn mark_published(&self, rows: &[RevocationRow]) {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let result = async {
-            let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            store::mark_published(&mut conn, &ids, Utc::now()).await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(err) = result {
-            // Harmless: the loop will publish them again, and publishing is idempotent.
-            tracing::warn!(error = %err, "marking revocations published failed");
-        }
+    /// Whether revocations are waiting to be published (the CLI, which runs no loop, says
+    /// so rather than claim they are in force everywhere).
+    pub async fn pending(&self) -> anyhow::Result<bool> {
+        let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(store::oldest_unpublished_age(&mut conn).await?.is_some())
     }
 
     /// One pass of the background loop; returns whether it renewed the lease.
     pub async fn sync_once(&self) -> anyhow::Result<bool> {
         let mut redis = self.redis.clone();
-        let now = Utc::now();
         let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        store::heartbeat(&mut conn, &self.instance).await?;
+        let now = Utc::now().timestamp();
         // PostgreSQL first: a row is marked published only after Redis took it, so read in
-        // this order Redis's mark can be below PostgreSQL's only if Redis lost writes.
-        let published = store::max_published_id(&mut conn).await?;
-        let (lease, hwm): (bool, Option<i64>) = redis::pipe()
-            .exists(&self.keys.synced)
-            .get(&self.keys.hwm)
+        // this order Redis can hold fewer members only if it lost some.
+        let expected = store::published_live_members(&mut conn, now).await?;
+        let (ttl, held): (i64, i64) = redis::pipe()
+            .cmd("PTTL")
+            .arg(&self.keys.synced)
+            .cmd("ZCOUNT")
+            .arg(&self.keys.set)
+            .arg(format!("({now}"))
+            .arg("+inf")
             .query_async(&mut redis)
             .await?;
-        let lost = published.is_some_and(|p| hwm.unwrap_or(0) < p);
-        if !lease || lost {
-            if lost {
-                tracing::warn!("Redis lost published revocations (a failover?); replaying them");
-            }
-            let live = store::live(&mut conn, now).await?;
+        if ttl == -1 {
+            // Left without expiry by the last writer to stop: a writer runs again.
+            redis::cmd("PEXPIRE")
+                .arg(&self.keys.synced)
+                .arg(LEASE.as_millis() as u64)
+                .query_async::<()>(&mut redis)
+                .await?;
+        }
+        if held < expected {
+            tracing::warn!(
+                expected,
+                held,
+                "Redis holds fewer revocations than were published (restarted, evicted or failed over); replaying"
+            );
+            redis::cmd("DEL")
+                .arg(&self.keys.synced)
+                .query_async::<()>(&mut redis)
+                .await?;
+            let live = store::live(&mut conn, Utc::now()).await?;
             for chunk in live.chunks(CHUNK) {
                 self.push(chunk).await?;
             }
@@ -217,48 +246,45 @@ impl RevocationPublisher {
             store::mark_published(&mut conn, &ids, Utc::now()).await?;
             tracing::info!(count = ids.len(), "published pending revocations");
         }
-        let oldest = store::oldest_unpublished(&mut conn).await?;
-        let renewed = oldest
-            .is_none_or(|at| (Utc::now() - at).to_std().unwrap_or_default() <= MAX_UNPUBLISHED_AGE);
-        let mut pipe = redis::pipe();
-        if renewed {
-            let lease_ms = LEASE.as_millis() as u64;
-            pipe.cmd("SET")
-                .arg(&self.keys.synced)
-                .arg(now.timestamp())
-                .arg("PX")
-                .arg(lease_ms)
-                .ignore()
-                .zadd(
-                    &self.keys.writers,
-                    &self.instance,
-                    now.timestamp_millis() + lease_ms as i64,
-                )
-                .ignore();
+        let waiting = store::oldest_unpublished_age(&mut conn).await?;
+        let mut renewed = false;
+        if waiting.is_none_or(|age| age <= MAX_UNPUBLISHED_AGE) {
+            let done: i64 = self
+                .renew
+                .key(&self.keys.set)
+                .key(&self.keys.synced)
+                .arg(now)
+                .arg(expected)
+                .arg(LEASE.as_millis() as u64)
+                .arg(now)
+                .invoke_async(&mut redis)
+                .await?;
+            renewed = done == 1;
         }
-        pipe.cmd("ZREMRANGEBYSCORE")
+        redis::cmd("ZREMRANGEBYSCORE")
             .arg(&self.keys.set)
             .arg("-inf")
-            .arg(now.timestamp())
-            .ignore();
-        pipe.query_async::<()>(&mut redis).await?;
+            .arg(now)
+            .query_async::<()>(&mut redis)
+            .await?;
         Ok(renewed)
     }
 
-    /// Leave cleanly: publish what is pending and, when no other writer is alive, keep the
-    /// lease without expiry, so that verifiers go on trusting a complete denylist while no
-    /// auth service runs. Called once the server has drained.
-    pub async fn leave(&self) {
+    /// Leave cleanly, once the server has drained: publish what is pending and, when no
+    /// other writer has run lately, keep the lease without expiry, so that verifiers go on
+    /// trusting a complete denylist while no auth service runs. A server that did not drain
+    /// (requests may still revoke) leaves the lease to lapse.
+    pub async fn leave(&self, drained: bool) {
         let left = async {
-            if !self.sync_once().await? {
-                anyhow::bail!("revocations are still unpublished");
+            let renewed = self.sync_once().await?;
+            let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let others = store::leave_writers(&mut conn, &self.instance, WRITER_ALIVE).await?;
+            if !renewed || !drained || others {
+                return anyhow::Ok(false);
             }
-            let kept: i64 = redis::Script::new(LEAVE)
-                .key(&self.keys.writers)
-                .key(&self.keys.synced)
-                .arg(&self.instance)
-                .arg(Utc::now().timestamp_millis())
-                .invoke_async(&mut self.redis.clone())
+            let kept: i64 = redis::cmd("PERSIST")
+                .arg(&self.keys.synced)
+                .query_async(&mut self.redis.clone())
                 .await?;
             anyhow::Ok(kept == 1)
         };

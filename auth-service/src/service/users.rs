@@ -138,7 +138,7 @@ pub async fn change_password(
             Ok::<_, diesel::result::Error>(rows)
         })
         .await?;
-    state.revocations.publish(rows).await;
+    state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
     Ok(())
 }

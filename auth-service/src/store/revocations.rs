@@ -68,26 +68,80 @@ pub async fn mark_published(
         .map(drop)
 }
 
-/// The highest id marked published (what Redis must hold at least).
-pub async fn max_published_id(conn: &mut AsyncPgConnection) -> QueryResult<Option<i64>> {
-    revocations::table
-        .filter(revocations::published_at.is_not_null())
-        .select(diesel::dsl::max(revocations::id))
-        .first(conn)
-        .await
+/// How many distinct denylist members the published revocations make that expire after
+/// `now` (unix seconds, compared as Redis compares its scores): what Redis must hold at
+/// least, since a row is marked published only after Redis took it.
+pub async fn published_live_members(conn: &mut AsyncPgConnection, now: i64) -> QueryResult<i64> {
+    diesel::sql_query(
+        "SELECT count(DISTINCT kind || ':' || value || CASE WHEN kind = 'user' \
+         THEN ':' || floor(extract(epoch FROM revoked_at))::bigint ELSE '' END) AS n \
+         FROM revocations WHERE published_at IS NOT NULL \
+         AND floor(extract(epoch FROM expires_at)) > $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(now)
+    .get_result::<Count>(conn)
+    .await
+    .map(|c| c.n)
 }
 
-/// When the oldest revocation still waiting to be published was recorded.
-pub async fn oldest_unpublished(
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// How long the oldest revocation still waiting to be published has waited, by the
+/// database's clock (so no replica's clock skew stretches it).
+pub async fn oldest_unpublished_age(
     conn: &mut AsyncPgConnection,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    revocations::table
-        .filter(revocations::published_at.is_null())
-        .order(revocations::id.asc())
-        .select(revocations::revoked_at)
-        .first(conn)
-        .await
-        .optional()
+) -> QueryResult<Option<std::time::Duration>> {
+    let ms: Option<Millis> = diesel::sql_query(
+        "SELECT (extract(epoch FROM now() - min(created_at)) * 1000)::bigint AS ms \
+         FROM revocations WHERE published_at IS NULL HAVING count(*) > 0",
+    )
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(ms.map(|m| std::time::Duration::from_millis(m.ms.max(0) as u64)))
+}
+
+#[derive(QueryableByName)]
+struct Millis {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ms: i64,
+}
+
+/// Record that `instance` ran its loop now (on the database's clock).
+pub async fn heartbeat(conn: &mut AsyncPgConnection, instance: &str) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO denylist_writers (instance) VALUES ($1) ON CONFLICT (instance) \
+         DO UPDATE SET heartbeat_at = now(), updated_at = now()",
+    )
+    .bind::<diesel::sql_types::Text, _>(instance)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Remove `instance` from the writers, and say whether any other has run its loop within
+/// `recent`.
+pub async fn leave_writers(
+    conn: &mut AsyncPgConnection,
+    instance: &str,
+    recent: std::time::Duration,
+) -> QueryResult<bool> {
+    diesel::sql_query("DELETE FROM denylist_writers WHERE instance = $1")
+        .bind::<diesel::sql_types::Text, _>(instance)
+        .execute(conn)
+        .await?;
+    let others: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM denylist_writers \
+         WHERE heartbeat_at > now() - make_interval(secs => $1)",
+    )
+    .bind::<diesel::sql_types::Double, _>(recent.as_secs_f64())
+    .get_result(conn)
+    .await?;
+    Ok(others.n > 0)
 }
 
 /// Every revocation that can still match a live token.

@@ -1,4 +1,3 @@
 DROP INDEX outbox_events_published_idx;
-DROP INDEX refresh_tokens_expires_idx;
 DROP INDEX sessions_revoked_idx;
 DROP INDEX sessions_expires_idx;

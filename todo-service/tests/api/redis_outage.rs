@@ -184,8 +184,8 @@ async fn revocations_redis_lost_behind_a_kept_lease_are_replayed() {
     );
     stack.time_until_revoked(&user, Instant::now()).await;
 
-    // A failover to a replica that lagged: the lease survived, the entry and the
-    // published mark did not.
+    // A failover to a replica that lagged (or an eviction): the lease survived, the entries
+    // did not.
     let prefix = &stack.auth_state.settings.auth.redis_prefix;
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
@@ -200,15 +200,14 @@ async fn revocations_redis_lost_behind_a_kept_lease_are_replayed() {
         .await
         .unwrap();
     assert!(!members.is_empty());
-    redis::pipe()
-        .del(format!("{prefix}denylist"))
-        .del(format!("{prefix}denylist:hwm"))
+    redis::cmd("DEL")
+        .arg(format!("{prefix}denylist"))
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
 
     // A TODO service that starts now learns only what Redis holds; the auth service finds
-    // the mark below what it published, and replays.
+    // Redis holding fewer revocations than it published, and replays.
     let settings = todo_service::config::Settings {
         http: shared::config::HttpSettings {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -234,6 +233,54 @@ async fn revocations_redis_lost_behind_a_kept_lease_are_replayed() {
         assert!(
             Instant::now() < deadline,
             "the lost revocation was not replayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_writer_to_stop_keeps_no_lease_while_another_is_cut_off() {
+    let redis = RedisServer::start().await;
+    let proxy = PausableProxy::start(redis.port).await;
+    let mut stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
+    let user = stack.user().await;
+    // A second auth service on the same database, reaching Redis through the proxy.
+    let mut settings = stack.auth_state.settings.clone();
+    settings.http.listen_addr = "127.0.0.1:0".parse().unwrap();
+    settings.auth.redis_url = secrecy::SecretString::from(proxy.url());
+    let other = auth_service::startup::Application::build(settings)
+        .await
+        .unwrap();
+    let other_base = format!("http://{}", other.addr());
+    let (_stop_other, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(other.run_until(async {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The second is cut off from Redis; the first stops cleanly. It must not vouch for a
+    // denylist the second can no longer keep complete.
+    proxy.pause();
+    stack.stop_auth();
+    let resp = stack
+        .client
+        .post(format!("{other_base}/v1/auth/logout"))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let started = Instant::now();
+    let bound = Duration::from_secs(3 + 1 + 1) + Duration::from_millis(1500);
+    loop {
+        let status = stack.get(&user, "/v1/todos").send().await.unwrap().status();
+        if status == 401 || status == 503 {
+            break;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "the revoked token was still accepted after {:?}",
+            started.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
