@@ -72,8 +72,11 @@ enum ClientCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of the audit log; fails if any row was altered or removed.
+    /// Check the hash chain and the seals of the audit log; fails if any row was altered or
+    /// removed, or left unsealed for long.
     Verify,
+    /// Seal every row not sealed yet, however old (after looking into why it was not).
+    Seal,
 }
 
 #[tokio::main]
@@ -136,6 +139,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 admin::create_or_promote_admin(&state, &email, read_password, &cli_meta())
                     .await
                     .map_err(describe)?;
+            seal_own_rows(&state).await;
             match outcome {
                 AdminSetup::Created(user) => {
                     say(&format!("created admin {} ({})", user.email, user.id))
@@ -162,6 +166,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         created.secret,
                         created.client.scopes.join(" ")
                     ));
+                    seal_own_rows(&state).await;
                 }
                 ClientCommand::List => {
                     let mut cursor = None;
@@ -189,8 +194,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         .await
                         .map_err(describe)?;
                     say(&format!("deleted client {id}; its tokens are revoked"));
+                    seal_own_rows(&state).await;
                     unpublished_warning(&state).await?;
                 }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Seal,
+        } => {
+            let state = startup::build_state(settings).await?;
+            match auth_service::service::audit_seal::seal_once(&state, true).await? {
+                Some((from, last)) => say(&format!("sealed rows {from} to {}", last.id)),
+                None => say("nothing to seal"),
             }
         }
         Command::Audit {
@@ -215,6 +230,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                         "audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)"
                     )
                 }
+                ChainCheck::LongUnsealed { id } => {
+                    anyhow::bail!(
+                        "audit log not sealed: row {id} was written more than ten minutes ago and never sealed (written while no auth service ran, or by someone who could not seal it); look into it, then `auth-service audit seal`"
+                    )
+                }
                 ChainCheck::BadSeal { id } => {
                     anyhow::bail!(
                         "audit log tampered with: the seal of row {id} does not match (the chain was rewritten, or a seal removed)"
@@ -229,6 +249,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Seal the audit rows this command wrote: no server may be running to do it.
+async fn seal_own_rows(state: &auth_service::state::AppState) {
+    if let Err(err) = auth_service::service::audit_seal::seal_once(state, false).await {
+        tracing::warn!(error = %err, "sealing the audit log failed; a running auth service will");
+    }
 }
 
 /// Fail when revocations this command made could not reach Redis: they are in force at the

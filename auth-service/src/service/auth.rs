@@ -323,15 +323,19 @@ pub async fn login(
     let over =
         sessions::live_beyond(&mut conn, user.id, now, state.idle_ttl(), i64::from(cap)).await?;
     drop(conn);
-    if !over.is_empty() {
-        revoke_sessions(
+    // The session is open: a failure here must not fail the login (the next login, or a
+    // retry, ends the extra sessions).
+    if !over.is_empty()
+        && let Err(err) = revoke_sessions(
             state,
             user.id,
             SessionSelector::Beyond(cap),
             event::SESSION_REVOKED,
             meta,
         )
-        .await?;
+        .await
+    {
+        tracing::warn!(error = %err, "ending sessions beyond the cap failed");
     }
 
     // Signed with the role the session was opened under: the statement above checked it.
@@ -531,6 +535,7 @@ pub async fn revoke_sessions(
                     sessions::revoke_all(conn, user_id, keep, audit_event, now).await?
                 }
                 SessionSelector::Beyond(cap) => {
+                    users::lock(conn, user_id).await?;
                     let idle = state.idle_ttl();
                     let over =
                         sessions::live_beyond(conn, user_id, now, idle, i64::from(cap)).await?;

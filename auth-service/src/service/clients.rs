@@ -139,19 +139,20 @@ pub async fn delete(
         .transaction(async |conn| {
             let client = clients::find(conn, id).await?.ok_or(AuthError::NotFound)?;
             clients::delete(conn, id).await?;
-            // The cutoff is taken once the row is ours: a token issued meanwhile committed
-            // its issue (under a share lock on the row) before, so it is covered, and one
-            // issued after finds no client and is never handed out.
-            let now = Utc::now();
+            // No token of this client is handed out after this commits: issuing re-reads the
+            // client under a share lock. So every token it ever gets is issued before now,
+            // by some replica's clock; the cutoff lies the largest leeway ahead, which no
+            // clock in service is off by, and covers them all.
+            let cutoff = Utc::now() + chrono::Duration::seconds(shared::verify::MAX_LEEWAY_SECS);
             let rows = state
                 .revocations
                 .record(
                     conn,
                     &[Revocation::User {
                         user: id.to_string(),
-                        before: now.timestamp(),
+                        before: cutoff.timestamp(),
                     }],
-                    now,
+                    cutoff,
                 )
                 .await?;
             audit::record(

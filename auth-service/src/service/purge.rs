@@ -3,12 +3,13 @@
 //!
 //! | rows | deleted once |
 //! |---|---|
-//! | refresh tokens | a day past their expiry (a spent token older than that is unknown, no longer reuse) |
-//! | sessions, with their tokens | a day past their absolute expiry or their revocation |
+//! | refresh tokens, then sessions | a day past the session's absolute expiry or its revocation (a live session keeps every spent token, so presenting one is always reuse) |
 //! | revocations | past their expiry (every token they could match has expired, plus the largest leeway) |
 //! | published outbox events | a day after publishing |
+//! | writers' heartbeats | a day after the last |
 //!
-//! The audit log is never purged.
+//! Each batch skips rows another transaction holds (`SKIP LOCKED`), so a purge never waits
+//! on, or deadlocks with, a request. The audit log is never purged.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -23,51 +24,56 @@ const GRACE: chrono::Duration = chrono::Duration::days(1);
 /// (what, batch statement, how far back the cutoff is).
 const PURGES: &[(&str, &str, chrono::Duration)] = &[
     (
-        "refresh tokens",
-        "DELETE FROM refresh_tokens WHERE id IN \
-         (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
+        "refresh tokens of ended sessions",
+        "DELETE FROM refresh_tokens WHERE id IN (SELECT t.id FROM refresh_tokens t \
+         JOIN sessions s ON s.id = t.session_id \
+         WHERE s.expires_at < $1 OR s.revoked_at < $1 LIMIT $2 FOR UPDATE OF t SKIP LOCKED)",
         GRACE,
     ),
     (
-        "expired sessions",
-        "DELETE FROM sessions WHERE id IN \
-         (SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2)",
-        GRACE,
-    ),
-    (
-        "revoked sessions",
-        "DELETE FROM sessions WHERE id IN \
-         (SELECT id FROM sessions WHERE revoked_at < $1 LIMIT $2)",
+        "ended sessions",
+        "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+         WHERE (expires_at < $1 OR revoked_at < $1) \
+         AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id) \
+         LIMIT $2 FOR UPDATE SKIP LOCKED)",
         GRACE,
     ),
     (
         "revocations",
-        "DELETE FROM revocations WHERE id IN \
-         (SELECT id FROM revocations WHERE expires_at <= $1 LIMIT $2)",
+        "DELETE FROM revocations WHERE id IN (SELECT id FROM revocations \
+         WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         chrono::Duration::zero(),
     ),
     (
         "published events",
-        "DELETE FROM outbox_events WHERE id IN \
-         (SELECT id FROM outbox_events WHERE published_at < $1 LIMIT $2)",
+        "DELETE FROM outbox_events WHERE id IN (SELECT id FROM outbox_events \
+         WHERE published_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        GRACE,
+    ),
+    (
+        "writers' heartbeats",
+        "DELETE FROM denylist_writers WHERE instance IN (SELECT instance FROM denylist_writers \
+         WHERE heartbeat_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         GRACE,
     ),
 ];
 
-/// One pass over every table; returns the rows deleted.
-pub async fn purge_once(state: &AppState) -> anyhow::Result<usize> {
+/// One pass over every table; returns the rows deleted. A table that fails is logged and
+/// the others are still purged.
+pub async fn purge_once(state: &AppState) -> usize {
     let now = Utc::now();
     let mut total = 0;
     for (what, statement, back) in PURGES {
-        let deleted = shared::db::purge_in_batches(&state.pool, statement, now - *back)
-            .await
-            .map_err(|e| e.context(format!("purging {what}")))?;
-        if deleted > 0 {
-            tracing::info!(deleted, what, "purged expired rows");
+        match shared::db::purge_in_batches(&state.pool, statement, now - *back).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, what, "purged expired rows");
+                total += deleted;
+            }
+            Err(err) => tracing::warn!(error = format!("{err:#}"), what, "purging failed"),
         }
-        total += deleted;
     }
-    Ok(total)
+    total
 }
 
 /// Purge every `every` until the state is dropped.
@@ -78,9 +84,7 @@ pub fn spawn(state: Weak<AppState>, every: Duration) -> tokio::task::JoinHandle<
         loop {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
-            if let Err(err) = purge_once(&state).await {
-                tracing::warn!(error = format!("{err:#}"), "purging expired rows failed");
-            }
+            purge_once(&state).await;
         }
     })
 }

@@ -113,7 +113,8 @@ impl RevocationPublisher {
         }
     }
 
-    /// Write the durable record; call inside the revoking transaction.
+    /// Write the durable record; call inside the revoking transaction. `now` is the
+    /// revocation's time (for a `user` revocation, the cutoff: tokens issued up to it).
     pub async fn record(
         &self,
         conn: &mut AsyncPgConnection,

@@ -38,42 +38,87 @@ pub fn row_hash(prev: Option<&[u8]>, row: &AuditRow) -> Vec<u8> {
     chain_hash(prev, &content)
 }
 
-/// Seal up to `limit` chained rows after the last sealed one, in order; returns the highest
-/// id sealed, if any. Several processes may run this at once: a row sealed twice keeps its
-/// first seal (both are equal).
+/// The last sealed row: its id, chain hash and seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub id: i64,
+    pub hash: Option<Vec<u8>>,
+    pub mac: Vec<u8>,
+}
+
+/// A sealed row, as the tables say now.
+pub async fn sealed(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Sealed>> {
+    audit_seals::table
+        .inner_join(audit_log::table)
+        .filter(audit_seals::audit_id.eq(id))
+        .select((audit_seals::audit_id, audit_log::hash, audit_seals::mac))
+        .first::<(i64, Option<Vec<u8>>, Vec<u8>)>(conn)
+        .await
+        .optional()
+        .map(|row| row.map(|(id, hash, mac)| Sealed { id, hash, mac }))
+}
+
+/// The highest sealed row, as the tables say now.
+pub async fn last_sealed(conn: &mut AsyncPgConnection) -> QueryResult<Option<Sealed>> {
+    audit_seals::table
+        .inner_join(audit_log::table)
+        .order(audit_seals::audit_id.desc())
+        .select((audit_seals::audit_id, audit_log::hash, audit_seals::mac))
+        .first::<(i64, Option<Vec<u8>>, Vec<u8>)>(conn)
+        .await
+        .optional()
+        .map(|row| row.map(|(id, hash, mac)| Sealed { id, hash, mac }))
+}
+
+/// Seal up to `limit` chained rows after the last sealed one, in order, stopping at the first
+/// written before `not_before` (rows that old were not sealed when they were written, which
+/// is for an operator to look into: `audit seal` seals them). Returns the last row sealed.
+/// Several processes may run this at once: a row sealed twice keeps its first seal (both
+/// are equal).
 pub async fn seal_pending(
     conn: &mut AsyncPgConnection,
     key: &[u8; 32],
     limit: i64,
-) -> QueryResult<Option<i64>> {
+    not_before: Option<chrono::DateTime<chrono::Utc>>,
+) -> QueryResult<Option<Sealed>> {
     let last: Option<i64> = audit_seals::table
         .select(diesel::dsl::max(audit_seals::audit_id))
         .first(conn)
         .await?;
-    let rows: Vec<(i64, Option<Vec<u8>>)> = audit_log::table
+    let rows: Vec<(i64, Option<Vec<u8>>, chrono::DateTime<chrono::Utc>)> = audit_log::table
         .filter(audit_log::id.gt(last.unwrap_or(0)))
         .filter(audit_log::hash.is_not_null())
         .order(audit_log::id.asc())
         .limit(limit)
-        .select((audit_log::id, audit_log::hash))
+        .select((audit_log::id, audit_log::hash, audit_log::occurred_at))
         .load(conn)
         .await?;
-    let seals: Vec<_> = rows
-        .iter()
-        .filter_map(|(id, hash)| {
-            let mac = seal(key, hash.as_deref()?);
-            Some((audit_seals::audit_id.eq(*id), audit_seals::mac.eq(mac)))
-        })
-        .collect();
-    if seals.is_empty() {
-        return Ok(None);
+    let mut sealed = Vec::new();
+    for (id, hash, occurred_at) in rows {
+        if not_before.is_some_and(|t| occurred_at < t) {
+            break;
+        }
+        let Some(hash) = hash else { continue };
+        let mac = seal(key, &hash);
+        sealed.push(Sealed {
+            id,
+            hash: Some(hash),
+            mac,
+        });
     }
+    let Some(newest) = sealed.last().cloned() else {
+        return Ok(None);
+    };
+    let values: Vec<_> = sealed
+        .iter()
+        .map(|s| (audit_seals::audit_id.eq(s.id), audit_seals::mac.eq(&s.mac)))
+        .collect();
     diesel::insert_into(audit_seals::table)
-        .values(&seals)
+        .values(&values)
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
-    Ok(rows.last().map(|(id, _)| *id))
+    Ok(Some(newest))
 }
 
 /// The outcome of checking the chain.
@@ -90,8 +135,14 @@ pub enum ChainCheck {
         id: i64,
         rows_checked: u64,
     },
-    /// A row's seal is wrong, or missing before sealed rows: the chain was rewritten.
+    /// A row's seal is wrong, or missing before sealed rows, or belongs to no chained row:
+    /// the chain was rewritten.
     BadSeal {
+        id: i64,
+    },
+    /// The chain and seals hold, but a row written long ago was never sealed: written while
+    /// no sealer ran, or put there by someone who could not seal it.
+    LongUnsealed {
         id: i64,
     },
     /// Every row chains, but the last is not the chain's head: rows were removed from the
@@ -100,6 +151,10 @@ pub enum ChainCheck {
         rows: u64,
     },
 }
+
+/// How old an unsealed row may be before `audit verify` calls it out; the service seals
+/// every second, and refuses to seal rows older than this on its own.
+pub const SEAL_WITHIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// Recompute every hash in id order, check every seal, and check that the last hash is the
 /// chain's head. One read-only snapshot (repeatable read), so appends committing meanwhile
@@ -116,6 +171,8 @@ async fn verify_in_snapshot(
     conn: &mut AsyncPgConnection,
     key: &[u8; 32],
 ) -> QueryResult<ChainCheck> {
+    let long_ago = chrono::Utc::now() - SEAL_WITHIN;
+    let mut long_unsealed: Option<i64> = None;
     let mut prev: Option<Vec<u8>> = None;
     let mut after = 0i64;
     let (mut checked, mut sealed, mut unsealed) = (0u64, 0u64, 0u64);
@@ -134,7 +191,10 @@ async fn verify_in_snapshot(
         after = last.id;
         for (row, mac) in rows {
             let Some(hash) = &row.hash else {
-                // Rows written before the chain existed.
+                // Rows written before the chain existed; they were never sealed.
+                if mac.is_some() {
+                    return Ok(ChainCheck::BadSeal { id: row.id });
+                }
                 if prev.is_none() {
                     continue;
                 }
@@ -161,6 +221,9 @@ async fn verify_in_snapshot(
                 }
                 None => {
                     first_unsealed.get_or_insert(row.id);
+                    if row.occurred_at < long_ago {
+                        long_unsealed.get_or_insert(row.id);
+                    }
                     unsealed += 1;
                 }
             }
@@ -176,6 +239,24 @@ async fn verify_in_snapshot(
         .flatten();
     if head != prev {
         return Ok(ChainCheck::TailMissing { rows: checked });
+    }
+    // Every seal must have been checked above: one whose row is gone (the foreign key
+    // switched off) or out of the chain is a trace of tampering.
+    let seals: i64 = audit_seals::table.count().get_result(conn).await?;
+    if seals as u64 != sealed {
+        let orphan = audit_seals::table
+            .left_join(audit_log::table)
+            .filter(audit_log::id.is_null())
+            .select(audit_seals::audit_id)
+            .first::<i64>(conn)
+            .await
+            .optional()?;
+        return Ok(ChainCheck::BadSeal {
+            id: orphan.unwrap_or(0),
+        });
+    }
+    if let Some(id) = long_unsealed {
+        return Ok(ChainCheck::LongUnsealed { id });
     }
     Ok(ChainCheck::Intact {
         rows: checked,

@@ -78,6 +78,18 @@ pub async fn bump_epoch(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<b
         .map(|n| n > 0)
 }
 
+/// Lock the user's row for the rest of the transaction without changing it: the first lock
+/// of a transaction that then takes the user's sessions (the one lock order).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    users::table
+        .find(id)
+        .select(users::id)
+        .for_no_key_update()
+        .load::<Uuid>(conn)
+        .await
+        .map(drop)
+}
+
 /// Set a new password hash and move the epoch (see [`bump_epoch`]).
 pub async fn set_password_hash(
     conn: &mut AsyncPgConnection,

@@ -140,7 +140,7 @@ async fn a_rewritten_chain_is_caught_by_its_seals() {
     app.user_session().await;
     app.user_session().await;
     // (The service seals every second too; this just does not wait for it.)
-    auth_service::service::audit_seal::seal_once(&app.state)
+    auth_service::service::audit_seal::seal_once(&app.state, false)
         .await
         .unwrap();
     let out = auth_cli(&app, &["audit", "verify"]);
@@ -152,12 +152,35 @@ async fn a_rewritten_chain_is_caught_by_its_seals() {
 
     // The owner rewrites a row and then the whole chain after it, and the head: every link
     // holds again, but the seals were made under a key the database never saw.
+    rewrite_chain_from_second_row(&app).await;
+
+    assert_verify_fails(&app, "seal of row");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_seal_is_noticed() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    auth_service::service::audit_seal::seal_once(&app.state, false)
+        .await
+        .unwrap();
+    tamper(
+        &app,
+        "DELETE FROM audit_seals WHERE audit_id = (SELECT min(id) FROM audit_log)",
+    )
+    .await;
+    assert_verify_fails(&app, "seal of row");
+}
+
+/// As the database owner: alter the second row, then recompute every hash after it and the
+/// head, so that the plain chain holds again.
+async fn rewrite_chain_from_second_row(app: &TestApp) {
     use auth_service::schema::audit_log;
     use auth_service::store::audit::AuditRow;
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     tamper(
-        &app,
+        app,
         "UPDATE audit_log SET ip = '10.0.0.1' WHERE id = (SELECT min(id) + 1 FROM audit_log)",
     )
     .await;
@@ -172,7 +195,7 @@ async fn a_rewritten_chain_is_caught_by_its_seals() {
     for row in &rows {
         let hash = auth_service::store::audit_chain::row_hash(prev.as_deref(), row);
         tamper(
-            &app,
+            app,
             &format!(
                 "UPDATE audit_log SET prev_hash = {}, hash = '\\x{}' WHERE id = {}",
                 prev.as_ref()
@@ -185,30 +208,57 @@ async fn a_rewritten_chain_is_caught_by_its_seals() {
         prev = Some(hash);
     }
     tamper(
-        &app,
+        app,
         &format!(
             "UPDATE audit_head SET hash = '\\x{}'",
             hex(prev.as_ref().unwrap())
         ),
     )
     .await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_emptied_of_its_hashes_is_noticed_by_its_seals() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    auth_service::service::audit_seal::seal_once(&app.state, false)
+        .await
+        .unwrap();
+    tamper(&app, "UPDATE audit_log SET hash = NULL, prev_hash = NULL").await;
+    tamper(&app, "UPDATE audit_head SET hash = NULL, prev = NULL").await;
     assert_verify_fails(&app, "seal of row");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_removed_seal_is_noticed() {
+async fn the_running_sealer_refuses_to_seal_a_rewritten_chain() {
     let app = spawn_app().await;
     app.user_session().await;
-    auth_service::service::audit_seal::seal_once(&app.state)
-        .await
-        .unwrap();
+    app.user_session().await;
+    // Let the service's own sealer seal the rows (it runs every second).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(app.count("audit_seals").await, 4);
+
+    // The owner rewrites the chain and removes the seals from the second row on, hoping the
+    // service seals the rewrite.
+    rewrite_chain_from_second_row(&app).await;
     tamper(
         &app,
-        "DELETE FROM audit_seals WHERE audit_id = (SELECT min(id) FROM audit_log)",
+        "DELETE FROM audit_seals WHERE audit_id > (SELECT min(id) FROM audit_log)",
     )
     .await;
-    assert_verify_fails(&app, "seal of row");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    assert_eq!(
+        app.count("audit_seals").await,
+        1,
+        "nothing was sealed again"
+    );
+    assert!(
+        crate::helpers::LOGS
+            .contents()
+            .contains("the audit chain changed below the last sealed row"),
+        "the sealer says so"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

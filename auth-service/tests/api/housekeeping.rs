@@ -52,7 +52,17 @@ async fn a_login_beyond_the_session_cap_ends_the_oldest_sessions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_purge_deletes_only_what_can_no_longer_matter() {
     let app = spawn_app_with(|_| {}).await;
-    let (_, live) = app.user_session().await;
+    let (_, first) = app.user_session().await;
+    // A live session whose first refresh token was spent, and expired long ago.
+    let spent = first["refresh_token"].as_str().unwrap().to_owned();
+    let (status, live) = json(app.refresh(&spent).await).await;
+    assert_eq!(status, 200);
+    let kept = live["session_id"].as_str().unwrap().to_owned();
+    app.exec(&format!(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '2 days' \
+         WHERE session_id = '{kept}' AND used_at IS NOT NULL"
+    ))
+    .await;
     let (_, revoked) = app.user_session().await;
     let at = revoked["access_token"].as_str().unwrap();
     assert_eq!(
@@ -86,14 +96,15 @@ async fn the_purge_deletes_only_what_can_no_longer_matter() {
     .await;
     let audit_before = app.count("audit_log").await;
 
-    let deleted = auth_service::service::purge::purge_once(&app.state)
-        .await
-        .unwrap();
+    let deleted = auth_service::service::purge::purge_once(&app.state).await;
 
     assert_eq!(app.count("sessions").await, 1);
-    let kept = live["session_id"].as_str().unwrap();
     assert_eq!(app.count(&format!("sessions WHERE id = '{kept}'")).await, 1);
-    assert_eq!(app.count("refresh_tokens").await, 1);
+    assert_eq!(
+        app.count("refresh_tokens").await,
+        2,
+        "a live session keeps its spent tokens"
+    );
     assert_eq!(app.count("revocations").await, 0);
     assert_eq!(
         app.count("outbox_events").await,
@@ -104,4 +115,6 @@ async fn the_purge_deletes_only_what_can_no_longer_matter() {
     assert_eq!(deleted, 2 + 2 + 1 + 1);
     let (status, _) = json(app.refresh(live["refresh_token"].as_str().unwrap()).await).await;
     assert_eq!(status, 200);
+    // So presenting the long-spent one is still reuse, and ends the session.
+    assert_problem(app.refresh(&spent).await, 401, "REFRESH_TOKEN_REUSED").await;
 }
