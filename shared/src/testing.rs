@@ -334,6 +334,14 @@ pub fn assert_no_duplicate_keys(text: &str) {
     }
 }
 
+/// Fails unless `docs/configuration.md` lists exactly the settings of a service (its own
+/// keys under `prefix`, and the shared HTTP keys).
+pub fn assert_configuration_documented(prefix: &str, service_keys: &[&str]) {
+    let doc = include_str!("../../docs/configuration.md");
+    let problems = crate::config::undocumented(doc, prefix, service_keys);
+    assert!(problems.is_empty(), "docs/configuration.md: {problems:?}");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -200,11 +200,6 @@ mod tests {
 
     #[test]
     fn the_configuration_reference_lists_exactly_the_settings() {
-        let doc = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/configuration.md"
-        ));
-        let problems = shared::config::undocumented(doc, PREFIX, keys_of::<TodoSettings>());
-        assert!(problems.is_empty(), "docs/configuration.md: {problems:?}");
+        shared::testing::assert_configuration_documented(PREFIX, keys_of::<TodoSettings>());
     }
 }

@@ -78,7 +78,11 @@ async fn revoke_everything(
     reason: &str,
 ) -> diesel::QueryResult<Vec<RevocationRow>> {
     let now = Utc::now();
-    let revoked = sessions::revoke_all(conn, user, None, reason, now).await?;
+    let all = sessions::Revoke::AllOf {
+        user_id: user,
+        except: None,
+    };
+    let revoked = sessions::revoke(conn, all, reason, now).await?;
     let revocations: Vec<Revocation> = revoked
         .iter()
         .map(|s| Revocation::Session(s.to_string()))

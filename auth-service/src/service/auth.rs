@@ -16,7 +16,7 @@ use crate::service::{RequestMeta, throttle};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::revocations::{self, RevocationRow};
-use crate::store::sessions::{self, NewRefresh, NewSession, SessionRow};
+use crate::store::sessions::{self, NewRefresh, NewSession, Revoke, SessionRow};
 use crate::store::unique_violation;
 use crate::store::users::{self, NewUser, UserRow};
 
@@ -410,7 +410,14 @@ pub async fn refresh(
                 return Ok(RefreshOutcome::Invalid);
             };
             if token.used_at.is_some() {
-                let newly = sessions::revoke(conn, session.id, "refresh_token_reuse", now).await?;
+                let newly = !sessions::revoke(
+                    conn,
+                    Revoke::These(&[session.id]),
+                    "refresh_token_reuse",
+                    now,
+                )
+                .await?
+                .is_empty();
                 let rows = if newly {
                     state
                         .revocations
@@ -523,23 +530,23 @@ pub async fn revoke_sessions(
         .transaction(async |conn| {
             let revoked = match which {
                 SessionSelector::One(id) => {
-                    if sessions::revoke(conn, id, audit_event, now).await? {
-                        vec![id]
-                    } else {
-                        Vec::new()
-                    }
+                    sessions::revoke(conn, Revoke::These(&[id]), audit_event, now).await?
                 }
                 SessionSelector::AllExcept(keep) => {
                     // Logins in flight for this user open no session after this commits.
                     users::bump_epoch(conn, user_id).await?;
-                    sessions::revoke_all(conn, user_id, keep, audit_event, now).await?
+                    let all = Revoke::AllOf {
+                        user_id,
+                        except: keep,
+                    };
+                    sessions::revoke(conn, all, audit_event, now).await?
                 }
                 SessionSelector::Beyond(cap) => {
                     users::lock(conn, user_id).await?;
                     let idle = state.idle_ttl();
                     let over =
                         sessions::live_beyond(conn, user_id, now, idle, i64::from(cap)).await?;
-                    sessions::revoke_many(conn, &over, "session_limit", now).await?
+                    sessions::revoke(conn, Revoke::These(&over), "session_limit", now).await?
                 }
             };
             let revocations: Vec<Revocation> = revoked

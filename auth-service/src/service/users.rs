@@ -115,9 +115,16 @@ pub async fn change_password(
     let rows = conn
         .transaction(async |conn| {
             users::set_password_hash(conn, user_id, &hash).await?;
-            let revoked =
-                sessions::revoke_all(conn, user_id, current_session, "password_changed", now)
-                    .await?;
+            let revoked = sessions::revoke(
+                conn,
+                sessions::Revoke::AllOf {
+                    user_id,
+                    except: current_session,
+                },
+                "password_changed",
+                now,
+            )
+            .await?;
             let revocations: Vec<Revocation> = revoked
                 .iter()
                 .map(|sid| Revocation::Session(sid.to_string()))

@@ -270,28 +270,6 @@ pub async fn list_live(
         .await
 }
 
-/// Revoke one session; returns whether it was live before (so repeating is harmless).
-pub async fn revoke(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    reason: &str,
-    at: DateTime<Utc>,
-) -> QueryResult<bool> {
-    diesel::update(
-        sessions::table
-            .find(id)
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set((
-        sessions::revoked_at.eq(at),
-        sessions::revoked_reason.eq(reason),
-        sessions::updated_at.eq(at),
-    ))
-    .execute(conn)
-    .await
-    .map(|n| n > 0)
-}
-
 /// The user's live sessions beyond the newest `keep`, newest first.
 pub async fn live_beyond(
     conn: &mut AsyncPgConnection,
@@ -312,51 +290,40 @@ pub async fn live_beyond(
         .await
 }
 
-/// Revoke these sessions (those still live); returns the ids revoked.
-pub async fn revoke_many(
-    conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-    reason: &str,
-    at: DateTime<Utc>,
-) -> QueryResult<Vec<Uuid>> {
-    diesel::update(
-        sessions::table
-            .filter(sessions::id.eq_any(ids))
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set((
-        sessions::revoked_at.eq(at),
-        sessions::revoked_reason.eq(reason),
-        sessions::updated_at.eq(at),
-    ))
-    .returning(sessions::id)
-    .get_results(conn)
-    .await
+/// Which sessions to revoke.
+pub enum Revoke<'a> {
+    /// These (the ones still live).
+    These(&'a [Uuid]),
+    /// Every live session of a user, but `except`.
+    AllOf { user_id: Uuid, except: Option<Uuid> },
 }
 
-/// Revoke every live session of a user except `keep`; returns the ids revoked.
-pub async fn revoke_all(
+/// Revoke sessions that are still live, in one statement; returns the ids revoked (so
+/// repeating a revocation is harmless and says it did nothing).
+pub async fn revoke(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    keep: Option<Uuid>,
+    which: Revoke<'_>,
     reason: &str,
     at: DateTime<Utc>,
 ) -> QueryResult<Vec<Uuid>> {
-    let keep = keep.unwrap_or(Uuid::nil());
-    diesel::update(
-        sessions::table
+    let live = diesel::update(sessions::table)
+        .filter(sessions::revoked_at.is_null())
+        .into_boxed();
+    let matching = match which {
+        Revoke::These(ids) => live.filter(sessions::id.eq_any(ids)),
+        Revoke::AllOf { user_id, except } => live
             .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::revoked_at.is_null())
-            .filter(sessions::id.ne(keep)),
-    )
-    .set((
-        sessions::revoked_at.eq(at),
-        sessions::revoked_reason.eq(reason),
-        sessions::updated_at.eq(at),
-    ))
-    .returning(sessions::id)
-    .get_results(conn)
-    .await
+            .filter(sessions::id.ne(except.unwrap_or(Uuid::nil()))),
+    };
+    matching
+        .set((
+            sessions::revoked_at.eq(at),
+            sessions::revoked_reason.eq(reason),
+            sessions::updated_at.eq(at),
+        ))
+        .returning(sessions::id)
+        .get_results(conn)
+        .await
 }
 
 /// Whether a user's access token is still good: not revoked by its `jti`, its session not

@@ -117,15 +117,7 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(status, 200, "{body}");
     app.login(&crate::helpers::unique_email(), "whatever whatever")
         .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"login\""), "{metrics}");
     assert!(metrics.contains("auth_events_total"));

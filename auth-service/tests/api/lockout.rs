@@ -119,15 +119,7 @@ async fn a_flood_of_refused_logins_is_audited_once_per_account_and_address() {
         1,
         "the address was audited already"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use auth_service::config::SigningAlg;
 use auth_service::crypto::keys;
 
-use crate::helpers::{User, assert_problem, spawn_stack, spawn_stack_with};
+use crate::helpers::{Stack, User, assert_problem, spawn_stack, spawn_stack_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
@@ -20,15 +20,7 @@ async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
     let before = stack.todo_state.keys.fetch_count();
 
     for _ in 0..20 {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(uuid::Uuid::new_v4().to_string());
-        let token = jsonwebtoken::encode(
-            &header,
-            &stack.claims_for(&user.id, "user", "todos:read"),
-            &key,
-        )
-        .unwrap();
+        let token = made_up_kid_token(&stack, &user, &key);
         let resp = stack
             .client
             .get(stack.todo_url("/v1/todos"))
@@ -133,15 +125,7 @@ async fn made_up_kids_in_flight_together_refetch_the_jwks_once() {
     let key = keys::encoding_key(SigningAlg::EdDSA, &foreign.private_der);
     let requests: Vec<_> = (0..40)
         .map(|_| {
-            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-            header.typ = Some("at+jwt".into());
-            header.kid = Some(uuid::Uuid::new_v4().to_string());
-            let token = jsonwebtoken::encode(
-                &header,
-                &stack.claims_for(&user.id, "user", "todos:read"),
-                &key,
-            )
-            .unwrap();
+            let token = made_up_kid_token(&stack, &user, &key);
             stack
                 .client
                 .get(stack.todo_url("/v1/todos"))
@@ -160,4 +144,13 @@ async fn made_up_kids_in_flight_together_refetch_the_jwks_once() {
         assert_problem(resp.unwrap(), 401, "TOKEN_INVALID").await;
     }
     assert_eq!(stack.todo_state.keys.fetch_count() - before, 1);
+}
+
+/// A token for `user` signed with `key` (not the auth service's) under a `kid` no JWKS has.
+fn made_up_kid_token(stack: &Stack, user: &User, key: &jsonwebtoken::EncodingKey) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(uuid::Uuid::new_v4().to_string());
+    let claims = stack.claims_for(&user.id, "user", "todos:read");
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
 }

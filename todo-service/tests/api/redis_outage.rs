@@ -31,6 +31,53 @@ async fn wait_for_status(
     }
 }
 
+/// Until `user`'s token is refused (401) or answered 503: within the lease (3 s), a second,
+/// and the staleness bound (1 s in these tests), with half a second to spare.
+async fn refused_within_the_lease_bound(
+    stack: &crate::helpers::Stack,
+    user: &crate::helpers::User,
+    started: Instant,
+) {
+    let bound = Duration::from_secs(3 + 1 + 1) + Duration::from_millis(1500);
+    loop {
+        let status = stack.get(user, "/v1/todos").send().await.unwrap().status();
+        if status == 401 || status == 503 {
+            return;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < bound,
+            "the revoked token was still accepted after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The TODO service's readiness says the denylist is down.
+async fn assert_not_ready(stack: &crate::helpers::Stack) {
+    let resp = stack.client.get(stack.todo_url("/readyz")).send().await;
+    let (status, ready) = json(resp.unwrap()).await;
+    assert_eq!(status, 503, "readiness says so: {ready}");
+}
+
+/// A TODO service started now, like the stack's, once it is ready: its base URL and stop
+/// handle.
+async fn another_todo_service(
+    stack: &crate::helpers::Stack,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let settings = todo_service::config::Settings {
+        http: shared::config::HttpSettings {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+        todo: stack.todo_state.settings.todo.clone(),
+    };
+    let (fresh, _state, stop) = spawn_todo(settings).await;
+    stack.wait_ready(&fresh).await;
+    (fresh, stop)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_redis_down_requests_get_503_after_the_bound_then_recover() {
     let mut redis = RedisServer::start().await;
@@ -45,16 +92,7 @@ async fn with_redis_down_requests_get_503_after_the_bound_then_recover() {
     let resp = wait_for_status(&stack, &user, 503, Duration::from_secs(5)).await;
     let body = assert_problem(resp, 503, "SERVICE_UNAVAILABLE").await;
     assert!(body["detail"].as_str().unwrap().contains("revocations"));
-    let (status, ready) = json(
-        stack
-            .client
-            .get(stack.todo_url("/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 503, "{ready}");
+    assert_not_ready(&stack).await;
 
     redis.restart().await;
     wait_for_status(&stack, &user, 200, Duration::from_secs(10)).await;
@@ -82,15 +120,7 @@ async fn a_revoked_token_stays_revoked_after_redis_restarts_empty() {
 
     // A TODO service that starts now has seen nothing: it learns the revocation from Redis,
     // which the auth service refilled from its durable record.
-    let settings = todo_service::config::Settings {
-        http: shared::config::HttpSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
-        todo: stack.todo_state.settings.todo.clone(),
-    };
-    let (fresh, _state, _stop) = spawn_todo(settings).await;
-    stack.wait_ready(&fresh).await;
+    let (fresh, _stop) = another_todo_service(&stack).await;
     let resp = stack
         .client
         .get(format!("{fresh}/v1/todos"))
@@ -136,31 +166,8 @@ async fn a_logout_the_auth_service_cannot_publish_is_never_honoured_open() {
             .status(),
         204
     );
-    // Within the lease (3 s), a second, and the staleness bound (1 s here): refused.
-    let bound = Duration::from_secs(3 + 1 + 1) + Duration::from_millis(1500);
-    loop {
-        let status = stack.get(&user, "/v1/todos").send().await.unwrap().status();
-        if status == 401 || status == 503 {
-            break;
-        }
-        assert_eq!(status, 200);
-        assert!(
-            started.elapsed() < bound,
-            "the revoked token was still accepted after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (status, ready) = json(
-        stack
-            .client
-            .get(stack.todo_url("/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 503, "readiness says so: {ready}");
+    refused_within_the_lease_bound(&stack, &user, started).await;
+    assert_not_ready(&stack).await;
 
     // Once the auth service reaches Redis again, the revocation is published and the lease
     // renewed: the bystander is served, the revoked token refused.
@@ -208,15 +215,7 @@ async fn revocations_redis_lost_behind_a_kept_lease_are_replayed() {
 
     // A TODO service that starts now learns only what Redis holds; the auth service finds
     // Redis holding fewer revocations than it published, and replays.
-    let settings = todo_service::config::Settings {
-        http: shared::config::HttpSettings {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            ..Default::default()
-        },
-        todo: stack.todo_state.settings.todo.clone(),
-    };
-    let (fresh, _state, _stop) = spawn_todo(settings).await;
-    stack.wait_ready(&fresh).await;
+    let (fresh, _stop) = another_todo_service(&stack).await;
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let resp = stack
@@ -270,18 +269,5 @@ async fn the_last_writer_to_stop_keeps_no_lease_while_another_is_cut_off() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let started = Instant::now();
-    let bound = Duration::from_secs(3 + 1 + 1) + Duration::from_millis(1500);
-    loop {
-        let status = stack.get(&user, "/v1/todos").send().await.unwrap().status();
-        if status == 401 || status == 503 {
-            break;
-        }
-        assert!(
-            started.elapsed() < bound,
-            "the revoked token was still accepted after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    refused_within_the_lease_bound(&stack, &user, Instant::now()).await;
 }
