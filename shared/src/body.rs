@@ -73,6 +73,16 @@ impl<T: ParseFromJSON + 'static> ParsePayload for JsonBody<T> {
             )])
             .into());
         }
+        if value.is_null() && !data.is_empty() {
+            // A literal `null` is no body of any documented shape (an empty body is how to
+            // send none where a body is optional).
+            return Err(ApiError::validation(vec![FieldError::new(
+                "body",
+                "INVALID_TYPE",
+                "must be a JSON object, not null",
+            )])
+            .into());
+        }
         if value.is_null() && T::IS_REQUIRED {
             return Err(ApiError::validation(vec![FieldError::new(
                 "body",
@@ -143,6 +153,35 @@ fn resolve<'a>(registry: &'a Registry, schema: &'a MetaSchemaRef) -> Option<&'a 
         .find(|part| !part.ty.is_empty())
 }
 
+/// Whether a property may be `null`: marked so itself, or in the `allOf` poem-openapi
+/// wraps a documented field's type in.
+fn nullable(registry: &Registry, schema: &MetaSchemaRef) -> bool {
+    let MetaSchemaRef::Inline(s) = schema else {
+        return resolve(registry, schema).is_some_and(|s| s.nullable);
+    };
+    s.nullable
+        || s.all_of.iter().any(|part| match part {
+            MetaSchemaRef::Inline(p) => p.nullable,
+            MetaSchemaRef::Reference(_) => false,
+        })
+}
+
+/// Whether `s` matches a documented pattern (compiled once per pattern). A pattern that
+/// does not compile matches nothing: a bug in the document, not the caller's.
+fn matches_pattern(pattern: &str, s: &str) -> bool {
+    static COMPILED: LazyLock<RwLock<HashMap<String, Option<regex::Regex>>>> =
+        LazyLock::new(Default::default);
+    if let Some(re) = COMPILED.read().ok().and_then(|m| m.get(pattern).cloned()) {
+        return re.is_some_and(|re| re.is_match(s));
+    }
+    let re = regex::Regex::new(pattern).ok();
+    let matched = re.as_ref().is_some_and(|re| re.is_match(s));
+    if let Ok(mut map) = COMPILED.write() {
+        map.insert(pattern.to_owned(), re);
+    }
+    matched
+}
+
 fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_owned()
@@ -186,6 +225,9 @@ fn check(
                     None | Some(Value::Null) if required => {
                         out.push(FieldError::new(&path, "REQUIRED", "is required"));
                     }
+                    Some(Value::Null) if !nullable(registry, property) => {
+                        out.push(FieldError::new(&path, "INVALID_TYPE", "must not be null"));
+                    }
                     None | Some(Value::Null) => {}
                     Some(v) => check(registry, property, v, &path, out),
                 }
@@ -203,6 +245,39 @@ fn check(
                     here,
                     "INVALID_VALUE",
                     format!("must be one of: {}", allowed.join(", ")),
+                ));
+                return;
+            }
+            let chars = s.chars().count();
+            if schema.min_length.is_some_and(|min| chars < min) {
+                out.push(FieldError::new(
+                    here,
+                    "TOO_SHORT",
+                    format!(
+                        "must be at least {} characters",
+                        schema.min_length.unwrap_or(0)
+                    ),
+                ));
+                return;
+            }
+            if schema.max_length.is_some_and(|max| chars > max) {
+                out.push(FieldError::new(
+                    here,
+                    "TOO_LONG",
+                    format!(
+                        "must be at most {} characters",
+                        schema.max_length.unwrap_or(0)
+                    ),
+                ));
+                return;
+            }
+            if let Some(pattern) = &schema.pattern
+                && !matches_pattern(pattern, s)
+            {
+                out.push(FieldError::new(
+                    here,
+                    "INVALID_VALUE",
+                    "does not have the documented form (see the OpenAPI document)",
                 ));
                 return;
             }
@@ -226,12 +301,47 @@ fn check(
         }
         "integer" if !(value.is_i64() || value.is_u64()) => out.push(wrong_type("an integer")),
         "number" if !value.is_number() => out.push(wrong_type("a number")),
+        "integer" | "number" => {
+            let n = value.as_f64().unwrap_or_default();
+            let below = schema.minimum.is_some_and(|min| n < min);
+            let above = schema.maximum.is_some_and(|max| n > max);
+            if below || above {
+                out.push(FieldError::new(
+                    here,
+                    "OUT_OF_RANGE",
+                    "is outside the documented range (see the OpenAPI document)",
+                ));
+            }
+        }
         "boolean" if !value.is_boolean() => out.push(wrong_type("true or false")),
         "array" => {
             let Value::Array(items) = value else {
                 out.push(wrong_type("an array"));
                 return;
             };
+            let too_few = schema.min_items.is_some_and(|min| items.len() < min);
+            let too_many = schema.max_items.is_some_and(|max| items.len() > max);
+            if too_few || too_many {
+                out.push(FieldError::new(
+                    here,
+                    if too_few { "TOO_SHORT" } else { "TOO_LONG" },
+                    "has a number of items outside the documented range",
+                ));
+                return;
+            }
+            if schema.unique_items == Some(true)
+                && items
+                    .iter()
+                    .enumerate()
+                    .any(|(i, v)| items[..i].contains(v))
+            {
+                out.push(FieldError::new(
+                    here,
+                    "DUPLICATE_ITEM",
+                    "must not list an item twice",
+                ));
+                return;
+            }
             if let Some(item) = &schema.items {
                 for (i, v) in items.iter().enumerate() {
                     if v.is_null() {
@@ -264,7 +374,14 @@ mod tests {
         name: String,
         count: Option<i64>,
         tags: Option<Vec<String>>,
+        #[oai(nullable)]
         due_at: MaybeUndefined<chrono::DateTime<chrono::Utc>>,
+        #[oai(validator(max_length = 3, pattern = r"^[a-z]*$"))]
+        code: Option<String>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "9")))]
+        level: Option<i64>,
+        #[oai(validator(min_items = 1))]
+        picks: Option<Vec<Kind>>,
         kind: Option<Kind>,
         /// A documented field: poem-openapi wraps its type in `allOf`.
         documented_kind: Option<Kind>,
@@ -306,6 +423,30 @@ mod tests {
             .is_empty()
         );
         assert!(problems(json!({"name": "x", "due_at": "2030-01-01T00:00:00Z"})).is_empty());
+    }
+
+    #[test]
+    fn the_documented_bounds_hold_and_null_only_where_documented() {
+        assert!(
+            problems(json!({"name": "x", "code": "abc", "level": 9, "picks": ["small"]}))
+                .is_empty()
+        );
+        assert_eq!(
+            problems(json!({"name": "x", "code": "abcd", "level": 0, "picks": []})),
+            vec![
+                pair("code", "TOO_LONG"),
+                pair("level", "OUT_OF_RANGE"),
+                pair("picks", "TOO_SHORT")
+            ]
+        );
+        assert_eq!(
+            problems(json!({"name": "x", "code": "A"})),
+            vec![pair("code", "INVALID_VALUE")]
+        );
+        assert_eq!(
+            problems(json!({"name": "x", "count": null, "code": null})),
+            vec![pair("count", "INVALID_TYPE"), pair("code", "INVALID_TYPE")]
+        );
     }
 
     #[test]

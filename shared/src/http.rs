@@ -47,11 +47,16 @@ where
 {
     // Install the metrics recorder before the first request records anything.
     crate::metrics::handle();
+    let document = crate::openapi::exact(&api.spec());
     let allowed = AllowedMethods::from_spec(
-        &api.spec(),
+        &document,
         &[("/openapi.json", &["GET"]), ("/docs", &["GET"])],
     );
-    let spec = api.spec_endpoint();
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(document.clone())
+    });
     let docs = api.swagger_ui();
     let cors = Cors::new()
         .allow_origins(settings.cors_allowed_origins.iter().map(String::as_str))

@@ -16,6 +16,8 @@ pub mod json_keys;
 pub mod jwks;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
+pub mod page;
 pub mod problem;
 pub mod ratelimit;
 pub mod redis_client;

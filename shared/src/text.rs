@@ -2,28 +2,34 @@
 
 use crate::problem::FieldError;
 
-/// A one-line human text: trimmed, 1 to `max_chars` characters, no control characters.
+/// A one-line human text: at most `max_chars` characters as sent, no control characters
+/// anywhere, not blank; kept trimmed. (What the OpenAPI document says of it, exactly:
+/// [`SINGLE_LINE_PATTERN`] and `maxLength`.)
 pub fn single_line(field: &str, raw: &str, max_chars: usize) -> Result<String, FieldError> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err(FieldError::new(field, "REQUIRED", "must not be empty"));
-    }
-    if s.chars().count() > max_chars {
+    if raw.chars().count() > max_chars {
         return Err(FieldError::new(
             field,
             "TOO_LONG",
             format!("must be at most {max_chars} characters"),
         ));
     }
-    if s.chars().any(char::is_control) {
+    if raw.chars().any(char::is_control) {
         return Err(FieldError::new(
             field,
             "INVALID_CHARACTERS",
             "must not contain control characters",
         ));
     }
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(FieldError::new(field, "REQUIRED", "must not be empty"));
+    }
     Ok(s.to_owned())
 }
+
+/// The OpenAPI pattern of a [`single_line`] text: no control character (Unicode `Cc`), and
+/// at least one that is not white space.
+pub const SINGLE_LINE_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
 
 #[cfg(test)]
 mod tests {
@@ -45,6 +51,18 @@ mod tests {
         assert_eq!(
             single_line("f", "a\nb", 10).unwrap_err().code,
             "INVALID_CHARACTERS"
+        );
+        assert_eq!(
+            single_line("f", "\tAnn\n", 10).unwrap_err().code,
+            "INVALID_CHARACTERS",
+            "control characters are refused at the edges too, as the document says"
+        );
+        assert_eq!(
+            single_line("f", &format!("  {}  ", "é".repeat(8)), 10)
+                .unwrap_err()
+                .code,
+            "TOO_LONG",
+            "the length is of the text as sent"
         );
     }
 }

@@ -71,17 +71,24 @@ impl FromStr for Role {
 }
 
 /// What a token lets its holder do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Enum)]
 pub enum Scope {
+    /// Read one's own todos.
     #[serde(rename = "todos:read")]
+    #[oai(rename = "todos:read")]
     TodosRead,
+    /// Create, change and delete one's own todos.
     #[serde(rename = "todos:write")]
+    #[oai(rename = "todos:write")]
     TodosWrite,
+    /// Read and delete anyone's todos.
     #[serde(rename = "todos:admin")]
+    #[oai(rename = "todos:admin")]
     TodosAdmin,
     /// For service clients: revoke and introspect tokens not issued to them (RFC 7009 2.1,
     /// RFC 7662 2.1), such as users' tokens.
     #[serde(rename = "tokens:introspect")]
+    #[oai(rename = "tokens:introspect")]
     TokensIntrospect,
 }
 

@@ -7,10 +7,11 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use shared::body::JsonBody;
+use shared::page::Page;
 use shared::problem::ApiErr;
-use shared::tokens::{Principal, Role};
+use shared::tokens::{Principal, Role, Scope};
 use shared::verify::BearerAuth;
 use shared::{ApiError, error_set};
 use uuid::Uuid;
@@ -29,20 +30,31 @@ pub struct AdminApi {
     pub state: Arc<AppState>,
 }
 
-#[derive(Debug, Object)]
-pub struct UserPage {
-    pub items: Vec<User>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// The only fields an admin can change.
+/// The only fields an admin can change; absent or null leaves a field as it is.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateUserRequest {
-    /// `user` or `admin`.
-    pub role: Option<Role>,
+    #[oai(nullable)]
+    pub role: Option<AssignableRole>,
+    #[oai(nullable)]
     pub disabled: Option<bool>,
+}
+
+/// The roles an admin can give a user (`service` belongs to clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum AssignableRole {
+    User,
+    Admin,
+}
+
+impl From<AssignableRole> for Role {
+    fn from(r: AssignableRole) -> Self {
+        match r {
+            AssignableRole::User => Role::User,
+            AssignableRole::Admin => Role::Admin,
+        }
+    }
 }
 
 /// One audit event.
@@ -55,12 +67,18 @@ pub struct AuditEvent {
     /// `user_disabled`, `user_enabled`, `user_deleted`, `client_created`, `client_deleted`, ...
     pub event: String,
     /// Who did it (a user or client id), when known.
+    #[oai(nullable)]
     pub actor_id: Option<Uuid>,
     /// Whom it concerns.
+    #[oai(nullable)]
     pub subject_id: Option<Uuid>,
+    #[oai(nullable)]
     pub session_id: Option<Uuid>,
+    #[oai(nullable)]
     pub ip: Option<String>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    #[oai(nullable)]
     pub request_id: Option<String>,
     /// Event-specific facts; never a password, hash or token.
     pub details: Any<serde_json::Value>,
@@ -84,18 +102,17 @@ impl From<AuditRow> for AuditEvent {
 }
 
 #[derive(Debug, Object)]
-pub struct AuditPage {
-    pub items: Vec<AuditEvent>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct CreateClientRequest {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not blank; no control characters.
+    #[oai(validator(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    ))]
     pub name: String,
     /// The exact scopes the client may request, e.g. `["todos:admin"]`.
-    pub scopes: Vec<String>,
+    #[oai(validator(min_items = 1))]
+    pub scopes: Vec<Scope>,
 }
 
 /// A service client. Its secret is only ever shown at creation.
@@ -105,7 +122,8 @@ pub struct Client {
     /// The OAuth `client_id` (the id as a string).
     pub client_id: String,
     pub name: String,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
+    #[oai(nullable)]
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }
@@ -116,7 +134,7 @@ impl From<ClientRow> for Client {
             client_id: c.id.to_string(),
             id: c.id,
             name: c.name,
-            scopes: c.scopes,
+            scopes: c.scopes.iter().filter_map(|s| s.parse().ok()).collect(),
             created_by: c.created_by,
             created_at: c.created_at,
         }
@@ -131,17 +149,11 @@ pub struct CreatedClient {
     pub client_secret: String,
 }
 
-#[derive(Debug, Object)]
-pub struct ClientPage {
-    pub items: Vec<Client>,
-    pub next_cursor: Option<String>,
-}
-
 #[derive(ApiResponse)]
 pub enum UserPageResponse {
     /// One page of users, oldest first.
     #[oai(status = 200)]
-    Ok(Json<UserPage>),
+    Ok(Json<Page<User>>),
 }
 
 #[derive(ApiResponse)]
@@ -155,7 +167,7 @@ pub enum UserResponse {
 pub enum AuditResponse {
     /// One page of audit events, newest first.
     #[oai(status = 200)]
-    Ok(Json<AuditPage>),
+    Ok(Json<Page<AuditEvent>>),
 }
 
 #[derive(ApiResponse)]
@@ -176,7 +188,7 @@ pub enum ClientResponse {
 pub enum ClientPageResponse {
     /// One page of clients, oldest first.
     #[oai(status = 200)]
-    Ok(Json<ClientPage>),
+    Ok(Json<Page<Client>>),
 }
 
 error_set!(pub AdminReadErrors: 401, 403, 404, 422);
@@ -200,12 +212,14 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         /// Email prefix, case-insensitive.
+        #[oai(validator(pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         role: Query<Option<Role>>,
         disabled: Query<Option<bool>>,
         /// 1 to 100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
     ) -> Result<UserPageResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let filter = UserFilter {
@@ -220,10 +234,11 @@ impl AdminApi {
             self::limit(limit.0)?,
         )
         .await?;
-        Ok(UserPageResponse::Ok(Json(UserPage {
-            items: rows.into_iter().map(User::from).collect(),
+        Ok(UserPageResponse::Ok(Json(Page::of(
+            rows,
             next_cursor,
-        })))
+            User::from,
+        ))))
     }
 
     /// One user.
@@ -259,7 +274,7 @@ impl AdminApi {
             &self.state,
             Some(actor),
             id.0,
-            body.0.role,
+            body.0.role.map(Role::from),
             body.0.disabled,
             &meta,
         )
@@ -291,9 +306,9 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         user_id: Query<Option<Uuid>>,
-        event: Query<Option<String>>,
-        limit: Query<Option<u32>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(pattern = r"^[^\u0000]*$"))] event: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
     ) -> Result<AuditResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let filter = AuditFilter {
@@ -307,10 +322,11 @@ impl AdminApi {
             self::limit(limit.0)?,
         )
         .await?;
-        Ok(AuditResponse::Ok(Json(AuditPage {
-            items: rows.into_iter().map(AuditEvent::from).collect(),
+        Ok(AuditResponse::Ok(Json(Page::of(
+            rows,
             next_cursor,
-        })))
+            AuditEvent::from,
+        ))))
     }
 
     /// Create a service client with a name and the exact scopes it may get.
@@ -327,7 +343,12 @@ impl AdminApi {
             &self.state,
             Some(actor),
             &body.0.name,
-            &body.0.scopes,
+            &body
+                .0
+                .scopes
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect::<Vec<_>>(),
             &meta,
         )
         .await?;
@@ -342,16 +363,17 @@ impl AdminApi {
     async fn list_clients(
         &self,
         auth: BearerAuth,
-        limit: Query<Option<u32>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
     ) -> Result<ClientPageResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let (rows, next_cursor) =
             clients::list(&self.state, cursor.0.as_deref(), self::limit(limit.0)?).await?;
-        Ok(ClientPageResponse::Ok(Json(ClientPage {
-            items: rows.into_iter().map(Client::from).collect(),
+        Ok(ClientPageResponse::Ok(Json(Page::of(
+            rows,
             next_cursor,
-        })))
+            Client::from,
+        ))))
     }
 
     /// One service client. Its secret is never shown.

@@ -9,15 +9,14 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme};
 use shared::body::JsonBody;
 use shared::error_set;
+use shared::page::Page;
 use shared::problem::ApiErr;
 use shared::tokens::Principal;
 use shared::verify::BearerAuth;
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::dto::{
-    LoginRequest, RefreshRequest, Session, SessionList, SignupRequest, TokenPair, User,
-};
+use crate::api::dto::{LoginRequest, RefreshRequest, Session, SignupRequest, TokenPair, User};
 use crate::error::AuthError;
 use crate::service::RequestMeta;
 use crate::service::auth::{self, Delivery, Issued, SessionSelector, SignupInput};
@@ -65,7 +64,7 @@ pub enum NoContent {
 pub enum SessionsResponse {
     /// The caller's live sessions, newest first.
     #[oai(status = 200)]
-    Ok(Json<SessionList>),
+    Ok(Json<Page<Session>>),
 }
 
 error_set!(pub SignupErrors: 409, 413, 415, 422, 429);
@@ -349,8 +348,10 @@ impl AuthApi {
         &self,
         auth_: BearerAuth,
         /// 1 to 100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))]
         cursor: Query<Option<String>>,
     ) -> Result<SessionsResponse, ApiErr<ListErrors>> {
         let user_id = user_of(&auth_.0)?;
@@ -358,13 +359,11 @@ impl AuthApi {
         let (rows, next_cursor) =
             auth::list_sessions(&self.state, user_id, cursor.0.as_deref(), limit).await?;
         let current = auth_.0.session_id;
-        Ok(SessionsResponse::Ok(Json(SessionList {
-            items: rows
-                .into_iter()
-                .map(|s| Session::from_row(s, current))
-                .collect(),
+        Ok(SessionsResponse::Ok(Json(Page::of(
+            rows,
             next_cursor,
-        })))
+            |s| Session::from_row(s, current),
+        ))))
     }
 
     /// Revoke one of the caller's sessions. Someone else's session is 404.

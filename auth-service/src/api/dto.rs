@@ -15,6 +15,8 @@ use crate::store::users::UserRow;
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    /// 1 to 100 characters, or null.
+    #[oai(nullable)]
     pub display_name: Option<String>,
     pub role: Role,
     pub disabled: bool,
@@ -40,10 +42,19 @@ impl From<UserRow> for User {
 #[oai(deny_unknown_fields)]
 pub struct SignupRequest {
     /// Trimmed; unique regardless of case.
+    #[oai(validator(max_length = 254, pattern = r"\S"))]
     pub email: String,
     /// 8 to 256 characters (after Unicode NFKC); common and breached passwords are refused.
+    #[oai(validator(min_length = 8, max_length = 256))]
     pub password: String,
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, no control characters; null for none.
+    #[oai(
+        nullable,
+        validator(
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub display_name: Option<String>,
 }
 
@@ -70,16 +81,20 @@ impl From<RefreshDelivery> for Delivery {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[oai(validator(pattern = r"\S"))]
     pub email: String,
+    #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: String,
-    /// `body` (default) or `cookie`.
+    /// `body` (default; also when null) or `cookie`.
+    #[oai(nullable)]
     pub refresh_delivery: Option<RefreshDelivery>,
 }
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct RefreshRequest {
-    /// The refresh token; omit it when it travels in the cookie.
+    /// The refresh token; omit it (or null) when it travels in the cookie.
+    #[oai(nullable)]
     pub refresh_token: Option<String>,
 }
 
@@ -122,7 +137,9 @@ pub struct Session {
     pub last_used_at: DateTime<Utc>,
     /// When the session ends at the latest (its absolute lifetime).
     pub expires_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    #[oai(nullable)]
     pub ip: Option<String>,
     /// Whether this is the session of the token making the request.
     pub current: bool,
@@ -143,23 +160,26 @@ impl Session {
 }
 
 #[derive(Debug, Object)]
-pub struct SessionList {
-    pub items: Vec<Session>,
-    /// The cursor of the next page; null on the last.
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateMeRequest {
-    /// A new display name, or null to clear it; absent leaves it as it is.
+    /// A new display name (1 to 100 characters, no control characters), or null to clear
+    /// it; absent leaves it as it is.
+    #[oai(
+        nullable,
+        validator(
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub display_name: MaybeUndefined<String>,
 }
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[oai(validator(min_length = 1, max_length = 1024))]
     pub current_password: String,
     /// 8 to 256 characters (after Unicode NFKC); common and breached passwords are refused.
+    #[oai(validator(min_length = 8, max_length = 256))]
     pub new_password: String,
 }

@@ -56,16 +56,11 @@ pub async fn create(
     meta: &RequestMeta,
 ) -> Result<NewClientSecret, AuthError> {
     let mut errors = Vec::new();
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "name",
-            "INVALID_VALUE",
-            "must be 1 to 100 characters, no control characters",
-        ));
-    }
+    let name = shared::text::single_line("name", name, 100)
+        .map_err(|e| errors.push(e))
+        .ok();
     let scopes = parse_scopes(scopes).map_err(|e| errors.push(e)).ok();
-    let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
+    let (Some(name), Some(scopes)) = (name, scopes) else {
         return Err(AuthError::Validation(errors));
     };
     let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
@@ -79,7 +74,7 @@ pub async fn create(
                 conn,
                 NewClient {
                     id,
-                    name,
+                    name: &name,
                     scopes: &scopes,
                     secret_hash: &secret_hash,
                     created_by: actor,

@@ -6,13 +6,14 @@ use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use shared::error_set;
+use shared::page::Page;
 use shared::problem::ApiErr;
 use shared::tokens::Scope;
 use shared::verify::BearerAuth;
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::dto::{Todo, TodoPage};
+use crate::api::dto::Todo;
 use crate::api::todos::{DeleteResponse, ListResponse};
 use crate::service::todos::{self, ListRequest, Precondition};
 use crate::startup::AppState;
@@ -33,10 +34,11 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         /// Only this owner's todos (the `sub` of their tokens).
+        #[oai(validator(pattern = r"^[^\u0000]*$"))]
         owner_id: Query<Option<String>>,
         done: Query<Option<bool>>,
-        limit: Query<Option<u32>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
     ) -> Result<ListResponse, ApiErr<AdminListErrors>> {
         auth.0.require(Scope::TodosAdmin)?;
         let (rows, next_cursor) = todos::list(
@@ -50,10 +52,9 @@ impl AdminApi {
             },
         )
         .await?;
-        Ok(ListResponse::Ok(Json(TodoPage {
-            items: rows.iter().map(Todo::from).collect(),
-            next_cursor,
-        })))
+        Ok(ListResponse::Ok(Json(Page::of(rows, next_cursor, |r| {
+            Todo::from(&r)
+        }))))
     }
 
     /// Delete any owner's todo. Needs `todos:admin`.

@@ -14,8 +14,11 @@ pub struct Todo {
     /// 1 to 200 characters.
     pub title: String,
     /// Up to 2000 characters, or null.
+    #[oai(nullable)]
     pub description: Option<String>,
     pub done: bool,
+    /// When it is due, or null.
+    #[oai(nullable)]
     pub due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -41,12 +44,25 @@ impl From<&TodoRow> for Todo {
 #[derive(Debug, Object, Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct CreateTodo {
-    /// 1 to 200 characters after trimming; no control characters.
+    /// 1 to 200 characters, not blank; no control characters.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    ))]
     pub title: String,
-    /// Up to 2000 characters.
+    /// Up to 2000 characters (line breaks and tabs, no other control characters), or null.
+    #[oai(
+        nullable,
+        validator(
+            max_length = 2000,
+            pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub description: Option<String>,
     /// Defaults to false.
     pub done: Option<bool>,
+    /// When it is due, or null.
+    #[oai(nullable)]
     pub due_at: Option<DateTime<Utc>>,
 }
 
@@ -55,17 +71,26 @@ pub struct CreateTodo {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PatchTodo {
+    /// 1 to 200 characters, not blank; no control characters.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    ))]
     pub title: MaybeUndefined<String>,
+    /// Up to 2000 characters (line breaks and tabs, no other control characters); null
+    /// clears it.
+    #[oai(
+        nullable,
+        validator(
+            max_length = 2000,
+            pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub description: MaybeUndefined<String>,
     pub done: MaybeUndefined<bool>,
+    /// null clears it.
+    #[oai(nullable)]
     pub due_at: MaybeUndefined<DateTime<Utc>>,
-}
-
-#[derive(Debug, Object)]
-pub struct TodoPage {
-    pub items: Vec<Todo>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// List order.

@@ -9,6 +9,7 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, OpenApi};
 use shared::body::JsonBody;
 use shared::error_set;
+use shared::page::Page;
 use shared::problem::ApiErr;
 use shared::ratelimit::Limit;
 use shared::tokens::{Principal, Scope};
@@ -17,7 +18,7 @@ use shared::{ApiError, FieldError};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::dto::{CreateTodo, PatchTodo, SortParam, Todo, TodoPage};
+use crate::api::dto::{CreateTodo, PatchTodo, SortParam, Todo};
 use crate::error::TodoError;
 use crate::service::todos::{
     self, CreateInput, Created, Idempotency, ListRequest, etag, parse_if_match,
@@ -33,7 +34,7 @@ pub struct TodosApi {
 pub enum ListResponse {
     /// One page of todos.
     #[oai(status = 200)]
-    Ok(Json<TodoPage>),
+    Ok(Json<Page<Todo>>),
 }
 
 #[derive(ApiResponse)]
@@ -119,8 +120,10 @@ impl TodosApi {
         done: Query<Option<bool>>,
         sort: Query<Option<SortParam>>,
         /// 1 to 100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))]
         cursor: Query<Option<String>>,
     ) -> Result<ListResponse, ApiErr<ListErrors>> {
         let owner = owner(&auth.0, Scope::TodosRead)?;
@@ -135,10 +138,9 @@ impl TodosApi {
             },
         )
         .await?;
-        Ok(ListResponse::Ok(Json(TodoPage {
-            items: rows.iter().map(Todo::from).collect(),
-            next_cursor,
-        })))
+        Ok(ListResponse::Ok(Json(Page::of(rows, next_cursor, |r| {
+            Todo::from(&r)
+        }))))
     }
 
     /// Create a todo. With an `Idempotency-Key`, a retry with the same body replays the
@@ -152,7 +154,8 @@ impl TodosApi {
     async fn create(
         &self,
         auth: BearerAuth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<CreateTodo>,
     ) -> Result<CreateResponse, ApiErr<CreateErrors>> {
         let owner = self.writer(&auth.0).await?;
