@@ -164,6 +164,34 @@ create_database() {
     fi
 }
 
+drop_database() {
+    psql_admin -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || die "dropping database $1 failed"
+}
+
+# Delete every Redis key under a prefix.
+redis_forget_prefix() {
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "$1*" |
+        xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" del >/dev/null
+}
+
+# --- the clients' tools ----------------------------------------------------------------
+
+# A Python virtual environment in .dev/venv with the pinned requirements (PyPI only).
+ensure_python() {
+    local venv="$DEV/venv" req="$ROOT/clients/schemathesis/requirements.txt"
+    local stamp="$venv/.requirements.sha256" want
+    want="$(sha256sum "$req" | cut -d' ' -f1)"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    command -v python3 >/dev/null || die "python3 is needed for the end-to-end checks"
+    say "installing the pinned Python tools into .dev/venv (pip)"
+    python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --require-hashes -r "$req" >"$LOGS/pip.log" 2>&1 ||
+        die "pip install failed; see $LOGS/pip.log"
+    echo "$want" >"$stamp"
+}
+
 drop_test_databases() {
     local db
     for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
@@ -216,7 +244,7 @@ load_secrets() {
 # delete audit rows (the role is created by the migrations).
 auth_env() {
     AUTH_ENV=(
-        AUTH_DATABASE_URL="${AUTH_DATABASE_URL:-postgres://auth_service_app@127.0.0.1:$PG_PORT/auth}"
+        AUTH_DATABASE_URL="${AUTH_DATABASE_URL:-postgres://auth_service_app@127.0.0.1:$PG_PORT/$AUTH_DB}"
         AUTH_REDIS_URL="${AUTH_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"
         AUTH_LISTEN_ADDR="${AUTH_LISTEN_ADDR:-127.0.0.1:$AUTH_PORT}"
         AUTH_ISSUER="${AUTH_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
@@ -233,17 +261,42 @@ auth_env() {
         AUTH_THROTTLE_IP_FAILURES="${AUTH_THROTTLE_IP_FAILURES:-20}"
         AUTH_THROTTLE_ACCOUNT_FAILURES="${AUTH_THROTTLE_ACCOUNT_FAILURES:-50}"
     )
+    if [ "$STACK" = e2e ]; then
+        # The end-to-end stack: keys of its own in the shared Redis; limits out of the way of
+        # fuzzers that log in again after every revoking call; tokens that expire within a
+        # browser test (a minute, no leeway).
+        AUTH_ENV+=(
+            AUTH_REDIS_PREFIX=e2e:
+            AUTH_RATE_LOGIN_IP=100000/60s
+            AUTH_RATE_LOGIN_ACCOUNT=100000/60s
+            AUTH_RATE_SIGNUP_IP=100000/60s
+            AUTH_RATE_REFRESH_IP=100000/60s
+            AUTH_RATE_REFRESH_SESSION=100000/60s
+            AUTH_RATE_TOKEN_IP=100000/60s
+            AUTH_RATE_TOKEN_CLIENT=100000/60s
+            AUTH_RATE_PASSWORD_CHANGE=100000/60s
+            AUTH_ACCESS_TOKEN_TTL_SECS=60
+            AUTH_CLOCK_LEEWAY_SECS=0
+        )
+    fi
 }
 
 todo_env() {
     TODO_ENV=(
-        TODO_DATABASE_URL="${TODO_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/todo}"
+        TODO_DATABASE_URL="${TODO_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/$TODO_DB}"
         TODO_REDIS_URL="${TODO_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}"
         TODO_LISTEN_ADDR="${TODO_LISTEN_ADDR:-127.0.0.1:$TODO_PORT}"
         TODO_JWKS_URL="${TODO_JWKS_URL:-http://127.0.0.1:$AUTH_PORT/.well-known/jwks.json}"
         TODO_ISSUER="${TODO_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
     )
+    if [ "$STACK" = e2e ]; then
+        TODO_ENV+=(
+            TODO_REDIS_PREFIX=e2e:
+            TODO_RATE_WRITE_USER=100000/60s
+            TODO_CLOCK_LEEWAY_SECS=0
+        )
+    fi
 }
 
 start_service() {
