@@ -28,6 +28,8 @@ missing_packages() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
     command -v curl >/dev/null || missing+=(curl)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     echo "${missing[@]:-}"
 }
 
@@ -178,7 +180,7 @@ redis_forget_prefix() {
 
 # A Python virtual environment in .dev/venv with the pinned requirements (PyPI only).
 ensure_python() {
-    local venv="$DEV/venv" req="$ROOT/clients/schemathesis/requirements.txt"
+    local venv="$DEV/venv" req="$ROOT/clients/requirements.txt"
     local stamp="$venv/.requirements.sha256" want
     want="$(sha256sum "$req" | cut -d' ' -f1)"
     if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
@@ -275,6 +277,8 @@ auth_env() {
             AUTH_RATE_TOKEN_IP=100000/60s
             AUTH_RATE_TOKEN_CLIENT=100000/60s
             AUTH_RATE_PASSWORD_CHANGE=100000/60s
+            AUTH_THROTTLE_IP_FAILURES=100000
+            AUTH_THROTTLE_ACCOUNT_FAILURES=100000
             AUTH_ACCESS_TOKEN_TTL_SECS=60
             AUTH_CLOCK_LEEWAY_SECS=0
         )
