@@ -30,6 +30,7 @@ missing_packages() {
     command -v curl >/dev/null || missing+=(curl)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
     echo "${missing[@]:-}"
 }
 
@@ -194,6 +195,42 @@ ensure_python() {
     echo "$want" >"$stamp"
 }
 
+# npm packages of a folder, from its lockfile (npm's registry only), once per lockfile.
+ensure_npm() {
+    local dir="$1" stamp="$1/node_modules/.lock.sha256" want
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    say "installing the npm packages of ${dir#"$ROOT"/} (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$LOGS/npm.log" 2>&1) ||
+        die "npm ci failed in $dir; see $LOGS/npm.log"
+    echo "$want" >"$stamp"
+}
+
+# Build the SPA against the running services (its TypeScript client generated from their
+# documents) and serve it, and a page on another origin for the browser test, with
+# Python's static server. $1: the SPA's port; $2: the other origin's port.
+serve_spa() {
+    local port="$1" evil_port="$2" spa="$ROOT/examples/spa" ts="$ROOT/clients/typescript"
+    ensure_npm "$ts"
+    ensure_npm "$spa"
+    (cd "$ts" && AUTH_URL="http://127.0.0.1:$AUTH_PORT" TODO_URL="http://127.0.0.1:$TODO_PORT" \
+        npm run -s generate >"$LOGS/spa-build.log" 2>&1) ||
+        die "generating the TypeScript client failed; see $LOGS/spa-build.log"
+    (cd "$spa" && npm run -s build >>"$LOGS/spa-build.log" 2>&1) ||
+        die "building the SPA failed; see $LOGS/spa-build.log"
+    printf '{"authUrl":"http://127.0.0.1:%s","todoUrl":"http://127.0.0.1:%s"}\n' \
+        "$AUTH_PORT" "$TODO_PORT" >"$spa/dist/config.json"
+    start_service "spa$SUFFIX" "$port" python3 -m http.server "$port" --bind 127.0.0.1 --directory "$spa/dist"
+    start_service "other-origin$SUFFIX" "$evil_port" python3 -m http.server "$evil_port" --bind 127.0.0.1 \
+        --directory "$spa/e2e/evil"
+    local i
+    for i in $(seq 1 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/config.json" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "the SPA's server did not start; see $LOGS/spa$SUFFIX.log"
+}
+
 drop_test_databases() {
     local db
     for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
@@ -252,7 +289,7 @@ auth_env() {
         AUTH_ISSUER="${AUTH_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         AUTH_KEY_ENCRYPTION_KEY="${AUTH_KEY_ENCRYPTION_KEY:-$DEV_KEY_ENCRYPTION_KEY}"
         AUTH_AUDIT_HMAC_KEY="${AUTH_AUDIT_HMAC_KEY:-$DEV_AUDIT_HMAC_KEY}"
-        AUTH_CORS_ALLOWED_ORIGINS="${AUTH_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
+        AUTH_CORS_ALLOWED_ORIGINS="${AUTH_CORS_ALLOWED_ORIGINS:-http://localhost:$SPA_PORT,http://127.0.0.1:$SPA_PORT}"
         # Development: every client shares one loopback ip, so per-ip budgets are wider than
         # the production defaults; limits and throttling still apply.
         AUTH_RATE_LOGIN_IP="${AUTH_RATE_LOGIN_IP:-1000/60s}"
@@ -292,7 +329,7 @@ todo_env() {
         TODO_LISTEN_ADDR="${TODO_LISTEN_ADDR:-127.0.0.1:$TODO_PORT}"
         TODO_JWKS_URL="${TODO_JWKS_URL:-http://127.0.0.1:$AUTH_PORT/.well-known/jwks.json}"
         TODO_ISSUER="${TODO_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
-        TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
+        TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:$SPA_PORT,http://127.0.0.1:$SPA_PORT}"
     )
     if [ "$STACK" = e2e ]; then
         TODO_ENV+=(
