@@ -265,6 +265,9 @@ stop_redis() {
 
 # --- the services ----------------------------------------------------------------------
 
+# The end-to-end stack's access-token lifetime: the browser test waits it out twice.
+E2E_ACCESS_TOKEN_TTL_SECS=60
+
 load_secrets() {
     local file="$DEV/secrets.env"
     if [ ! -f "$file" ]; then
@@ -316,7 +319,7 @@ auth_env() {
             AUTH_RATE_PASSWORD_CHANGE=100000/60s
             AUTH_THROTTLE_IP_FAILURES=100000
             AUTH_THROTTLE_ACCOUNT_FAILURES=100000
-            AUTH_ACCESS_TOKEN_TTL_SECS=60
+            AUTH_ACCESS_TOKEN_TTL_SECS="$E2E_ACCESS_TOKEN_TTL_SECS"
             AUTH_CLOCK_LEEWAY_SECS=0
         )
     fi

@@ -8,4 +8,5 @@ pub mod error;
 pub mod schema;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod store;

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::{Endpoint, EndpointExt};
-use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
-use shared::db::{PgPool, PoolOptions};
+use shared::db::PoolOptions;
 use shared::denylist::DenylistKeys;
 use shared::denylist_feed::Denylist;
 use shared::health::{Check, HealthApi, Readiness};
@@ -21,19 +20,10 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::Settings;
+use crate::state::AppState;
 
 pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("../migrations/todo");
-
-pub struct AppState {
-    pub settings: Settings,
-    pub pool: PgPool,
-    pub redis: ConnectionManager,
-    pub keys: Arc<JwksKeySource>,
-    pub denylist: Arc<Denylist>,
-    pub authenticator: Arc<TokenAuthenticator>,
-    pub limiter: RateLimiter,
-}
 
 pub struct Application {
     listener: TcpListener,

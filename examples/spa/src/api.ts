@@ -1,12 +1,13 @@
 // Calls to the TODO service through the generated client, with the access token from memory.
-// A call answered 401 TOKEN_EXPIRED waits for the one refresh in flight and is made again,
-// once; concurrent ones share that refresh.
+// A call answered 401 TOKEN_EXPIRED is made again, once, with a new token: the one another
+// call got meanwhile, or the one refresh in flight (shared by every caller). A call answered
+// TOKEN_REVOKED means the session ended elsewhere.
 
 import createClient from "openapi-fetch";
 
 import type { components, paths } from "../../../clients/typescript/generated/todo";
 import { config } from "./config";
-import { accessToken, refresh } from "./session";
+import { accessToken, ended, refresh } from "./session";
 
 export type Todo = components["schemas"]["Todo"];
 export type Problem = components["schemas"]["Problem"];
@@ -27,9 +28,13 @@ export interface Outcome<T> {
   response: Response;
 }
 
-/** Make `call`; on 401 TOKEN_EXPIRED refresh (once, shared) and make it again. */
+/** Make `call`; on 401 TOKEN_EXPIRED make it again with a new token. */
 export async function withFreshToken<T>(call: () => Promise<Outcome<T>>): Promise<Outcome<T>> {
+  const used = accessToken();
   const first = await call();
+  if (first.response.status === 401 && first.error?.code === "TOKEN_REVOKED") ended();
   if (first.response.status !== 401 || first.error?.code !== "TOKEN_EXPIRED") return first;
-  return (await refresh()) ? call() : first;
+  // Another call may have brought a new token already; else wait for the shared refresh.
+  if (accessToken() !== used || (await refresh())) return call();
+  return first;
 }

@@ -24,14 +24,22 @@ function clearProblem(): void {
   $("problem").textContent = "";
 }
 
-/** Show the problem of a failed outcome; true when the call succeeded. */
+/** Show the problem of a failed outcome; true when the call succeeded. A success clears
+ * nothing: a user action clears the last problem when it starts. */
 function ok<T>(outcome: Outcome<T>): outcome is Outcome<T> & { data: T } {
-  if (outcome.response.ok) {
-    clearProblem();
-    return true;
-  }
+  if (outcome.response.ok) return true;
   showProblem(outcome.error as Problem | undefined, outcome.response.status);
   return false;
+}
+
+/** A user action: the last problem goes when it starts; a network failure is shown. */
+function action(run: () => Promise<void>): () => void {
+  return () => {
+    clearProblem();
+    run().catch((err: unknown) => {
+      $("problem").textContent = `The service could not be reached (${String(err)}).`;
+    });
+  };
 }
 
 function render(signedIn: boolean): void {
@@ -61,15 +69,19 @@ function todoItem(todo: Todo): HTMLLIElement {
   done.type = "checkbox";
   done.checked = todo.done;
   done.dataset.testid = "todo-done";
-  done.onchange = () => void patch(todo, { done: done.checked });
+  done.onchange = action(() => patch(todo, { done: done.checked }));
   const title = document.createElement("span");
   title.textContent = todo.title;
   title.dataset.testid = "todo-title";
-  const edit = button("Edit", "todo-edit", () => {
-    const next = prompt("Title", todo.title);
-    if (next !== null) void patch(todo, { title: next });
-  });
-  const remove = button("Delete", "todo-delete", () => void removeTodo(todo));
+  const edit = button(
+    "Edit",
+    "todo-edit",
+    action(async () => {
+      const next = prompt("Title", todo.title);
+      if (next !== null) await patch(todo, { title: next });
+    }),
+  );
+  const remove = button("Delete", "todo-delete", action(() => removeTodo(todo)));
   li.append(done, title, edit, remove);
   return li;
 }
@@ -128,24 +140,28 @@ async function loadSessions(): Promise<void> {
   if (me.data) $("who").textContent = me.data.display_name ?? me.data.email;
 }
 
-$<HTMLFormElement>("signup-form").onsubmit = async (event) => {
-  event.preventDefault();
-  const form = new FormData(event.target as HTMLFormElement);
-  const name = String(form.get("display_name") ?? "").trim();
-  const email = String(form.get("email"));
-  const password = String(form.get("password"));
+function onSubmit(id: string, run: (form: HTMLFormElement) => Promise<void>): void {
+  $<HTMLFormElement>(id).onsubmit = (event) => {
+    event.preventDefault();
+    action(() => run(event.target as HTMLFormElement))();
+  };
+}
+
+onSubmit("signup-form", async (form) => {
+  const fields = new FormData(form);
+  const name = String(fields.get("display_name") ?? "").trim();
+  const email = String(fields.get("email"));
+  const password = String(fields.get("password"));
   const signup = await session.auth.POST("/v1/auth/signup", {
     body: { email, password, display_name: name === "" ? null : name },
   });
-  if (!ok(signup)) return;
-  await login(email, password);
-};
+  if (ok(signup)) await login(email, password);
+});
 
-$<HTMLFormElement>("login-form").onsubmit = async (event) => {
-  event.preventDefault();
-  const form = new FormData(event.target as HTMLFormElement);
-  await login(String(form.get("email")), String(form.get("password")));
-};
+onSubmit("login-form", async (form) => {
+  const fields = new FormData(form);
+  await login(String(fields.get("email")), String(fields.get("password")));
+});
 
 async function login(email: string, password: string): Promise<void> {
   const outcome = await session.auth.POST("/v1/auth/login", {
@@ -154,18 +170,16 @@ async function login(email: string, password: string): Promise<void> {
   if (ok(outcome)) session.signedIn(outcome.data);
 }
 
-$<HTMLFormElement>("todo-form").onsubmit = async (event) => {
-  event.preventDefault();
-  const form = event.target as HTMLFormElement;
+onSubmit("todo-form", async (form) => {
   const title = String(new FormData(form).get("title"));
   const outcome = await withFreshToken(() => todos.POST("/v1/todos", { body: { title } }));
   if (ok(outcome)) form.reset();
   await loadTodos();
-};
+});
 
-$("reload").onclick = () => void loadTodos();
-$("logout").onclick = () => void session.logout();
-$("logout-all").onclick = () => void session.logoutEverywhere();
+$("reload").onclick = action(loadTodos);
+$("logout").onclick = action(async () => showProblem(await session.logout()));
+$("logout-all").onclick = action(async () => showProblem(await session.logoutEverywhere()));
 
 session.onChange(render);
 
@@ -179,4 +193,6 @@ window.authsvc = { refresh: session.refresh, hasToken: () => session.accessToken
 
 // A session survives a reload through the cookie alone.
 render(false);
-void session.refresh();
+action(async () => {
+  await session.refresh();
+})();

@@ -1,13 +1,15 @@
 // The session of a browser app: the access token lives in this tab's memory only (never in
-// localStorage or a cookie the page can read); the refresh token is an HttpOnly cookie the
+// web storage or a cookie the page can read); the refresh token is an HttpOnly cookie the
 // page never sees, sent only to the auth routes that read it.
 //
 // Refreshing is single-flight twice over: within a tab, concurrent callers share one
 // promise; across tabs, a Web Lock lets one tab refresh while the others wait, and the
 // winner hands its new access token to them over a BroadcastChannel, so that one refresh
 // serves every tab (two tabs presenting the same refresh token would be reuse, which ends
-// the session). A refresh is scheduled shortly before the token expires, and happens at
-// once when an API call answers 401 TOKEN_EXPIRED.
+// the session). Logging out takes the same lock, so no refresh outlives it. A refresh is
+// scheduled shortly before the token expires, checked again whenever the tab becomes
+// visible (timers sleep with the machine), and made at once when an API call answers 401
+// TOKEN_EXPIRED.
 
 import createClient from "openapi-fetch";
 
@@ -15,11 +17,13 @@ import type { components, paths } from "../../../clients/typescript/generated/au
 import { config } from "./config";
 
 type TokenPair = components["schemas"]["TokenPair"];
+export type Problem = components["schemas"]["Problem"];
 
 export type Listener = (signedIn: boolean) => void;
 
 const auth = createClient<paths>({ baseUrl: config.authUrl, credentials: "include" });
 const channel = new BroadcastChannel("authsvc-session");
+const LOCK = "authsvc-session";
 
 let access: { token: string; expiresAt: number } | null = null;
 /** Bumped whenever the token changes, here or from another tab. */
@@ -29,7 +33,7 @@ let timer: ReturnType<typeof setTimeout> | undefined;
 const listeners: Listener[] = [];
 
 /** Refresh this long before expiry. */
-const EARLY_MS = 15_000;
+export const EARLY_MS = 15_000;
 
 export function onChange(listener: Listener): void {
   listeners.push(listener);
@@ -44,12 +48,13 @@ export function accessToken(): string | null {
 }
 
 function adopt(token: string, expiresIn: number, announce: boolean): void {
+  const signedInBefore = access !== null;
   access = { token, expiresAt: Date.now() + expiresIn * 1000 };
   generation += 1;
   clearTimeout(timer);
   timer = setTimeout(() => void refresh(), Math.max(1000, expiresIn * 1000 - EARLY_MS));
   if (announce) channel.postMessage({ type: "token", token, expiresIn });
-  notify();
+  if (!signedInBefore) notify();
 }
 
 function forget(announce: boolean): void {
@@ -69,7 +74,16 @@ channel.onmessage = (event: MessageEvent<{ type: string; token?: string; expires
   }
 };
 
-/** A new access token from the cookie; false when there is no session (any more). */
+// A timer does not run while the machine sleeps: on waking, refresh if the token is near
+// its end.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && access && access.expiresAt - Date.now() < EARLY_MS) {
+    void refresh();
+  }
+});
+
+/** A new access token from the cookie; false when there is no session (any more). A
+ * network failure is thrown. */
 export function refresh(): Promise<boolean> {
   inFlight ??= refreshAcrossTabs().finally(() => {
     inFlight = null;
@@ -77,11 +91,26 @@ export function refresh(): Promise<boolean> {
   return inFlight;
 }
 
+/** Wait (briefly) for another tab's token to arrive over the channel. */
+function tokenFrom(otherTab: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const poll = () => {
+      if (generation !== otherTab && access !== null) resolve(true);
+      else if (Date.now() - started > 1000) resolve(false);
+      else setTimeout(poll, 10);
+    };
+    poll();
+  });
+}
+
 async function refreshAcrossTabs(): Promise<boolean> {
   const asked = generation;
-  return navigator.locks.request("authsvc-refresh", async () => {
-    // Another tab refreshed while this one waited: its token came over the channel.
-    if (generation !== asked && access !== null) return true;
+  const busy = (await navigator.locks.query()).held?.some((lock) => lock.name === LOCK) ?? false;
+  return navigator.locks.request(LOCK, async () => {
+    // Another tab held the lock (refreshing) when this one asked: its token is on the
+    // channel, or already here.
+    if (busy && (await tokenFrom(asked))) return true;
     const { data, response } = await auth.POST("/v1/auth/refresh", {});
     if (data) {
       adopt(data.access_token, data.expires_in, true);
@@ -96,18 +125,42 @@ export function signedIn(pair: TokenPair): void {
   adopt(pair.access_token, pair.expires_in, true);
 }
 
-/** Log out this device: the session ends at the auth service, and the cookie is cleared. */
-export async function logout(): Promise<void> {
-  const token = accessToken();
-  await auth.POST("/v1/auth/logout", token ? { headers: { authorization: `Bearer ${token}` } } : {});
-  forget(true);
+/** Log out this device: the session ends at the auth service (by the cookie, or the access
+ * token), and the cookie is cleared. Signed out only once the service says so. */
+export async function logout(): Promise<Problem | undefined> {
+  return navigator.locks.request(LOCK, async () => {
+    const token = accessToken();
+    const { error, response } = await auth.POST(
+      "/v1/auth/logout",
+      token ? { headers: { authorization: `Bearer ${token}` } } : {},
+    );
+    if (response.status !== 204) return error;
+    forget(true);
+    return undefined;
+  });
 }
 
-/** End every session of the user, this one included. */
-export async function logoutEverywhere(): Promise<void> {
-  const token = accessToken();
-  if (token) await auth.POST("/v1/auth/logout-all", { headers: { authorization: `Bearer ${token}` } });
-  await auth.POST("/v1/auth/logout", {});
+/** End every session of the user, this one included. Signed out only once the service
+ * says so; an expired token is refreshed first. */
+export async function logoutEverywhere(): Promise<Problem | undefined> {
+  const call = () =>
+    auth.POST("/v1/auth/logout-all", { headers: { authorization: `Bearer ${accessToken() ?? ""}` } });
+  let outcome = await call();
+  if (outcome.response.status === 401 && outcome.error?.code === "TOKEN_EXPIRED") {
+    if (!(await refresh())) return undefined;
+    outcome = await call();
+  }
+  if (outcome.response.status !== 204) return outcome.error;
+  // The cookie's session ended with the others; logging out with it clears the cookie.
+  await navigator.locks.request(LOCK, async () => {
+    await auth.POST("/v1/auth/logout", {});
+    forget(true);
+  });
+  return undefined;
+}
+
+/** The session ended elsewhere (a call answered TOKEN_REVOKED): show it signed out here. */
+export function ended(): void {
   forget(true);
 }
 

@@ -16,7 +16,7 @@ use crate::api::ApiTags;
 use crate::api::dto::Todo;
 use crate::api::todos::{DeleteResponse, ListResponse};
 use crate::service::todos::{self, ListRequest, Precondition};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::todos::Sort;
 
 pub struct AdminApi {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use poem_openapi::{OpenApiService, Tags};
 use shared::health::HealthApi;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Tags)]
 pub enum ApiTags {

@@ -23,7 +23,7 @@ use crate::error::TodoError;
 use crate::service::todos::{
     self, CreateInput, Created, Idempotency, ListRequest, etag, parse_if_match,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::todos::{TodoChanges, TodoRow};
 
 pub struct TodosApi {

@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use shared::events::{USER_DELETED, UserDeleted};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const GROUP: &str = "todo-service";
 

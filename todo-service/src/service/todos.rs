@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::{Description, TodoTitle};
 use crate::error::TodoError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::idempotency::{self, NewStoredResponse, StoredResponse};
 use crate::store::todos::{self, After, ListQuery, NewTodo, Sort, TodoChanges, TodoRow};
 

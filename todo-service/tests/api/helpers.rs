@@ -22,7 +22,7 @@ pub struct Stack {
     pub todo: String,
     pub client: reqwest::Client,
     pub auth_state: Arc<auth_service::state::AppState>,
-    pub todo_state: Arc<todo_service::startup::AppState>,
+    pub todo_state: Arc<todo_service::state::AppState>,
     pub auth_db: String,
     pub todo_db: String,
     auth_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -116,7 +116,7 @@ pub async fn spawn_todo(
     settings: TodoConfig,
 ) -> (
     String,
-    Arc<todo_service::startup::AppState>,
+    Arc<todo_service::state::AppState>,
     tokio::sync::oneshot::Sender<()>,
 ) {
     settings.validate().expect("valid todo settings");
