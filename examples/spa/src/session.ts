@@ -106,19 +106,25 @@ function tokenFrom(otherTab: number): Promise<boolean> {
 
 async function refreshAcrossTabs(): Promise<boolean> {
   const asked = generation;
-  const busy = (await navigator.locks.query()).held?.some((lock) => lock.name === LOCK) ?? false;
-  return navigator.locks.request(LOCK, async () => {
-    // Another tab held the lock (refreshing) when this one asked: its token is on the
-    // channel, or already here.
-    if (busy && (await tokenFrom(asked))) return true;
-    const { data, response } = await auth.POST("/v1/auth/refresh", {});
-    if (data) {
-      adopt(data.access_token, data.expires_in, true);
-      return true;
-    }
-    if (response.status === 401 || response.status === 403) forget(true);
-    return false;
-  });
+  // Taken at once when free (atomically, across tabs): this tab refreshes.
+  const mine = await navigator.locks.request(LOCK, { ifAvailable: true }, async (lock) =>
+    lock ? { refreshed: await refreshNow() } : null,
+  );
+  if (mine) return mine.refreshed;
+  // Another tab holds the lock, refreshing (its token comes over the channel) or logging
+  // out (then this refresh finds no session).
+  return navigator.locks.request(LOCK, async () => (await tokenFrom(asked)) || refreshNow());
+}
+
+/** Under the lock: rotate the cookie's refresh token. */
+async function refreshNow(): Promise<boolean> {
+  const { data, response } = await auth.POST("/v1/auth/refresh", {});
+  if (data) {
+    adopt(data.access_token, data.expires_in, true);
+    return true;
+  }
+  if (response.status === 401 || response.status === 403) forget(true);
+  return false;
 }
 
 export function signedIn(pair: TokenPair): void {
