@@ -1,6 +1,10 @@
 //! The service's error type and its one mapping to problem responses.
 
 use poem::http::StatusCode;
+use shared::db::DbUnavailable;
+use shared::problem::Code;
+use shared::ratelimit::RateLimited;
+use shared::tokens::NotAllowed;
 use shared::{ApiErr, ApiError, FieldError};
 
 use crate::crypto::hashing::Overloaded;
@@ -23,8 +27,14 @@ pub enum AuthError {
     NotFound,
     #[error("password hashing overloaded")]
     Overloaded,
-    #[error("{0}")]
-    Api(ApiError),
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    Unavailable(#[from] DbUnavailable),
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("{0:#}")]
@@ -34,12 +44,6 @@ pub enum AuthError {
 impl From<Overloaded> for AuthError {
     fn from(_: Overloaded) -> Self {
         AuthError::Overloaded
-    }
-}
-
-impl From<ApiError> for AuthError {
-    fn from(err: ApiError) -> Self {
-        AuthError::Api(err)
     }
 }
 
@@ -55,34 +59,39 @@ impl From<AuthError> for ApiError {
             AuthError::Validation(errors) => ApiError::validation(errors),
             AuthError::EmailTaken => ApiError::new(
                 StatusCode::CONFLICT,
-                "EMAIL_TAKEN",
+                Code::EmailTaken,
                 "An account with this email already exists.",
             ),
             AuthError::InvalidCredentials => ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "INVALID_CREDENTIALS",
+                Code::InvalidCredentials,
                 "The email or password is wrong.",
             ),
             AuthError::RefreshInvalid => ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "REFRESH_TOKEN_INVALID",
+                Code::RefreshTokenInvalid,
                 "The refresh token is invalid, expired or revoked.",
             ),
             AuthError::RefreshReused => ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "REFRESH_TOKEN_REUSED",
+                Code::RefreshTokenReused,
                 "The refresh token was already used; the session has been revoked.",
             ),
             AuthError::CsrfFailed => ApiError::new(
                 StatusCode::FORBIDDEN,
-                "CSRF_FAILED",
+                Code::CsrfFailed,
                 "The refresh cookie may only be used from an allowed origin.",
             ),
             AuthError::NotFound => ApiError::not_found("No such resource."),
             AuthError::Overloaded => {
                 ApiError::unavailable("The service is busy; try again shortly.").with_retry_after(1)
             }
-            AuthError::Api(api) => api,
+            AuthError::NotAllowed(err) => err.into(),
+            AuthError::Conflict(detail) => {
+                ApiError::new(StatusCode::CONFLICT, Code::Conflict, detail)
+            }
+            AuthError::RateLimited(limited) => limited.into(),
+            AuthError::Unavailable(unavailable) => unavailable.into(),
             AuthError::Database(err) => shared::problem::internal_error("database error", &err),
             AuthError::Internal(err) => {
                 shared::problem::internal_error("internal error", &format!("{err:#}"))

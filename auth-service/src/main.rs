@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use auth_service::config::Settings;
-use auth_service::service::RequestMeta;
+use auth_service::domain::RequestMeta;
 use auth_service::service::admin::{self, AdminSetup};
 use auth_service::service::clients;
 use auth_service::startup::{self, Application, MIGRATIONS};

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use poem::http::header;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use secrecy::ExposeSecret;
 use shared::ApiError;
+use shared::background::Background;
 use shared::db::{PgPool, PoolOptions};
 use shared::health::{Check, HealthApi, Readiness};
 use shared::ratelimit::RateLimiter;
@@ -35,7 +37,53 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    background: Background,
+}
+
+/// How long a background run in progress may take to finish at shutdown.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
+
+/// The periodic work: key reloads, denylist sync, events, purging, audit seals.
+fn start_background(state: &Arc<AppState>) -> Background {
+    let mut bg = Background::new();
+    let second = Duration::from_secs(1);
+    bg.every(
+        "signing keys",
+        Duration::from_secs(10),
+        &state.keys,
+        |ring| async move {
+            ring.reload_throttled().await;
+            ControlFlow::Continue(())
+        },
+    );
+    bg.every(
+        "denylist sync",
+        second,
+        &state.revocations,
+        |publisher| async move {
+            publisher.sync_logged().await;
+            ControlFlow::Continue(())
+        },
+    );
+    bg.every("events", second, &state.events, |events| async move {
+        events.publish_logged().await;
+        ControlFlow::Continue(())
+    });
+    bg.every(
+        "purge",
+        Duration::from_secs(60),
+        state,
+        |state| async move {
+            crate::service::purge::purge_once(&state).await;
+            ControlFlow::Continue(())
+        },
+    );
+    let mark = Arc::new(tokio::sync::Mutex::new(None));
+    bg.every("audit seal", second, state, move |state| {
+        let mark = mark.clone();
+        async move { crate::service::audit_seal::seal_logged(&state, &mut *mark.lock().await).await }
+    });
+    bg
 }
 
 /// The database pool as configured.
@@ -138,13 +186,7 @@ impl Application {
             format!("cannot listen on {listen} (is the port taken? set AUTH_LISTEN_ADDR)")
         })?;
         let addr = listener.local_addr()?;
-        let background = vec![
-            state.keys.spawn_refresh(Duration::from_secs(10)),
-            state.revocations.spawn(Duration::from_secs(1)),
-            state.events.spawn(Duration::from_secs(1)),
-            crate::service::purge::spawn(Arc::downgrade(&state), Duration::from_secs(60)),
-            crate::service::audit_seal::spawn(Arc::downgrade(&state), Duration::from_secs(1)),
-        ];
+        let background = start_background(&state);
         Ok(Self {
             listener,
             addr,
@@ -192,9 +234,7 @@ impl Application {
         tracing::info!(addr = %self.addr, "auth-service listening");
         let ep = Self::endpoint(self.state.clone());
         let drained = shared::server::serve(self.listener, ep, opts, shutdown).await;
-        for task in self.background {
-            task.abort();
-        }
+        self.background.stop(BACKGROUND_GRACE).await;
         self.state.revocations.leave(drained).await;
         self.state.pool.close();
         tracing::info!("auth-service stopped");

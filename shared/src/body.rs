@@ -8,6 +8,7 @@
 //! `INVALID_FORMAT`, `DUPLICATE_FIELD` for a member given twice). A body that is not JSON at
 //! all is 400 `VALIDATION_FAILED`.
 
+use crate::problem::FieldCode;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -68,7 +69,7 @@ impl<T: ParseFromJSON + 'static> ParsePayload for JsonBody<T> {
         if let Some(field) = crate::json_keys::first_duplicate(&data) {
             return Err(ApiError::validation(vec![FieldError::new(
                 &field,
-                "DUPLICATE_FIELD",
+                FieldCode::DuplicateField,
                 "appears more than once; send each field once",
             )])
             .into());
@@ -78,7 +79,7 @@ impl<T: ParseFromJSON + 'static> ParsePayload for JsonBody<T> {
             // send none where a body is optional).
             return Err(ApiError::validation(vec![FieldError::new(
                 "body",
-                "INVALID_TYPE",
+                FieldCode::InvalidType,
                 "must be a JSON object, not null",
             )])
             .into());
@@ -86,7 +87,7 @@ impl<T: ParseFromJSON + 'static> ParsePayload for JsonBody<T> {
         if value.is_null() && T::IS_REQUIRED {
             return Err(ApiError::validation(vec![FieldError::new(
                 "body",
-                "REQUIRED",
+                FieldCode::Required,
                 "a JSON body is required",
             )])
             .into());
@@ -105,7 +106,7 @@ impl<T: ParseFromJSON + 'static> ParsePayload for JsonBody<T> {
         T::parse_from_json(Some(value)).map(Self).map_err(|err| {
             // The schema check passed, so this is a rule the schema does not carry.
             let message = err.into_message();
-            ApiError::validation(vec![FieldError::new("body", "INVALID", message)]).into()
+            ApiError::validation(vec![FieldError::new("body", FieldCode::Invalid, message)]).into()
         })
     }
 }
@@ -201,8 +202,9 @@ fn check(
         return;
     };
     let here = if field.is_empty() { "body" } else { field };
-    let wrong_type =
-        |expected: &str| FieldError::new(here, "INVALID_TYPE", format!("must be {expected}"));
+    let wrong_type = |expected: &str| {
+        FieldError::new(here, FieldCode::InvalidType, format!("must be {expected}"))
+    };
     match schema.ty {
         "object" if !schema.properties.is_empty() => {
             let Value::Object(map) = value else {
@@ -213,7 +215,7 @@ fn check(
                 if !schema.properties.iter().any(|(name, _)| name == key) {
                     out.push(FieldError::new(
                         &join(field, key),
-                        "UNKNOWN_FIELD",
+                        FieldCode::UnknownField,
                         "is not a field of this request",
                     ));
                 }
@@ -223,10 +225,14 @@ fn check(
                 let required = schema.required.contains(name);
                 match map.get(*name) {
                     None | Some(Value::Null) if required => {
-                        out.push(FieldError::new(&path, "REQUIRED", "is required"));
+                        out.push(FieldError::new(&path, FieldCode::Required, "is required"));
                     }
                     Some(Value::Null) if !nullable(registry, property) => {
-                        out.push(FieldError::new(&path, "INVALID_TYPE", "must not be null"));
+                        out.push(FieldError::new(
+                            &path,
+                            FieldCode::InvalidType,
+                            "must not be null",
+                        ));
                     }
                     None | Some(Value::Null) => {}
                     Some(v) => check(registry, property, v, &path, out),
@@ -243,7 +249,7 @@ fn check(
                     schema.enum_items.iter().filter_map(Value::as_str).collect();
                 out.push(FieldError::new(
                     here,
-                    "INVALID_VALUE",
+                    FieldCode::InvalidValue,
                     format!("must be one of: {}", allowed.join(", ")),
                 ));
                 return;
@@ -252,7 +258,7 @@ fn check(
             if schema.min_length.is_some_and(|min| chars < min) {
                 out.push(FieldError::new(
                     here,
-                    "TOO_SHORT",
+                    FieldCode::TooShort,
                     format!(
                         "must be at least {} characters",
                         schema.min_length.unwrap_or(0)
@@ -263,7 +269,7 @@ fn check(
             if schema.max_length.is_some_and(|max| chars > max) {
                 out.push(FieldError::new(
                     here,
-                    "TOO_LONG",
+                    FieldCode::TooLong,
                     format!(
                         "must be at most {} characters",
                         schema.max_length.unwrap_or(0)
@@ -276,7 +282,7 @@ fn check(
             {
                 out.push(FieldError::new(
                     here,
-                    "INVALID_VALUE",
+                    FieldCode::InvalidValue,
                     "does not have the documented form (see the OpenAPI document)",
                 ));
                 return;
@@ -294,7 +300,7 @@ fn check(
                 };
                 out.push(FieldError::new(
                     here,
-                    "INVALID_FORMAT",
+                    FieldCode::InvalidFormat,
                     format!("must be {what}"),
                 ));
             }
@@ -308,7 +314,7 @@ fn check(
             if below || above {
                 out.push(FieldError::new(
                     here,
-                    "OUT_OF_RANGE",
+                    FieldCode::OutOfRange,
                     "is outside the documented range (see the OpenAPI document)",
                 ));
             }
@@ -324,7 +330,11 @@ fn check(
             if too_few || too_many {
                 out.push(FieldError::new(
                     here,
-                    if too_few { "TOO_SHORT" } else { "TOO_LONG" },
+                    if too_few {
+                        FieldCode::TooShort
+                    } else {
+                        FieldCode::TooLong
+                    },
                     "has a number of items outside the documented range",
                 ));
                 return;
@@ -337,7 +347,7 @@ fn check(
             {
                 out.push(FieldError::new(
                     here,
-                    "DUPLICATE_ITEM",
+                    FieldCode::DuplicateItem,
                     "must not list an item twice",
                 ));
                 return;
@@ -347,7 +357,7 @@ fn check(
                     if v.is_null() {
                         out.push(FieldError::new(
                             &format!("{here}[{i}]"),
-                            "INVALID_TYPE",
+                            FieldCode::InvalidType,
                             "must not be null",
                         ));
                     } else {

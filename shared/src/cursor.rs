@@ -1,6 +1,7 @@
 //! Opaque pagination cursors: any serialisable position, as base64url JSON. Clients must
 //! not build or read them; a cursor that does not decode is a 400.
 
+use crate::problem::FieldCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -15,13 +16,13 @@ pub fn decode<T: DeserializeOwned>(cursor: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The 422 for a cursor that does not decode or does not fit the request.
-pub fn invalid() -> crate::ApiError {
-    crate::ApiError::validation(vec![crate::FieldError::new(
+/// The field problem (422) of a cursor that does not decode or does not fit the request.
+pub fn invalid() -> crate::FieldError {
+    crate::FieldError::new(
         "cursor",
-        "INVALID_VALUE",
+        FieldCode::InvalidValue,
         "is not a cursor of this list; start again without it",
-    )])
+    )
 }
 
 /// A list's `limit`: 1 to 100, default 20.
@@ -30,7 +31,7 @@ pub fn page_limit(raw: Option<u32>) -> Result<u32, crate::ApiError> {
         n @ 1..=100 => Ok(n),
         _ => Err(crate::ApiError::validation(vec![crate::FieldError::new(
             "limit",
-            "OUT_OF_RANGE",
+            FieldCode::OutOfRange,
             "must be between 1 and 100",
         )])),
     }

@@ -16,7 +16,6 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
 use crate::metrics::deadpool_status::PoolStatus;
-use crate::problem::ApiError;
 
 pub type PgPool = Pool<PgManager>;
 pub type PgConn = Object<PgManager>;
@@ -95,14 +94,20 @@ pub fn build_pool(url: &str, opts: &PoolOptions) -> anyhow::Result<PgPool> {
         .context("building the database pool")
 }
 
-/// Take a connection, mapping exhaustion and outages to 503.
-pub async fn conn(pool: &PgPool) -> Result<PgConn, ApiError> {
+/// No connection could be had: the pool is exhausted or PostgreSQL is down (logged where it
+/// happens). Callers answer "try again shortly".
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the database is unavailable")]
+pub struct DbUnavailable;
+
+/// Take a connection; exhaustion and outages are logged and become [`DbUnavailable`].
+pub async fn conn(pool: &PgPool) -> Result<PgConn, DbUnavailable> {
     pool.get().await.map_err(|err| {
         match &err {
             PoolError::Timeout(_) => tracing::warn!("database pool exhausted"),
             _ => tracing::error!(error = %err, "database unavailable"),
         }
-        ApiError::unavailable("The database is unavailable; try again shortly.").with_retry_after(1)
+        DbUnavailable
     })
 }
 

@@ -120,14 +120,14 @@ impl Denylist {
         self.len() == 0
     }
 
-    /// Keep the view current until the process ends.
-    pub fn spawn(
+    /// Keep the view current, for as long as the view exists (run it as a background task).
+    pub fn feed(
         self: &Arc<Self>,
         redis_url: String,
         keys: DenylistKeys,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> impl Future<Output = ()> + Send + 'static {
         let me = Arc::downgrade(self);
-        tokio::spawn(async move {
+        async move {
             let client = match redis::Client::open(redis_url) {
                 Ok(client) => client,
                 Err(err) => {
@@ -149,7 +149,7 @@ impl Denylist {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-        })
+        }
     }
 
     async fn follow(&self, client: &redis::Client, keys: &DenylistKeys) -> anyhow::Result<()> {

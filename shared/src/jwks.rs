@@ -128,24 +128,16 @@ impl JwksKeySource {
         *last = Some(Instant::now());
     }
 
-    /// Keep the keys fresh: refetch when max-age runs out; on failure keep the cached keys
-    /// and retry sooner.
-    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut wait = Duration::ZERO;
-            loop {
-                tokio::time::sleep(wait).await;
-                let Some(me) = me.upgrade() else { break };
-                wait = match me.fetch().await {
-                    Ok(max_age) => max_age,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "fetching the JWKS failed; cached keys stay in use");
-                        Duration::from_secs(5)
-                    }
-                };
+    /// One run of the background job: fetch, and answer when to fetch again (as the JWKS
+    /// allows, or in 5 s after a failure).
+    pub async fn refresh_logged(&self) -> Duration {
+        match self.fetch().await {
+            Ok(max_age) => max_age,
+            Err(err) => {
+                tracing::warn!(error = %err, "fetching the JWKS failed; cached keys stay in use");
+                Duration::from_secs(5)
             }
-        })
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! telemetry, metrics, health, and access-token types and verification.
 
 pub mod allow;
+pub mod background;
 pub mod body;
 pub mod client_ip;
 pub mod config;

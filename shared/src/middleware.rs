@@ -10,6 +10,7 @@
 //! 6. security headers (and `Vary: Origin`, `Allow` on a 405), metrics and one log line per
 //!    request.
 
+use crate::problem::{Code, FieldCode};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,7 +201,7 @@ fn refuse_nul(uri: &poem::http::Uri) -> Option<ApiError> {
     };
     Some(ApiError::validation(vec![crate::FieldError::new(
         name,
-        "INVALID_VALUE",
+        FieldCode::InvalidValue,
         "must not contain a NUL character",
     )]))
 }
@@ -214,7 +215,7 @@ async fn read_body(req: &mut Request, config: &EdgeConfig) -> Result<(), ApiErro
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            Code::PayloadTooLarge,
             format!("The body is larger than {} bytes.", config.body_limit),
         )
     };
@@ -244,7 +245,7 @@ async fn read_body(req: &mut Request, config: &EdgeConfig) -> Result<(), ApiErro
         ))),
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            Code::RequestTimeout,
             "The body was not received in time.",
         )),
     }
@@ -280,7 +281,7 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
         tracing::debug!(parameter = param.name, reason = %param.reason, "unparseable parameter");
         return ApiError::validation(vec![crate::FieldError::new(
             param.name,
-            "INVALID_VALUE",
+            FieldCode::InvalidValue,
             "is not a valid value for this parameter",
         )]);
     }
@@ -291,24 +292,24 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
         // CORS refusing a disallowed Origin: a cross-site request.
         StatusCode::FORBIDDEN if err.is::<poem::error::CorsError>() => ApiError::new(
             status,
-            "CSRF_FAILED",
+            Code::CsrfFailed,
             "Requests from this origin are not allowed.",
         ),
         StatusCode::FORBIDDEN => ApiError::forbidden("This request is not allowed."),
         StatusCode::NOT_FOUND => ApiError::not_found("No such route."),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
             status,
-            "METHOD_NOT_ALLOWED",
+            Code::MethodNotAllowed,
             "This method is not allowed on this route.",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             status,
-            "PAYLOAD_TOO_LARGE",
+            Code::PayloadTooLarge,
             "The body is larger than the configured limit.",
         ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
             status,
-            "UNSUPPORTED_MEDIA_TYPE",
+            Code::UnsupportedMediaType,
             "The body must be sent with the documented content type.",
         ),
         s if s.is_server_error() => {
@@ -317,7 +318,7 @@ fn problem_from_poem(err: poem::Error) -> ApiError {
         }
         s => ApiError::new(
             s,
-            "VALIDATION_FAILED",
+            Code::ValidationFailed,
             s.canonical_reason().unwrap_or("Bad request").to_owned(),
         ),
     }

@@ -1,5 +1,6 @@
 //! Checks shared by the services' text fields.
 
+use crate::problem::FieldCode;
 use crate::problem::FieldError;
 
 /// A one-line human text: at most `max_chars` characters as sent, no control characters
@@ -9,20 +10,24 @@ pub fn single_line(field: &str, raw: &str, max_chars: usize) -> Result<String, F
     if raw.chars().count() > max_chars {
         return Err(FieldError::new(
             field,
-            "TOO_LONG",
+            FieldCode::TooLong,
             format!("must be at most {max_chars} characters"),
         ));
     }
     if raw.chars().any(char::is_control) {
         return Err(FieldError::new(
             field,
-            "INVALID_CHARACTERS",
+            FieldCode::InvalidCharacters,
             "must not contain control characters",
         ));
     }
     let s = raw.trim();
     if s.is_empty() {
-        return Err(FieldError::new(field, "REQUIRED", "must not be empty"));
+        return Err(FieldError::new(
+            field,
+            FieldCode::Required,
+            "must not be empty",
+        ));
     }
     Ok(s.to_owned())
 }

@@ -16,8 +16,6 @@ use poem_openapi::Enum;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::problem::ApiError;
-
 /// The `typ` header of every access token (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
@@ -245,6 +243,12 @@ pub struct Principal {
     pub client_id: Option<String>,
 }
 
+/// The caller lacks the role, scope or kind of token an operation needs (403 `FORBIDDEN` at
+/// the edge); the text says which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAllowed(pub String);
+
 impl Principal {
     /// The effective rights of verified claims: an unknown role grants nothing, unknown
     /// scopes are dropped, and a user or admin token cannot claim more than its role grants.
@@ -272,25 +276,21 @@ impl Principal {
         }
     }
 
-    /// 403 `FORBIDDEN` unless the token carries `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    /// Refused unless the token carries `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), NotAllowed> {
         if self.scopes.contains(scope) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "This needs the `{scope}` scope."
-            )))
+            Err(NotAllowed(format!("This needs the `{scope}` scope.")))
         }
     }
 
-    /// 403 `FORBIDDEN` unless the caller has `role`.
-    pub fn require_role(&self, role: Role) -> Result<(), ApiError> {
+    /// Refused unless the caller has `role`.
+    pub fn require_role(&self, role: Role) -> Result<(), NotAllowed> {
         if self.role == Some(role) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "This needs the `{role}` role."
-            )))
+            Err(NotAllowed(format!("This needs the `{role}` role.")))
         }
     }
 

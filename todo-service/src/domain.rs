@@ -1,6 +1,8 @@
 //! Todo fields, parsed before anything touches the database.
 
+use chrono::{DateTime, Utc};
 use shared::FieldError;
+use shared::problem::FieldCode;
 
 /// 1 to 200 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +28,7 @@ impl Description {
         if raw.chars().count() > 2000 {
             return Err(FieldError::new(
                 "description",
-                "TOO_LONG",
+                FieldCode::TooLong,
                 "must be at most 2000 characters",
             ));
         }
@@ -36,7 +38,7 @@ impl Description {
         {
             return Err(FieldError::new(
                 "description",
-                "INVALID_CHARACTERS",
+                FieldCode::InvalidCharacters,
                 "must not contain control characters other than line breaks and tabs",
             ));
         }
@@ -46,6 +48,16 @@ impl Description {
     pub fn into_inner(self) -> String {
         self.0
     }
+}
+
+/// A validated merge patch of a todo: `None` leaves a field alone, `Some(None)` clears a
+/// nullable one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TodoPatch {
+    pub title: Option<TodoTitle>,
+    pub description: Option<Option<Description>>,
+    pub done: Option<bool>,
+    pub due_at: Option<Option<DateTime<Utc>>>,
 }
 
 #[cfg(test)]

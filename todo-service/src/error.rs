@@ -1,6 +1,9 @@
 //! The service's error type and its one mapping to problem responses.
 
 use poem::http::StatusCode;
+use shared::db::DbUnavailable;
+use shared::problem::{Code, FieldCode};
+use shared::ratelimit::RateLimited;
 use shared::{ApiErr, ApiError, FieldError};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,16 +18,14 @@ pub enum TodoError {
     LimitReached(i64),
     #[error("idempotency key reused with another body")]
     IdempotencyMismatch,
-    #[error("{0}")]
-    Api(ApiError),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+    #[error(transparent)]
+    Unavailable(#[from] DbUnavailable),
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
-}
-
-impl From<ApiError> for TodoError {
-    fn from(err: ApiError) -> Self {
-        TodoError::Api(err)
-    }
 }
 
 impl From<FieldError> for TodoError {
@@ -40,20 +41,24 @@ impl From<TodoError> for ApiError {
             TodoError::NotFound => ApiError::not_found("No such todo."),
             TodoError::PreconditionFailed => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
-                "PRECONDITION_FAILED",
+                Code::PreconditionFailed,
                 "The todo has changed since the version in If-Match; fetch it again.",
             ),
             TodoError::LimitReached(limit) => ApiError::new(
                 StatusCode::CONFLICT,
-                "CONFLICT",
+                Code::Conflict,
                 format!("An owner can have at most {limit} todos; delete some first."),
             ),
             TodoError::IdempotencyMismatch => ApiError::validation(vec![FieldError::new(
                 "Idempotency-Key",
-                "REUSED_WITH_DIFFERENT_BODY",
+                FieldCode::ReusedWithDifferentBody,
                 "this key was used with a different request body; use a new key",
             )]),
-            TodoError::Api(api) => api,
+            TodoError::Conflict(detail) => {
+                ApiError::new(StatusCode::CONFLICT, Code::Conflict, detail)
+            }
+            TodoError::RateLimited(limited) => limited.into(),
+            TodoError::Unavailable(unavailable) => unavailable.into(),
             TodoError::Database(err) => shared::problem::internal_error("database error", &err),
         }
     }

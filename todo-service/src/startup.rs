@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use poem::{Endpoint, EndpointExt};
 use secrecy::ExposeSecret;
+use shared::background::Background;
 use shared::db::PoolOptions;
 use shared::denylist::DenylistKeys;
 use shared::denylist_feed::Denylist;
@@ -29,7 +31,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    background: Background,
 }
 
 impl Application {
@@ -74,13 +76,6 @@ impl Application {
                 )
             })?;
         let addr = listener.local_addr()?;
-        let background = vec![
-            keys.spawn_refresh(),
-            denylist.spawn(
-                t.redis_url.expose_secret().to_owned(),
-                DenylistKeys::new(&t.redis_prefix),
-            ),
-        ];
         let redis_for_limits = redis.clone();
         let prefix = t.redis_prefix.clone();
         let state = Arc::new(AppState {
@@ -92,16 +87,35 @@ impl Application {
             authenticator,
             limiter: RateLimiter::new(redis_for_limits, &prefix),
         });
-        let mut background = background;
-        background.push(crate::service::todos::spawn_housekeeping(Arc::downgrade(
-            &state,
-        )));
+        let mut background = Background::new();
+        background.repeat("jwks", &state.keys, |keys| async move {
+            ControlFlow::Continue(keys.refresh_logged().await)
+        });
         let t = &state.settings.todo;
-        background.push(crate::service::events::spawn_consumer(
-            Arc::downgrade(&state),
-            t.redis_url.expose_secret().to_owned(),
-            t.redis_prefix.clone(),
-        ));
+        background.spawn(
+            "denylist feed",
+            state.denylist.feed(
+                t.redis_url.expose_secret().to_owned(),
+                DenylistKeys::new(&t.redis_prefix),
+            ),
+        );
+        background.spawn(
+            "events",
+            crate::service::events::consumer(
+                Arc::downgrade(&state),
+                t.redis_url.expose_secret().to_owned(),
+                t.redis_prefix.clone(),
+            ),
+        );
+        background.every(
+            "idempotency keys",
+            Duration::from_secs(60),
+            &state,
+            |state| async move {
+                crate::service::todos::purge_idempotency_keys(&state).await;
+                ControlFlow::Continue(())
+            },
+        );
         Ok(Self {
             listener,
             addr,
@@ -145,9 +159,7 @@ impl Application {
         tracing::info!(addr = %self.addr, "todo-service listening");
         let ep = Self::endpoint(self.state.clone());
         shared::server::serve(self.listener, ep, opts, shutdown).await;
-        for task in self.background {
-            task.abort();
-        }
+        self.background.stop(Duration::from_secs(5)).await;
         self.state.pool.close();
         tracing::info!("todo-service stopped");
     }

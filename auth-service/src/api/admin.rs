@@ -19,9 +19,10 @@ use uuid::Uuid;
 use crate::api::ApiTags;
 use crate::api::auth::{NoContent, user_of};
 use crate::api::dto::User;
+use crate::api::request_meta;
 use crate::error::AuthError;
 use crate::service::admin::{self, AuditFilter, UserFilter};
-use crate::service::{RequestMeta, clients};
+use crate::service::clients;
 use crate::state::AppState;
 use crate::store::audit::AuditRow;
 use crate::store::clients::ClientRow;
@@ -269,7 +270,7 @@ impl AdminApi {
         body: JsonBody<UpdateUserRequest>,
     ) -> Result<UserResponse, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let user = admin::update_user(
             &self.state,
             Some(actor),
@@ -296,7 +297,7 @@ impl AdminApi {
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
-        admin::delete_user(&self.state, actor, id.0, &RequestMeta::from_request(req)).await?;
+        admin::delete_user(&self.state, actor, id.0, &request_meta(req)).await?;
         Ok(NoContent::Done)
     }
 
@@ -338,7 +339,7 @@ impl AdminApi {
         body: JsonBody<CreateClientRequest>,
     ) -> Result<CreateClientResponse, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let created = clients::create(
             &self.state,
             Some(actor),
@@ -401,13 +402,7 @@ impl AdminApi {
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiErr<AdminWriteErrors>> {
         let actor = admin(&auth.0)?;
-        clients::delete(
-            &self.state,
-            Some(actor),
-            id.0,
-            &RequestMeta::from_request(req),
-        )
-        .await?;
+        clients::delete(&self.state, Some(actor), id.0, &request_meta(req)).await?;
         Ok(NoContent::Done)
     }
 }

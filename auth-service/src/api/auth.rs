@@ -11,14 +11,14 @@ use shared::body::JsonBody;
 use shared::error_set;
 use shared::page::Page;
 use shared::problem::ApiErr;
-use shared::tokens::Principal;
+use shared::tokens::{NotAllowed, Principal};
 use shared::verify::BearerAuth;
 use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::dto::{LoginRequest, RefreshRequest, Session, SignupRequest, TokenPair, User};
+use crate::api::request_meta;
 use crate::error::AuthError;
-use crate::service::RequestMeta;
 use crate::service::auth::{self, Delivery, Issued, SessionSelector, SignupInput};
 use crate::state::AppState;
 use crate::store::audit::event;
@@ -212,7 +212,7 @@ impl AuthApi {
         req: &Request,
         body: JsonBody<SignupRequest>,
     ) -> Result<SignupResponse, ApiErr<SignupErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let body = body.0;
         let user = auth::signup(
             &self.state,
@@ -241,7 +241,7 @@ impl AuthApi {
         req: &Request,
         body: JsonBody<LoginRequest>,
     ) -> Result<TokenResponse, ApiErr<LoginErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let body = body.0;
         let delivery = body.refresh_delivery.unwrap_or_default().into();
         let issued = auth::login(&self.state, body.email, body.password, delivery, &meta).await?;
@@ -259,7 +259,7 @@ impl AuthApi {
         req: &Request,
         body: JsonBody<Option<RefreshRequest>>,
     ) -> Result<TokenResponse, ApiErr<RefreshErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let from_body = body
             .0
             .and_then(|b| b.refresh_token)
@@ -286,7 +286,7 @@ impl AuthApi {
         auth_: LogoutAuth,
         body: JsonBody<Option<RefreshRequest>>,
     ) -> Result<LogoutResponse, ApiErr<LogoutErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let cookie_name = &self.state.settings.auth.cookie_name;
         let had_cookie = read_cookie(req, cookie_name).is_some();
         let clear = had_cookie.then(|| refresh_cookie(&self.state, "", 0));
@@ -329,7 +329,7 @@ impl AuthApi {
         req: &Request,
         auth_: BearerAuth,
     ) -> Result<NoContent, ApiErr<BearerErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let user_id = user_of(&auth_.0)?;
         auth::revoke_sessions(
             &self.state,
@@ -378,7 +378,7 @@ impl AuthApi {
         auth_: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<NoContent, ApiErr<SessionErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let user_id = user_of(&auth_.0)?;
         auth::delete_session(&self.state, user_id, id.0, &meta).await?;
         Ok(NoContent::Done)
@@ -389,5 +389,5 @@ impl AuthApi {
 pub fn user_of(principal: &Principal) -> Result<Uuid, AuthError> {
     principal
         .user_id()
-        .ok_or_else(|| AuthError::Api(shared::ApiError::forbidden("This needs a user's token.")))
+        .ok_or_else(|| NotAllowed("This needs a user's token.".into()).into())
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use poem_openapi::{OpenApiService, Tags};
 use shared::health::HealthApi;
+use shared::middleware::{ClientIp, RequestId};
 
+use crate::domain::RequestMeta;
 use crate::state::AppState;
 
 #[derive(Tags)]
@@ -67,4 +69,28 @@ pub fn service(state: Arc<AppState>, health: HealthApi) -> OpenApiService<Apis, 
          problem+json with a stable `code`, except on `/oauth/*`, which answers RFC 6749 error \
          bodies.",
     )
+}
+
+/// Who is asking: the client address the edge resolved, the user agent (cut to 512
+/// characters) and the request id.
+pub fn request_meta(req: &poem::Request) -> RequestMeta {
+    let client = req.extensions().get::<ClientIp>().map(|ip| ip.0);
+    let ip = client.map(|ip| ip.to_string()).unwrap_or_default();
+    let ip_key = client.map(shared::client_ip::limit_key).unwrap_or_default();
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(512).collect());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    RequestMeta {
+        ip,
+        ip_key,
+        user_agent,
+        request_id,
+    }
 }

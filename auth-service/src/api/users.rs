@@ -14,7 +14,7 @@ use shared::verify::BearerAuth;
 use crate::api::ApiTags;
 use crate::api::auth::{NoContent, user_of};
 use crate::api::dto::{ChangePasswordRequest, UpdateMeRequest, User};
-use crate::service::RequestMeta;
+use crate::api::request_meta;
 use crate::service::users;
 use crate::state::AppState;
 
@@ -51,7 +51,7 @@ impl UsersApi {
         auth_: BearerAuth,
         body: JsonBody<UpdateMeRequest>,
     ) -> Result<UserResponse, ApiErr<UpdateMeErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let user_id = user_of(&auth_.0)?;
         let user = match body.0.display_name {
             MaybeUndefined::Undefined => users::me(&self.state, user_id).await?,
@@ -76,7 +76,7 @@ impl UsersApi {
         auth_: BearerAuth,
         body: JsonBody<ChangePasswordRequest>,
     ) -> Result<NoContent, ApiErr<PasswordErrors>> {
-        let meta = RequestMeta::from_request(req);
+        let meta = request_meta(req);
         let user_id = user_of(&auth_.0)?;
         let body = body.0;
         users::change_password(

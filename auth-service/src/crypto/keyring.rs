@@ -156,7 +156,7 @@ impl KeyRing {
 
     /// Reload now, unless another reload happened within the last second (so a flood of
     /// unknown `kid`s cannot turn into a flood of queries).
-    async fn reload_throttled(&self) {
+    pub async fn reload_throttled(&self) {
         let mut last = self.reload_lock.lock().await;
         if last.elapsed() < Duration::from_secs(1) {
             return;
@@ -170,20 +170,6 @@ impl KeyRing {
             }
             Err(err) => tracing::warn!(error = %err, "reloading signing keys: no connection"),
         }
-    }
-
-    /// Reload every `every` until the process ends.
-    pub fn spawn_refresh(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let ring = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(ring) = ring.upgrade() else { break };
-                ring.reload_throttled().await;
-            }
-        })
     }
 }
 

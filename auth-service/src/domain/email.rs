@@ -1,4 +1,5 @@
 use shared::FieldError;
+use shared::problem::FieldCode;
 
 /// An email address: trimmed, one `@`, a plausible domain, at most 254 characters. Case is
 /// kept as given for display; uniqueness and lookups ignore it.
@@ -7,15 +8,15 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let bad = |msg: &str| FieldError::new("email", "INVALID_FORMAT", msg);
+        let bad = |msg: &str| FieldError::new("email", FieldCode::InvalidFormat, msg);
         let s = raw.trim();
         if s.is_empty() {
-            return Err(FieldError::new("email", "REQUIRED", "is required"));
+            return Err(FieldError::new("email", FieldCode::Required, "is required"));
         }
         if s.chars().count() > 254 {
             return Err(FieldError::new(
                 "email",
-                "TOO_LONG",
+                FieldCode::TooLong,
                 "must be at most 254 characters",
             ));
         }

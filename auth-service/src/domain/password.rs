@@ -1,4 +1,5 @@
 use shared::FieldError;
+use shared::problem::FieldCode;
 use unicode_normalization::UnicodeNormalization;
 
 pub const MIN_CHARS: usize = 8;
@@ -13,11 +14,11 @@ pub struct PasswordInput(String);
 impl PasswordInput {
     pub fn parse(field: &str, raw: String) -> Result<Self, FieldError> {
         if raw.is_empty() {
-            return Err(FieldError::new(field, "REQUIRED", "is required"));
+            return Err(FieldError::new(field, FieldCode::Required, "is required"));
         }
         // A bound on bytes generous enough for 256 characters of any script after NFKC.
         if raw.len() > MAX_CHARS * 4 * 4 {
-            return Err(FieldError::new(field, "TOO_LONG", "is too long"));
+            return Err(FieldError::new(field, FieldCode::TooLong, "is too long"));
         }
         Ok(Self(raw))
     }
@@ -39,14 +40,14 @@ impl NewPassword {
         if chars < MIN_CHARS {
             return Err(FieldError::new(
                 field,
-                "TOO_SHORT",
+                FieldCode::TooShort,
                 format!("must be at least {MIN_CHARS} characters"),
             ));
         }
         if chars > MAX_CHARS {
             return Err(FieldError::new(
                 field,
-                "TOO_LONG",
+                FieldCode::TooLong,
                 format!("must be at most {MAX_CHARS} characters"),
             ));
         }
@@ -57,7 +58,7 @@ impl NewPassword {
         if is_breached(&estimate) {
             return Err(FieldError::new(
                 field,
-                "BREACHED_PASSWORD",
+                FieldCode::BreachedPassword,
                 "appears in lists of passwords exposed in breaches; choose another",
             ));
         }
@@ -66,7 +67,7 @@ impl NewPassword {
         if chars < LONG_CHARS && (estimate.score() as u8) < 2 {
             return Err(FieldError::new(
                 field,
-                "COMMON_PASSWORD",
+                FieldCode::CommonPassword,
                 "is too common or too easy to guess (it appears in breach corpora or is built from your details); choose a longer phrase",
             ));
         }

@@ -9,11 +9,13 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 use shared::denylist::Revocation;
+use shared::problem::FieldCode;
 use shared::tokens::Role;
 use uuid::Uuid;
 
+use crate::domain::RequestMeta;
 use crate::error::AuthError;
-use crate::service::{RequestMeta, throttle};
+use crate::service::throttle;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, AuditQuery, AuditRow, event};
 use crate::store::revocations::RevocationRow;
@@ -60,11 +62,7 @@ pub async fn get_user(state: &AppState, id: Uuid) -> Result<UserRow, AuthError> 
 }
 
 fn last_admin() -> AuthError {
-    AuthError::Api(shared::ApiError::new(
-        poem::http::StatusCode::CONFLICT,
-        "CONFLICT",
-        "The last enabled admin cannot be demoted, disabled or deleted.",
-    ))
+    AuthError::Conflict("The last enabled admin cannot be demoted, disabled or deleted.".into())
 }
 
 /// Revoke every session of `user`, in `conn`'s transaction; every user token carries its
@@ -100,9 +98,12 @@ pub async fn update_user(
     meta: &RequestMeta,
 ) -> Result<UserRow, AuthError> {
     if let Some(Role::Service) = role {
-        return Err(
-            shared::FieldError::new("role", "INVALID_VALUE", "must be user or admin").into(),
-        );
+        return Err(shared::FieldError::new(
+            "role",
+            FieldCode::InvalidValue,
+            "must be user or admin",
+        )
+        .into());
     }
     let mut conn = shared::db::conn(&state.pool).await?;
     let (user, rows, newly_disabled) = conn

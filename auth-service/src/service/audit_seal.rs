@@ -9,8 +9,7 @@
 //! hash or seal changes beneath it: the chain was rewritten, and sealing the rewrite would
 //! vouch for it.
 
-use std::sync::Weak;
-use std::time::Duration;
+use std::ops::ControlFlow;
 
 use chrono::Utc;
 
@@ -86,30 +85,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Seal every `every` until the state is dropped, or until the chain is found rewritten.
-pub fn spawn(state: Weak<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut mark = None;
-        loop {
-            tick.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            match pass(&state, &mut mark).await {
-                Ok(()) => {}
-                Err(SealError::Rewritten(id)) => {
-                    metrics::counter!("audit_chain_rewritten_total").increment(1);
-                    tracing::error!(
-                        audit_id = id,
-                        "the audit chain changed below the last sealed row; sealing stops \
-                         (run `auth-service audit verify`)"
-                    );
-                    break;
-                }
-                Err(SealError::Other(err)) => {
-                    tracing::warn!(error = %err, "sealing the audit log failed");
-                }
-            }
+/// One run of the background job, with the mark it keeps between runs; breaks when the
+/// chain is found rewritten (sealing stops for good).
+pub async fn seal_logged(state: &AppState, mark: &mut Option<Sealed>) -> ControlFlow<()> {
+    match pass(state, mark).await {
+        Ok(()) => {}
+        Err(SealError::Rewritten(id)) => {
+            metrics::counter!("audit_chain_rewritten_total").increment(1);
+            tracing::error!(
+                audit_id = id,
+                "the audit chain changed below the last sealed row; sealing stops \
+                 (run `auth-service audit verify`)"
+            );
+            return ControlFlow::Break(());
         }
-    })
+        Err(SealError::Other(err)) => {
+            tracing::warn!(error = %err, "sealing the audit log failed");
+        }
+    }
+    ControlFlow::Continue(())
 }

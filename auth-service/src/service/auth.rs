@@ -4,15 +4,17 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde_json::json;
 use shared::denylist::Revocation;
+use shared::problem::FieldCode;
 use shared::ratelimit::Limit;
 use shared::tokens::{Role, Scopes};
 use uuid::Uuid;
 
 use crate::crypto::hashing::Verified;
 use crate::crypto::tokens::{AccessGrant, RefreshToken, hash_token, sign_access_token};
+use crate::domain::RequestMeta;
 use crate::domain::{DisplayName, Email, NewPassword, PasswordInput};
 use crate::error::AuthError;
-use crate::service::{RequestMeta, throttle};
+use crate::service::throttle;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::revocations::{self, RevocationRow};
@@ -182,7 +184,7 @@ pub async fn login(
     if email.trim().is_empty() {
         return Err(AuthError::Validation(vec![shared::FieldError::new(
             "email",
-            "REQUIRED",
+            FieldCode::Required,
             "is required",
         )]));
     }

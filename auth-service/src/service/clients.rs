@@ -6,13 +6,14 @@ use diesel_async::AsyncConnection;
 use serde_json::json;
 use shared::FieldError;
 use shared::denylist::Revocation;
+use shared::problem::FieldCode;
 use shared::tokens::Scope;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::crypto::tokens::{RefreshToken, hash_token};
+use crate::domain::RequestMeta;
 use crate::error::AuthError;
-use crate::service::RequestMeta;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::clients::{self, ClientRow, NewClient};
@@ -28,7 +29,7 @@ pub fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, FieldError> {
     if raw.is_empty() {
         return Err(FieldError::new(
             "scopes",
-            "REQUIRED",
+            FieldCode::Required,
             "must list at least one scope",
         ));
     }
@@ -37,7 +38,7 @@ pub fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, FieldError> {
         let scope = s.parse::<Scope>().map_err(|_| {
             FieldError::new(
                 "scopes",
-                "INVALID_VALUE",
+                FieldCode::InvalidValue,
                 format!("{s:?} is not a known scope"),
             )
         })?;

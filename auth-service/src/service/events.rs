@@ -1,8 +1,5 @@
 //! Publishing the outbox to the Redis stream other services consume.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use chrono::Utc;
 use redis::aio::ConnectionManager;
 use shared::db::PgPool;
@@ -52,19 +49,10 @@ impl EventPublisher {
         Ok(ids.len())
     }
 
-    /// Publish every `every` until dropped.
-    pub fn spawn(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { break };
-                if let Err(err) = me.publish_pending().await {
-                    tracing::debug!(error = %err, "publishing events failed; will retry");
-                }
-            }
-        })
+    /// One run of the background job: publish, and leave a failure for the next run.
+    pub async fn publish_logged(&self) {
+        if let Err(err) = self.publish_pending().await {
+            tracing::debug!(error = %err, "publishing events failed; will retry");
+        }
     }
 }

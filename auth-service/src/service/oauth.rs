@@ -2,7 +2,6 @@
 //! refresh token grants, RFC 6749), revocation (RFC 7009) and introspection (RFC 7662).
 //! Errors here are RFC 6749 §5.2 bodies, not problem documents.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde_json::json;
@@ -10,8 +9,8 @@ use shared::denylist::Revocation;
 use shared::tokens::{AccessClaims, Principal, Role, Scope, Scopes};
 
 use crate::crypto::tokens::{AccessGrant, hash_token, sign_access_token};
+use crate::domain::RequestMeta;
 use crate::error::AuthError;
-use crate::service::RequestMeta;
 use crate::service::auth::{self, Delivery};
 use crate::service::{clients, throttle};
 use crate::state::AppState;
@@ -28,7 +27,7 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(error: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
         Self {
             error,
             description: description.into(),
@@ -64,91 +63,23 @@ impl From<OAuthError> for Failure {
     }
 }
 
-/// The parameters of the OAuth endpoints, as parsed from the form.
-#[derive(Debug, Default)]
-pub struct Params {
-    pub grant_type: Option<String>,
-    pub scope: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub refresh_token: Option<String>,
-    pub token: Option<String>,
+/// A client's id and secret, as the caller sent them (by HTTP Basic or in the form).
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub id: String,
+    pub secret: String,
 }
 
-/// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part
-/// form-urlencoded) or the form; never both.
-fn credentials(
-    authorization: Option<&str>,
-    params: &Params,
-) -> Result<(String, String), OAuthError> {
-    let form = match (&params.client_id, &params.client_secret) {
-        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
-        (None, None) => None,
-        _ => {
-            return Err(OAuthError::new(
-                "invalid_client",
-                "Send both client_id and client_secret.",
-            ));
-        }
-    };
-    let basic = authorization
-        .and_then(basic_credentials)
-        .map(|encoded| {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| OAuthError::new("invalid_client", "Malformed Basic credentials."))?;
-            let (id, secret) = raw
-                .split_once(':')
-                .ok_or_else(|| OAuthError::new("invalid_client", "Malformed Basic credentials."))?;
-            Ok::<_, OAuthError>((form_decode(id), form_decode(secret)))
-        })
-        .transpose()?;
-    match (basic, form) {
-        (Some(_), Some(_)) => Err(OAuthError::new(
-            "invalid_request",
-            "Use one client authentication method, not both.",
-        )),
-        (Some(c), None) | (None, Some(c)) => Ok(c),
-        (None, None) => Err(OAuthError::new(
-            "invalid_client",
-            "Client authentication is required.",
-        )),
-    }
-}
-
-/// The encoded part of an `Authorization: Basic` header.
-fn basic_credentials(authorization: &str) -> Option<&str> {
-    authorization
-        .strip_prefix("Basic ")
-        .or_else(|| authorization.strip_prefix("basic "))
-}
-
-/// Whether the caller authenticates as a client at all: Basic credentials or a
-/// `client_secret` (a public client sends neither).
-pub fn sends_client_credentials(authorization: Option<&str>, params: &Params) -> bool {
-    authorization.and_then(basic_credentials).is_some() || params.client_secret.is_some()
-}
-
-fn form_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("v={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// Authenticate the calling client; failures are audited.
+/// Authenticate the calling client (`creds` is what the request carried, or why it carried
+/// none usable); failures are audited.
 pub async fn authenticate_client(
     state: &AppState,
-    authorization: Option<&str>,
-    params: &Params,
+    creds: Result<ClientCredentials, OAuthError>,
     meta: &RequestMeta,
 ) -> Result<ClientRow, Failure> {
-    let creds = credentials(authorization, params);
     let claimed = creds
         .as_ref()
-        .map_or("unknown", |(id, _)| id.as_str())
+        .map_or("unknown", |c| c.id.as_str())
         .to_owned();
     // The per-ip limit first, before any database work. Then the secret (one indexed read
     // and a hash compare): a client that proves it is limited under a budget of its own, so
@@ -159,7 +90,7 @@ pub async fn authenticate_client(
         .await
         .map_err(AuthError::from)?;
     let client = match &creds {
-        Ok((id, secret)) => clients::authenticate(state, id, secret).await?,
+        Ok(c) => clients::authenticate(state, &c.id, &c.secret).await?,
         Err(_) => None,
     };
     throttle::check_client(state, &claimed, &meta.ip_key, client.is_some())
@@ -171,7 +102,7 @@ pub async fn authenticate_client(
             throttle::record_success(state, subject, &meta.ip_key).await;
             return Ok(client);
         }
-        (Ok((id, _)), None) => Some(id),
+        (Ok(c), None) => Some(c.id),
         (Err(err), None) if err.error != "invalid_client" => return Err(err.into()),
         (Err(_), None) => None,
     };

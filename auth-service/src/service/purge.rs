@@ -11,9 +11,6 @@
 //! Each batch skips rows another transaction holds (`SKIP LOCKED`), so a purge never waits
 //! on, or deadlocks with, a request. The audit log is never purged.
 
-use std::sync::Weak;
-use std::time::Duration;
-
 use chrono::Utc;
 
 use crate::state::AppState;
@@ -74,17 +71,4 @@ pub async fn purge_once(state: &AppState) -> usize {
         }
     }
     total
-}
-
-/// Purge every `every` until the state is dropped.
-pub fn spawn(state: Weak<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            purge_once(&state).await;
-        }
-    })
 }

@@ -24,7 +24,7 @@
 //! (no other has beaten in PostgreSQL lately) keeps the lease without expiry, so that
 //! verifiers go on while no auth service runs and nothing can be revoked.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -81,6 +81,8 @@ pub struct RevocationPublisher {
     instance: String,
     push: redis::Script,
     renew: redis::Script,
+    /// Whether the last sync failed (to log only changes).
+    failing: AtomicBool,
 }
 
 fn kind_and_value(r: &Revocation) -> (&'static str, &str) {
@@ -110,6 +112,7 @@ impl RevocationPublisher {
             instance: Uuid::now_v7().to_string(),
             push: redis::Script::new(PUSH),
             renew: redis::Script::new(RENEW),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -299,35 +302,22 @@ impl RevocationPublisher {
         }
     }
 
-    /// Run [`Self::sync_once`] every `every` until the publisher is dropped.
-    pub fn spawn(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { break };
-                match me.sync_once().await {
-                    Ok(renewed) => {
-                        if failing && renewed {
-                            failing = false;
-                            tracing::info!("denylist sync recovered");
-                        } else if !failing && !renewed {
-                            failing = true;
-                            tracing::warn!(
-                                "revocations wait to be published; the denylist lease is not renewed"
-                            );
-                        }
-                    }
-                    Err(err) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %err, "denylist sync failed; retrying every second");
-                    }
-                    Err(_) => {}
-                }
+    /// One run of the background job: [`Self::sync_once`], logging only when it starts or
+    /// stops failing.
+    pub async fn sync_logged(&self) {
+        let outcome = self.sync_once().await;
+        let failing = self
+            .failing
+            .swap(!matches!(outcome, Ok(true)), Ordering::Relaxed);
+        match outcome {
+            Ok(true) if failing => tracing::info!("denylist sync recovered"),
+            Ok(false) if !failing => tracing::warn!(
+                "revocations wait to be published; the denylist lease is not renewed"
+            ),
+            Err(err) if !failing => {
+                tracing::warn!(error = %err, "denylist sync failed; retrying every second")
             }
-        })
+            _ => {}
+        }
     }
 }

@@ -12,8 +12,7 @@
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared::ApiError;
-use shared::ratelimit::{Limit, Lock, Rate};
+use shared::ratelimit::{Limit, Lock, Rate, RateLimited};
 
 use crate::state::AppState;
 
@@ -64,7 +63,7 @@ fn keys(state: &AppState, subject: Subject<'_>, ip: &str) -> Keys {
 /// per account, where an ip the account logged in from before counts under a budget of its
 /// own (and passes the account-wide lock), so that no attacker elsewhere can lock the owner
 /// out by spending the account's shared budget.
-pub async fn check_login(state: &AppState, account: &str, ip: &str) -> Result<(), ApiError> {
+pub async fn check_login(state: &AppState, account: &str, ip: &str) -> Result<(), RateLimited> {
     let a = &state.settings.auth;
     let subject = Subject::Account(account);
     let k = keys(state, subject, ip);
@@ -86,7 +85,7 @@ pub async fn check_client(
     client_id: &str,
     ip: &str,
     authenticated: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), RateLimited> {
     let a = &state.settings.auth;
     let subject = Subject::Client(client_id);
     if authenticated {
@@ -116,12 +115,12 @@ fn locks(k: Keys, ip: &str) -> Vec<Lock> {
     ]
 }
 
-async fn check(state: &AppState, limits: &[Limit], locks: &[Lock]) -> Result<(), ApiError> {
+async fn check(state: &AppState, limits: &[Limit], locks: &[Lock]) -> Result<(), RateLimited> {
     let decision = state.limiter.check_with_locks(limits, locks).await;
     if decision.allowed {
         Ok(())
     } else {
-        Err(decision.into_error())
+        Err(RateLimited(decision))
     }
 }
 
@@ -186,7 +185,7 @@ pub async fn enforce(
     policy: &'static str,
     rate: Rate,
     key: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), RateLimited> {
     state
         .limiter
         .enforce(&[Limit::new(policy, rate, key)])

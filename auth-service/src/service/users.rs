@@ -7,9 +7,10 @@ use shared::denylist::Revocation;
 use uuid::Uuid;
 
 use crate::crypto::hashing::Verified;
+use crate::domain::RequestMeta;
 use crate::domain::{DisplayName, NewPassword, PasswordInput};
 use crate::error::AuthError;
-use crate::service::{RequestMeta, throttle};
+use crate::service::throttle;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::sessions;

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::domain::RequestMeta;
 use crate::schema::audit_log;
-use crate::service::RequestMeta;
 
 /// Event names, as stored and as the admin API filters them.
 pub mod event {

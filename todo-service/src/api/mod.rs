@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod dto;
+pub mod preconditions;
 pub mod todos;
 
 use std::sync::Arc;

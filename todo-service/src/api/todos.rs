@@ -1,5 +1,6 @@
 //! `/v1/todos`: the caller's todos.
 
+use shared::problem::FieldCode;
 use std::sync::Arc;
 
 use poem::http::StatusCode;
@@ -19,12 +20,12 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::dto::{CreateTodo, PatchTodo, SortParam, Todo};
+use crate::api::preconditions::{etag, parse_if_match};
+use crate::domain::{Description, TodoPatch, TodoTitle};
 use crate::error::TodoError;
-use crate::service::todos::{
-    self, CreateInput, Created, Idempotency, ListRequest, etag, parse_if_match,
-};
+use crate::service::todos::{self, CreateInput, Created, Idempotency, ListRequest};
 use crate::state::AppState;
-use crate::store::todos::{TodoChanges, TodoRow};
+use crate::store::todos::TodoRow;
 
 pub struct TodosApi {
     pub state: Arc<AppState>,
@@ -271,15 +272,18 @@ impl TodosApi {
 }
 
 /// Turn a merge patch into validated changes.
-fn changes(patch: PatchTodo) -> Result<TodoChanges, TodoError> {
-    use crate::domain::{Description, TodoTitle};
+fn changes(patch: PatchTodo) -> Result<TodoPatch, TodoError> {
     let mut errors = Vec::new();
-    let mut changes = TodoChanges::default();
+    let mut changes = TodoPatch::default();
     match patch.title {
         MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => errors.push(FieldError::new("title", "REQUIRED", "cannot be null")),
+        MaybeUndefined::Null => errors.push(FieldError::new(
+            "title",
+            FieldCode::Required,
+            "cannot be null",
+        )),
         MaybeUndefined::Value(t) => match TodoTitle::parse(&t) {
-            Ok(t) => changes.title = Some(t.into_inner()),
+            Ok(t) => changes.title = Some(t),
             Err(e) => errors.push(e),
         },
     }
@@ -287,13 +291,17 @@ fn changes(patch: PatchTodo) -> Result<TodoChanges, TodoError> {
         MaybeUndefined::Undefined => {}
         MaybeUndefined::Null => changes.description = Some(None),
         MaybeUndefined::Value(d) => match Description::parse(&d) {
-            Ok(d) => changes.description = Some(Some(d.into_inner())),
+            Ok(d) => changes.description = Some(Some(d)),
             Err(e) => errors.push(e),
         },
     }
     match patch.done {
         MaybeUndefined::Undefined => {}
-        MaybeUndefined::Null => errors.push(FieldError::new("done", "REQUIRED", "cannot be null")),
+        MaybeUndefined::Null => errors.push(FieldError::new(
+            "done",
+            FieldCode::Required,
+            "cannot be null",
+        )),
         MaybeUndefined::Value(d) => changes.done = Some(d),
     }
     match patch.due_at {

@@ -14,31 +14,26 @@ use crate::state::AppState;
 
 const GROUP: &str = "todo-service";
 
-pub fn spawn_consumer(
-    state: Weak<AppState>,
-    redis_url: String,
-    prefix: String,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let stream = shared::events::stream_key(&prefix);
-        let consumer = format!("todo-{}", uuid::Uuid::new_v4().simple());
-        let client = match redis::Client::open(redis_url) {
-            Ok(client) => client,
-            Err(err) => {
-                tracing::error!(error = %err, "invalid Redis URL; events are not consumed");
-                return;
-            }
-        };
-        loop {
-            if state.strong_count() == 0 {
-                break;
-            }
-            if let Err(err) = consume(&state, &client, &stream, &consumer).await {
-                tracing::debug!(error = %err, "event consumer stopped; reconnecting");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+/// Consume events for as long as the state exists (run it as a background task).
+pub async fn consumer(state: Weak<AppState>, redis_url: String, prefix: String) {
+    let stream = shared::events::stream_key(&prefix);
+    let consumer = format!("todo-{}", uuid::Uuid::new_v4().simple());
+    let client = match redis::Client::open(redis_url) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, "invalid Redis URL; events are not consumed");
+            return;
         }
-    })
+    };
+    loop {
+        if state.strong_count() == 0 {
+            break;
+        }
+        if let Err(err) = consume(&state, &client, &stream, &consumer).await {
+            tracing::debug!(error = %err, "event consumer stopped; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn consume(

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::FieldError;
+use shared::problem::FieldCode;
 use uuid::Uuid;
 
-use crate::domain::{Description, TodoTitle};
+use crate::domain::{Description, TodoPatch, TodoTitle};
 use crate::error::TodoError;
 use crate::state::AppState;
 use crate::store::idempotency::{self, NewStoredResponse, StoredResponse};
@@ -33,7 +34,7 @@ impl Idempotency {
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(TodoError::Validation(vec![FieldError::new(
                 "Idempotency-Key",
-                "INVALID_FORMAT",
+                FieldCode::InvalidFormat,
                 "must be 1 to 255 visible ASCII characters",
             )]));
         }
@@ -164,7 +165,7 @@ fn encode_cursor(sort: Sort, row: &TodoRow) -> String {
 }
 
 fn decode_cursor(sort: Sort, cursor: &str) -> Result<After, TodoError> {
-    let bad = || TodoError::Api(shared::cursor::invalid());
+    let bad = || TodoError::from(shared::cursor::invalid());
     let data: CursorData = shared::cursor::decode(cursor).ok_or_else(bad)?;
     if data.s != sort_tag(sort) || (data.a.is_none() && sort != Sort::DueAsc) {
         return Err(bad());
@@ -225,43 +226,19 @@ pub enum Precondition {
     Never,
 }
 
-/// Parse `If-Match` (`"3"`, `*`, or a list of those). `If-Match` compares strongly
-/// (RFC 9110 section 13.1.1), so a weak tag such as `W/"3"` never matches.
-pub fn parse_if_match(raw: Option<&str>) -> Precondition {
-    let Some(raw) = raw else {
-        return Precondition::None;
-    };
-    let mut versions = Vec::new();
-    for tag in raw.split(',').map(str::trim) {
-        if tag == "*" {
-            return Precondition::Any;
-        }
-        if let Some(v) = tag
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-            .and_then(|t| t.parse().ok())
-        {
-            versions.push(v);
-        }
-    }
-    match versions.as_slice() {
-        [v] => Precondition::Version(*v),
-        _ => Precondition::Never,
-    }
-}
-
-/// The ETag of a version.
-pub fn etag(version: i64) -> String {
-    format!("\"{version}\"")
-}
-
 pub async fn update(
     state: &AppState,
     owner: &str,
     id: Uuid,
     precondition: Precondition,
-    changes: TodoChanges,
+    patch: TodoPatch,
 ) -> Result<TodoRow, TodoError> {
+    let changes = TodoChanges {
+        title: patch.title.map(TodoTitle::into_inner),
+        description: patch.description.map(|d| d.map(Description::into_inner)),
+        done: patch.done,
+        due_at: patch.due_at,
+    };
     let mut conn = shared::db::conn(&state.pool).await?;
     let expected = match precondition {
         Precondition::Version(v) => Some(v),
@@ -307,37 +284,18 @@ pub async fn delete(
     }
 }
 
-/// Drop expired idempotency records now and then, in small batches.
-pub fn spawn_housekeeping(state: std::sync::Weak<AppState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            match shared::db::purge_in_batches(&state.pool, idempotency::PURGE_BATCH, Utc::now())
-                .await
-            {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "purged expired idempotency keys"),
-                Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
-            }
-        }
-    })
+/// Drop expired idempotency records, in small batches (a background job).
+pub async fn purge_idempotency_keys(state: &AppState) {
+    match shared::db::purge_in_batches(&state.pool, idempotency::PURGE_BATCH, Utc::now()).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "purged expired idempotency keys"),
+        Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn if_match_forms() {
-        assert_eq!(parse_if_match(None), Precondition::None);
-        assert_eq!(parse_if_match(Some("*")), Precondition::Any);
-        assert_eq!(parse_if_match(Some("\"3\"")), Precondition::Version(3));
-        assert_eq!(parse_if_match(Some("W/\"3\"")), Precondition::Never);
-        assert_eq!(parse_if_match(Some("\"x\"")), Precondition::Never);
-        assert_eq!(parse_if_match(Some("3")), Precondition::Never);
-    }
 
     #[test]
     fn idempotency_keys_are_bounded_and_bodies_fingerprinted_by_content() {

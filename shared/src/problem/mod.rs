@@ -4,13 +4,15 @@
 //! answer, so the OpenAPI document lists exactly those. Framework errors (bad JSON, unknown
 //! route, body too large, ...) are turned into the same shape by [`crate::middleware`].
 
-use std::marker::PhantomData;
+mod code;
+mod docs;
+
+pub use code::{Code, FieldCode};
+pub use docs::{ApiErr, ErrorSet};
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
-use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
-use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Object};
+use poem_openapi::Object;
 use serde::Serialize;
 
 /// The media type of every error body.
@@ -42,10 +44,10 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+    pub fn new(field: &str, code: FieldCode, message: impl Into<String>) -> Self {
         Self {
             field: field.to_owned(),
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message: message.into(),
         }
     }
@@ -86,7 +88,7 @@ impl poem_openapi::types::Example for Problem {
             request_id: "0193b1f2-7c1e-7d3a-9a4e-1f2a3b4c5d6e".into(),
             errors: Some(vec![FieldError::new(
                 "password",
-                "TOO_SHORT",
+                FieldCode::TooShort,
                 "must be at least 8 characters",
             )]),
         }
@@ -97,7 +99,7 @@ impl poem_openapi::types::Example for Problem {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub detail: String,
     pub errors: Option<Vec<FieldError>>,
     /// Seconds for `Retry-After` (429 and 503).
@@ -107,7 +109,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: Code, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -132,7 +134,7 @@ impl ApiError {
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let mut err = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_FAILED",
+            Code::ValidationFailed,
             "The request has invalid fields.",
         );
         err.errors = Some(errors);
@@ -141,7 +143,7 @@ impl ApiError {
 
     /// 400 for a body or parameter that could not be parsed at all.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", detail)
+        Self::new(StatusCode::BAD_REQUEST, Code::ValidationFailed, detail)
     }
 
     /// 401 for any token that fails on form, signature, header or claims: one body whatever
@@ -149,7 +151,7 @@ impl ApiError {
     pub fn token_invalid() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "TOKEN_INVALID",
+            Code::TokenInvalid,
             "The access token is missing or invalid.",
         )
     }
@@ -157,7 +159,7 @@ impl ApiError {
     pub fn token_expired() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "TOKEN_EXPIRED",
+            Code::TokenExpired,
             "The access token has expired.",
         )
     }
@@ -165,23 +167,23 @@ impl ApiError {
     pub fn token_revoked() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "TOKEN_REVOKED",
+            Code::TokenRevoked,
             "The access token has been revoked.",
         )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", detail)
+        Self::new(StatusCode::FORBIDDEN, Code::Forbidden, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", detail)
+        Self::new(StatusCode::NOT_FOUND, Code::NotFound, detail)
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "SERVICE_UNAVAILABLE",
+            Code::ServiceUnavailable,
             detail,
         )
     }
@@ -189,7 +191,7 @@ impl ApiError {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            Code::Internal,
             "An internal error occurred.",
         )
     }
@@ -200,7 +202,7 @@ impl ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.to_owned(),
+            code: self.code.as_str().to_owned(),
             request_id: current_request_id(),
             errors: self.errors.clone(),
         }
@@ -251,152 +253,15 @@ impl poem::error::ResponseError for ApiError {
     }
 }
 
-/// The statuses an operation can answer with a problem body, for its OpenAPI entry.
-pub trait ErrorSet {
-    const STATUSES: &'static [u16];
-    /// Statuses every operation may answer (400, 500, 503) that the operation's success
-    /// type documents itself, with another body; left out here so each status is named once.
-    const DOCUMENTED_BY_SUCCESS: &'static [u16] = &[];
-}
-
-/// Declares an [`ErrorSet`]: `error_set!(pub SignupErrors: 409, 422);`. Every set also
-/// documents 400, 500 and 503, which any operation can answer.
-#[macro_export]
-macro_rules! error_set {
-    ($vis:vis $name:ident: $($status:literal),* $(,)?) => {
-        $vis struct $name;
-        impl $crate::problem::ErrorSet for $name {
-            const STATUSES: &'static [u16] = &[$($status),*];
-        }
-    };
-}
-
-/// An error response documented with the statuses of `S`.
-pub struct ApiErr<S>(pub ApiError, PhantomData<S>);
-
-impl<S> From<ApiError> for ApiErr<S> {
-    fn from(err: ApiError) -> Self {
-        Self(err, PhantomData)
+impl From<crate::db::DbUnavailable> for ApiError {
+    fn from(_: crate::db::DbUnavailable) -> Self {
+        ApiError::unavailable("The database is unavailable; try again shortly.").with_retry_after(1)
     }
 }
 
-impl<S> std::fmt::Debug for ApiErr<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl<S: Send> IntoResponse for ApiErr<S> {
-    fn into_response(self) -> Response {
-        self.0.into_response()
-    }
-}
-
-impl<S> From<ApiErr<S>> for poem::Error {
-    fn from(err: ApiErr<S>) -> Self {
-        poem::Error::from(err.0)
-    }
-}
-
-/// Statuses every operation may answer, whatever its own set says.
-const ALWAYS: &[u16] = &[400, 500, 503];
-
-fn describe(status: u16) -> &'static str {
-    match status {
-        400 => "The body is not valid JSON (`VALIDATION_FAILED`).",
-        401 => {
-            "Not authenticated: the bearer token is missing or invalid (`TOKEN_INVALID`), expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`); or, where the operation takes them, wrong credentials (`INVALID_CREDENTIALS`) or an unusable refresh token (`REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED`)."
-        }
-        403 => {
-            "Not allowed: the caller lacks the role or scope this needs (`FORBIDDEN`), or a cookie-carried request came from an origin not in the allowlist (`CSRF_FAILED`)."
-        }
-        404 => "No such resource, or not the caller's (`NOT_FOUND`).",
-        409 => "Conflicts with the current state (`CONFLICT`, or `EMAIL_TAKEN` at signup).",
-        412 => "`If-Match` does not match the current version (`PRECONDITION_FAILED`).",
-        413 => "The body is larger than the configured limit (`PAYLOAD_TOO_LARGE`).",
-        415 => "The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
-        422 => {
-            "A field, parameter or header is missing or invalid (`VALIDATION_FAILED`); `errors` names each one with a code such as `REQUIRED`, `UNKNOWN_FIELD`, `INVALID_TYPE`, `INVALID_VALUE`, `INVALID_FORMAT` or `TOO_SHORT`."
-        }
-        429 => "Too many requests; retry after `Retry-After` seconds (`RATE_LIMITED`).",
-        500 => "An internal error (`INTERNAL`); the body carries no detail.",
-        503 => "A dependency is down or the service is overloaded (`SERVICE_UNAVAILABLE`).",
-        _ => "An error.",
-    }
-}
-
-impl<S: ErrorSet + Send> ApiResponse for ApiErr<S> {
-    fn meta() -> MetaResponses {
-        let mut statuses: Vec<u16> = S::STATUSES
-            .iter()
-            .chain(
-                ALWAYS
-                    .iter()
-                    .filter(|s| !S::DOCUMENTED_BY_SUCCESS.contains(s)),
-            )
-            .copied()
-            .collect();
-        statuses.sort_unstable();
-        statuses.dedup();
-        let responses = statuses
-            .into_iter()
-            .map(|status| {
-                let mut headers = Vec::new();
-                if status == 401 {
-                    headers.push(MetaHeader {
-                        name: "WWW-Authenticate".into(),
-                        description: Some("`Bearer error=\"invalid_token\"`".into()),
-                        required: true,
-                        deprecated: false,
-                        schema: String::schema_ref(),
-                    });
-                }
-                if status == 429 || status == 503 {
-                    headers.push(MetaHeader {
-                        name: "Retry-After".into(),
-                        description: Some("Seconds to wait before retrying.".into()),
-                        required: status == 429,
-                        deprecated: false,
-                        schema: u64::schema_ref(),
-                    });
-                }
-                if status == 429 {
-                    for (name, description) in [
-                        (
-                            "RateLimit-Policy",
-                            "The limits that apply, e.g. `\"login-ip\";q=30;w=60`.",
-                        ),
-                        (
-                            "RateLimit",
-                            "What is left of each, e.g. `\"login-ip\";r=0;t=2`.",
-                        ),
-                    ] {
-                        headers.push(MetaHeader {
-                            name: name.into(),
-                            description: Some(description.into()),
-                            required: true,
-                            deprecated: false,
-                            schema: String::schema_ref(),
-                        });
-                    }
-                }
-                MetaResponse {
-                    description: describe(status),
-                    status: Some(status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: PROBLEM_JSON,
-                        schema: Problem::schema_ref(),
-                    }],
-                    headers,
-                }
-            })
-            .collect();
-        MetaResponses { responses }
-    }
-
-    fn register(registry: &mut Registry) {
-        Problem::register(registry);
+impl From<crate::tokens::NotAllowed> for ApiError {
+    fn from(err: crate::tokens::NotAllowed) -> Self {
+        ApiError::forbidden(err.0)
     }
 }
 

@@ -4,181 +4,22 @@
 
 use std::sync::Arc;
 
+mod body;
+mod credentials;
+
 use poem::Request;
-use poem::http::header;
+use poem_openapi::OpenApi;
 use poem_openapi::payload::{Form, Json};
-use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde::Deserialize;
 use shared::problem::ApiErr;
 
-use crate::api::ApiTags;
-use crate::service::RequestMeta;
-use crate::service::oauth::{self, Failure, Introspection, OAuthError, Params};
+use crate::api::{ApiTags, request_meta};
+use crate::service::oauth::{self, Failure, Introspection, OAuthError};
 use crate::state::AppState;
+pub use body::*;
+use credentials::{credentials, sends_client_credentials};
 
 pub struct OAuthApi {
     pub state: Arc<AppState>,
-}
-
-/// The parameters of the OAuth endpoints (RFC 6749, 7009, 7662). Unknown parameters are
-/// ignored, as RFC 6749 requires.
-#[derive(Debug, Deserialize, Object)]
-pub struct OAuthRequest {
-    /// `client_credentials` or `refresh_token` (token endpoint).
-    pub grant_type: Option<String>,
-    /// Space-separated scopes to request (client credentials); default: all the client's.
-    pub scope: Option<String>,
-    /// Client authentication in the body (else HTTP Basic).
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    /// For `grant_type=refresh_token`.
-    pub refresh_token: Option<String>,
-    /// The token to revoke or introspect.
-    pub token: Option<String>,
-    /// `access_token` or `refresh_token` (a hint only).
-    pub token_type_hint: Option<String>,
-}
-
-impl OAuthRequest {
-    /// The parameters the service reads (`token_type_hint` is only a hint: unused).
-    fn into_params(self) -> Params {
-        Params {
-            grant_type: self.grant_type,
-            scope: self.scope,
-            client_id: self.client_id,
-            client_secret: self.client_secret,
-            refresh_token: self.refresh_token,
-            token: self.token,
-        }
-    }
-}
-
-/// A token response (RFC 6749 §5.1).
-#[derive(Debug, Object)]
-pub struct OAuthToken {
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    pub expires_in: i64,
-    pub scope: String,
-    /// Only for the refresh-token grant.
-    #[oai(skip_serializing_if_is_none)]
-    pub refresh_token: Option<String>,
-}
-
-/// An error response (RFC 6749 §5.2).
-#[derive(Debug, Object)]
-pub struct OAuthErrorBody {
-    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
-    /// `unsupported_grant_type` or `invalid_scope`.
-    pub error: String,
-    pub error_description: String,
-}
-
-/// Introspection (RFC 7662). Inactive tokens give only `{"active": false}`.
-#[derive(Debug, Default, Object)]
-pub struct IntrospectionBody {
-    pub active: bool,
-    #[oai(skip_serializing_if_is_none)]
-    pub scope: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub client_id: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub sub: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub exp: Option<i64>,
-    #[oai(skip_serializing_if_is_none)]
-    pub iat: Option<i64>,
-    #[oai(skip_serializing_if_is_none)]
-    pub jti: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub iss: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub token_type: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub role: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub sid: Option<String>,
-}
-
-const NO_STORE: &str = "no-store";
-const BASIC_CHALLENGE: &str = r#"Basic realm="auth-service", charset="UTF-8""#;
-
-#[derive(ApiResponse)]
-pub enum TokenResponse {
-    /// A token.
-    #[oai(status = 200)]
-    Ok(Json<OAuthToken>, #[oai(header = "Cache-Control")] String),
-    /// `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`, ...
-    #[oai(status = 400)]
-    BadRequest(
-        Json<OAuthErrorBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// `invalid_client`, with a Basic challenge.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-        #[oai(header = "Cache-Control")] String,
-    ),
-}
-
-#[derive(ApiResponse)]
-pub enum RevokeResponse {
-    /// Revoked, or there was nothing to revoke (RFC 7009 answers 200 either way).
-    #[oai(status = 200)]
-    Ok,
-    /// `invalid_request`: the form lacks `token` or is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<OAuthErrorBody>),
-    /// `invalid_client`, with a Basic challenge.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
-}
-
-#[derive(ApiResponse)]
-pub enum IntrospectResponse {
-    /// What the token is; `{"active": false}` for anything not usable.
-    #[oai(status = 200)]
-    Ok(
-        Json<IntrospectionBody>,
-        #[oai(header = "Cache-Control")] String,
-    ),
-    /// `invalid_request`: the form lacks `token` or is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<OAuthErrorBody>),
-    /// `invalid_client`, with a Basic challenge.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<OAuthErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
-}
-
-/// What the OAuth routes answer besides their RFC 6749 bodies. Their 400 is the RFC 6749
-/// error body, documented by each success type.
-pub struct OAuthServiceErrors;
-
-impl shared::problem::ErrorSet for OAuthServiceErrors {
-    const STATUSES: &'static [u16] = &[413, 429];
-    const DOCUMENTED_BY_SUCCESS: &'static [u16] = &[400];
-}
-
-fn body(err: &OAuthError) -> Json<OAuthErrorBody> {
-    Json(OAuthErrorBody {
-        error: err.error.to_owned(),
-        error_description: err.description.clone(),
-    })
-}
-
-fn authorization(req: &Request) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
 }
 
 /// An OAuth failure as (status-specific) response, or a service fault as a problem.
@@ -190,33 +31,6 @@ macro_rules! oauth_failure {
             Failure::Service(err) => return Err(err.into()),
         }
     };
-}
-
-impl TokenResponse {
-    fn unauthorized(err: &OAuthError) -> Self {
-        Self::Unauthorized(body(err), BASIC_CHALLENGE.into(), NO_STORE.into())
-    }
-    fn bad_request(err: &OAuthError) -> Self {
-        Self::BadRequest(body(err), NO_STORE.into())
-    }
-}
-
-impl RevokeResponse {
-    fn unauthorized(err: &OAuthError) -> Self {
-        Self::Unauthorized(body(err), BASIC_CHALLENGE.into())
-    }
-    fn bad_request(err: &OAuthError) -> Self {
-        Self::BadRequest(body(err))
-    }
-}
-
-impl IntrospectResponse {
-    fn unauthorized(err: &OAuthError) -> Self {
-        Self::Unauthorized(body(err), BASIC_CHALLENGE.into())
-    }
-    fn bad_request(err: &OAuthError) -> Self {
-        Self::BadRequest(body(err))
-    }
 }
 
 #[OpenApi(prefix_path = "/oauth", tag = "ApiTags::OAuth")]
@@ -235,8 +49,8 @@ impl OAuthApi {
         req: &Request,
         form: Form<OAuthRequest>,
     ) -> Result<TokenResponse, ApiErr<OAuthServiceErrors>> {
-        let meta = RequestMeta::from_request(req);
-        let params = form.0.into_params();
+        let meta = request_meta(req);
+        let params = form.0;
         let result = match params.grant_type.as_deref() {
             None | Some("") => Err(OAuthError {
                 error: "invalid_request",
@@ -244,7 +58,7 @@ impl OAuthApi {
             }
             .into()),
             Some("client_credentials") => {
-                match oauth::authenticate_client(&self.state, authorization(req), &params, &meta)
+                match oauth::authenticate_client(&self.state, credentials(req, &params), &meta)
                     .await
                 {
                     Ok(client) => {
@@ -262,8 +76,8 @@ impl OAuthApi {
             Some("refresh_token") => {
                 // A public client (a browser app) need not authenticate; one that sends
                 // client credentials must send valid ones (RFC 6749 section 6).
-                let client = if oauth::sends_client_credentials(authorization(req), &params) {
-                    oauth::authenticate_client(&self.state, authorization(req), &params, &meta)
+                let client = if sends_client_credentials(req, &params) {
+                    oauth::authenticate_client(&self.state, credentials(req, &params), &meta)
                         .await
                         .map(drop)
                 } else {
@@ -307,11 +121,10 @@ impl OAuthApi {
         req: &Request,
         form: Form<OAuthRequest>,
     ) -> Result<RevokeResponse, ApiErr<OAuthServiceErrors>> {
-        let meta = RequestMeta::from_request(req);
-        let params = form.0.into_params();
+        let meta = request_meta(req);
+        let params = form.0;
         let client =
-            match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
-            {
+            match oauth::authenticate_client(&self.state, credentials(req, &params), &meta).await {
                 Ok(client) => client,
                 Err(failure) => return Ok(oauth_failure!(RevokeResponse, failure)),
             };
@@ -338,11 +151,10 @@ impl OAuthApi {
         req: &Request,
         form: Form<OAuthRequest>,
     ) -> Result<IntrospectResponse, ApiErr<OAuthServiceErrors>> {
-        let meta = RequestMeta::from_request(req);
-        let params = form.0.into_params();
+        let meta = request_meta(req);
+        let params = form.0;
         let client =
-            match oauth::authenticate_client(&self.state, authorization(req), &params, &meta).await
-            {
+            match oauth::authenticate_client(&self.state, credentials(req, &params), &meta).await {
                 Ok(client) => client,
                 Err(failure) => return Ok(oauth_failure!(IntrospectResponse, failure)),
             };
