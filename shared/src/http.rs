@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::{StatusCode, header};
-use poem::middleware::Cors;
+use poem::middleware::{CatchPanic, Cors};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::allow::AllowedMethods;
 use crate::config::HttpSettings;
 use crate::middleware::{Edge, EdgeConfig};
+use crate::problem::ApiError;
 
 /// Headers a browser may send cross-origin, and read from our responses.
 const ALLOW_HEADERS: &[&str] = &[
@@ -72,6 +73,7 @@ where
         .nest("/", api);
     inner(routes.around(one_authorization).boxed())
         .with_if(has_cors, cors)
+        .with(CatchPanic::new().with_handler(panicked))
         .with(Edge::new(EdgeConfig {
             body_limit: settings.body_limit_bytes,
             body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
@@ -104,4 +106,62 @@ async fn one_authorization<E: Endpoint>(
         ));
     }
     ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// A handler that panicked answers the bare 500 problem (inside the edge, so with its
+/// request id and headers) instead of dropping the connection; the panic is logged.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = message, "a handler panicked");
+    metrics::counter!("http_handler_panics_total").increment(1);
+    ApiError::internal().into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::http::Method;
+    use poem_openapi::payload::PlainText;
+
+    use super::*;
+
+    struct Panics;
+
+    #[poem_openapi::OpenApi]
+    impl Panics {
+        #[oai(path = "/boom", method = "get")]
+        async fn boom(&self) -> PlainText<&'static str> {
+            panic!("a bug")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_the_500_problem() {
+        let ep = mount(
+            OpenApiService::new(Panics, "t", "1"),
+            &HttpSettings::default(),
+            |routes| routes,
+        );
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri_str("/boom")
+            .finish();
+        let resp = ep.call(req).await.expect("answered").into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            resp.headers().get(header::CONTENT_TYPE).unwrap(),
+            crate::problem::PROBLEM_JSON
+        );
+        assert!(resp.headers().contains_key("x-request-id"));
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().into_bytes().await.unwrap()).unwrap();
+        assert_eq!(body["code"], "INTERNAL");
+        assert!(
+            !body.to_string().contains("a bug"),
+            "the panic stays in the log"
+        );
+    }
 }
