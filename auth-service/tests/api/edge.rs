@@ -134,7 +134,7 @@ async fn readiness_names_what_is_down() {
         s
     };
     let broken =
-        crate::helpers::spawn_on(settings, app.db_url.clone(), app.redis_prefix.clone()).await;
+        crate::helpers::spawn_on(settings, app.database.clone(), app.redis_prefix.clone()).await;
     let resp = broken
         .client
         .get(broken.url("/readyz"))

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::config::{HttpSettings, LogFormat};
 use shared::telemetry::CapturedLogs;
-use shared::testing::{fresh_database, redis_url};
+use shared::testing::{TestDatabase, fresh_database, redis_url};
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -34,6 +34,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub db_url: String,
+    /// Dropped when the last app on it ends.
+    pub database: Arc<TestDatabase>,
     pub redis_prefix: String,
     pub state: Arc<AppState>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -65,14 +67,18 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     LazyLock::force(&LOGS);
-    let db_url = fresh_database("auth", MIGRATIONS).await;
+    let database = fresh_database("auth", MIGRATIONS).await;
     let redis_prefix = shared::testing::redis_prefix();
-    let mut settings = test_settings(&db_url, &redis_prefix);
+    let mut settings = test_settings(&database, &redis_prefix);
     configure(&mut settings);
-    spawn_on(settings, db_url, redis_prefix).await
+    spawn_on(settings, database, redis_prefix).await
 }
 
-pub async fn spawn_on(settings: Settings, db_url: String, redis_prefix: String) -> TestApp {
+pub async fn spawn_on(
+    settings: Settings,
+    database: Arc<TestDatabase>,
+    redis_prefix: String,
+) -> TestApp {
     settings.validate().expect("test settings are valid");
     let app = Application::build(settings).await.expect("build app");
     let base = format!("http://{}", app.addr());
@@ -87,7 +93,8 @@ pub async fn spawn_on(settings: Settings, db_url: String, redis_prefix: String) 
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        db_url,
+        db_url: database.url().to_owned(),
+        database,
         redis_prefix,
         state,
         _shutdown: tx,

@@ -140,7 +140,7 @@ async fn two_instances_share_one_limit() {
     .await;
     let mut settings = a.state.settings.clone();
     settings.http.listen_addr = "127.0.0.1:0".parse().unwrap();
-    let b = spawn_on(settings, a.db_url.clone(), a.redis_prefix.clone()).await;
+    let b = spawn_on(settings, a.database.clone(), a.redis_prefix.clone()).await;
 
     for app in [&a, &b, &a, &b] {
         assert_eq!(

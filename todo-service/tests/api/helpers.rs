@@ -10,7 +10,7 @@ use reqwest::{RequestBuilder, Response};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::config::HttpSettings;
-use shared::testing::{fresh_database, json, redis_prefix};
+use shared::testing::{TestDatabase, fresh_database, json, redis_prefix};
 use todo_service::config::{Settings as TodoConfig, TodoSettings};
 
 pub use shared::testing::{PausableProxy, RedisServer, assert_problem};
@@ -23,8 +23,8 @@ pub struct Stack {
     pub client: reqwest::Client,
     pub auth_state: Arc<auth_service::state::AppState>,
     pub todo_state: Arc<todo_service::state::AppState>,
-    pub auth_db: String,
-    pub todo_db: String,
+    pub auth_db: Arc<TestDatabase>,
+    pub todo_db: Arc<TestDatabase>,
     auth_stop: Option<tokio::sync::oneshot::Sender<()>>,
     todo_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -87,7 +87,7 @@ pub async fn spawn_stack_on(
     }));
 
     let mut todo = TodoSettings {
-        database_url: SecretString::from(todo_db.clone()),
+        database_url: SecretString::from(todo_db.to_string()),
         redis_url: SecretString::from(redis_url.clone()),
         redis_prefix: prefix.clone(),
         jwks_url: format!("{auth}/.well-known/jwks.json"),
