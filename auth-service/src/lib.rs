@@ -3,6 +3,7 @@
 //! detection, sessions, and revocation published to a Redis denylist.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin;
+mod admin_records;
 mod audit_chain;
 mod edge;
 mod housekeeping;
@@ -14,6 +15,7 @@ mod logout;
 mod logs;
 mod me;
 mod oauth;
+mod oauth_revocation;
 mod openapi;
 mod password;
 mod proxy;

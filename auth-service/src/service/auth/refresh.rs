@@ -1,0 +1,181 @@
+//! Refresh-token rotation with reuse detection.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde_json::json;
+use shared::denylist::Revocation;
+use shared::ratelimit::Limit;
+use uuid::Uuid;
+
+use super::*;
+use crate::crypto::tokens::{RefreshToken, hash_token};
+use crate::domain::RequestMeta;
+use crate::error::AuthError;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, event};
+use crate::store::revocations::RevocationRow;
+use crate::store::sessions::{self, NewRefresh, Revoke, SessionRow};
+use crate::store::users::{self, UserRow};
+
+enum RefreshOutcome {
+    Rotated {
+        user: UserRow,
+        session_id: Uuid,
+        refresh_expires: DateTime<Utc>,
+    },
+    Reused(Vec<RevocationRow>),
+    Invalid,
+}
+
+/// Spend a refresh token and issue its successor, in one transaction. The token row is
+/// locked, so of concurrent refreshes with one token exactly one finds it unspent; the
+/// others see it spent, which is reuse: the whole session is revoked (RFC 9700 4.14).
+pub async fn refresh(
+    state: &AppState,
+    presented: &str,
+    delivery: Delivery,
+    meta: &RequestMeta,
+) -> Result<Issued, AuthError> {
+    if presented.is_empty() || presented.len() > 512 {
+        return Err(AuthError::RefreshInvalid);
+    }
+    let hash = hash_token(presented);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    // Limited per ip and per session (one Redis round trip; unknown tokens count together).
+    // The session is read here unlocked, and the token row read again under the lock below:
+    // the limit must be known before the transaction, and no row lock may be held across a
+    // Redis call.
+    let known = sessions::find_refresh(&mut conn, &hash)
+        .await?
+        .map(|(_, s)| s.id);
+    let session_key = known.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
+    let a = &state.settings.auth;
+    state
+        .limiter
+        .enforce(&[
+            Limit::new("refresh-ip", a.rate_refresh_ip, meta.ip_key.as_str()),
+            Limit::new("refresh-session", a.rate_refresh_session, session_key),
+        ])
+        .await?;
+    let now = Utc::now();
+    let idle = state.idle_ttl();
+    let successor = RefreshToken::generate();
+    let successor_hash = hash_token(&successor.0);
+    let outcome = conn
+        .transaction(async |conn| {
+            // Rows are locked in the order every transaction here takes them: the session,
+            // then its token (then, at the end, the audit head); a revocation or a deletion
+            // takes the session before the tokens, so the two can never wait on each other.
+            let Some(session_id) = known else {
+                return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
+            };
+            sessions::lock(conn, session_id).await?;
+            let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?
+            else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            if token.used_at.is_some() {
+                let newly = !sessions::revoke(
+                    conn,
+                    Revoke::These(&[session.id]),
+                    "refresh_token_reuse",
+                    now,
+                )
+                .await?
+                .is_empty();
+                let rows = if newly {
+                    state
+                        .revocations
+                        .record(conn, &[Revocation::Session(session.id.to_string())], now)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                audit::record(
+                    conn,
+                    AuditEntry {
+                        event: event::REFRESH_REUSE_DETECTED,
+                        actor_id: None,
+                        subject_id: Some(session.user_id),
+                        session_id: Some(session.id),
+                        meta,
+                        details: json!({ "token_id": token.id, "session_was_live": newly }),
+                    },
+                )
+                .await?;
+                return Ok(RefreshOutcome::Reused(rows));
+            }
+            if !session_usable(&session, now, idle) || token.expires_at <= now {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            let Some(user) = users::find(conn, session.user_id).await? else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            if user.disabled {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            let refresh_expires = (now + idle).min(session.expires_at);
+            sessions::mark_refresh_used(conn, token.id, now).await?;
+            sessions::insert_refresh(
+                conn,
+                NewRefresh {
+                    id: Uuid::now_v7(),
+                    session_id: session.id,
+                    parent_id: Some(token.id),
+                    token_hash: &successor_hash,
+                    issued_at: now,
+                    expires_at: refresh_expires,
+                },
+            )
+            .await?;
+            sessions::touch(conn, session.id, now).await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    event: event::REFRESH,
+                    actor_id: Some(user.id),
+                    subject_id: Some(user.id),
+                    session_id: Some(session.id),
+                    meta,
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(RefreshOutcome::Rotated {
+                user,
+                session_id: session.id,
+                refresh_expires,
+            })
+        })
+        .await?;
+
+    match outcome {
+        RefreshOutcome::Invalid => Err(AuthError::RefreshInvalid),
+        RefreshOutcome::Reused(rows) => {
+            tracing::warn!("refresh token reuse detected; session revoked");
+            state.revocations.publish(&mut conn, rows).await;
+            Err(AuthError::RefreshReused)
+        }
+        RefreshOutcome::Rotated {
+            user,
+            session_id,
+            refresh_expires,
+        } => {
+            let (access_token, expires_in, scope) =
+                access_token_for(state, user.id, role_of(&user), session_id)?;
+            Ok(Issued {
+                access_token,
+                expires_in,
+                scope,
+                refresh_token: successor.0,
+                refresh_expires_in: (refresh_expires - now).num_seconds(),
+                session_id,
+                delivery,
+            })
+        }
+    }
+}
+
+fn session_usable(session: &SessionRow, now: DateTime<Utc>, idle: chrono::Duration) -> bool {
+    session.revoked_at.is_none() && session.expires_at > now && session.last_used_at + idle > now
+}
