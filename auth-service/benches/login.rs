@@ -129,11 +129,13 @@ struct Bench {
     client: reqwest::Client,
     redis_url: String,
     cores: usize,
+    /// Dropped with the bench, not before.
+    _database: std::sync::Arc<shared::testing::TestDatabase>,
 }
 
 impl Bench {
     async fn start(memory_kib: u32, iterations: u32, cores: usize) -> Self {
-        let db_url = shared::testing::fresh_database("bench", MIGRATIONS).await;
+        let db_url = shared::testing::fresh_database("auth", MIGRATIONS).await;
         let redis_url = shared::testing::redis_url();
         let big = Rate::new(1_000_000, 60);
         let settings = Settings {
@@ -179,6 +181,7 @@ impl Bench {
             client,
             redis_url,
             cores,
+            _database: db_url,
         }
     }
 

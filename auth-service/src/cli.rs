@@ -78,10 +78,9 @@ pub async fn run(
     read_password: fn() -> anyhow::Result<String>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let mut say = |line: &str| {
-        // Output that cannot be written (a closed pipe) is no reason to undo the command.
-        let _ = writeln!(out, "{line}");
-    };
+    // Output that cannot be written (a closed pipe, say) fails the command: a client's
+    // secret must not be lost silently.
+    let mut say = |line: &str| writeln!(out, "{line}").context("writing the output");
     match command {
         Command::Serve => {
             let app = Application::build(settings).await?;
@@ -120,14 +119,14 @@ pub async fn run(
             seal_own_rows(&state).await;
             match outcome {
                 AdminSetup::Created(user) => {
-                    say(&format!("created admin {} ({})", user.email, user.id))
+                    say(&format!("created admin {} ({})", user.email, user.id))?
                 }
                 AdminSetup::Promoted(user) => {
-                    say(&format!("promoted {} ({}) to admin", user.email, user.id));
+                    say(&format!("promoted {} ({}) to admin", user.email, user.id))?;
                     unpublished_warning(&state).await?;
                 }
                 AdminSetup::AlreadyAdmin(user) => {
-                    say(&format!("{} ({}) is already an admin", user.email, user.id))
+                    say(&format!("{} ({}) is already an admin", user.email, user.id))?
                 }
             }
         }
@@ -143,7 +142,7 @@ pub async fn run(
                         created.client.id,
                         created.secret,
                         created.client.scopes.join(" ")
-                    ));
+                    ))?;
                     seal_own_rows(&state).await;
                 }
                 ClientCommand::List => {
@@ -159,7 +158,7 @@ pub async fn run(
                                 c.name,
                                 c.scopes.join(" "),
                                 c.created_at
-                            ));
+                            ))?;
                         }
                         match next {
                             Some(next) => cursor = Some(next),
@@ -171,7 +170,7 @@ pub async fn run(
                     clients::delete(&state, None, id, &cli_meta())
                         .await
                         .map_err(describe)?;
-                    say(&format!("deleted client {id}; its tokens are revoked"));
+                    say(&format!("deleted client {id}; its tokens are revoked"))?;
                     seal_own_rows(&state).await;
                     unpublished_warning(&state).await?;
                 }
@@ -182,8 +181,8 @@ pub async fn run(
         } => {
             let state = startup::build_state(settings).await?;
             match crate::service::audit_seal::seal_once(&state, true).await? {
-                Some((from, last)) => say(&format!("sealed rows {from} to {}", last.id)),
-                None => say("nothing to seal"),
+                Some((from, last)) => say(&format!("sealed rows {from} to {}", last.id))?,
+                None => say("nothing to seal")?,
             }
         }
         Command::Audit {
@@ -202,7 +201,7 @@ pub async fn run(
                 } => say(&format!(
                     "audit log intact: {rows} rows verified, {sealed} of them sealed \
                      ({unsealed} newest not sealed yet)"
-                )),
+                ))?,
                 ChainCheck::Broken { id, rows_checked } => {
                     anyhow::bail!(
                         "audit log tampered with: the chain breaks at row {id} (after {rows_checked} good rows)"

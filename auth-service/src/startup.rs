@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::http::header;
+use poem::middleware::CookieJarManager;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use secrecy::ExposeSecret;
 use shared::ApiError;
@@ -37,31 +38,34 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
+    denylist_sync: Background,
     background: Background,
 }
 
 /// How long a background run in progress may take to finish at shutdown.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
 
-/// The periodic work: key reloads, denylist sync, events, purging, audit seals.
-fn start_background(state: &Arc<AppState>) -> Background {
-    let mut bg = Background::new();
+/// The periodic work: the denylist sync (stopped first at shutdown, so that the lease is
+/// left right after its last pass), and key reloads, events, purging and audit seals.
+fn start_background(state: &Arc<AppState>) -> (Background, Background) {
     let second = Duration::from_secs(1);
+    let mut sync = Background::new();
+    sync.every(
+        "denylist sync",
+        second,
+        &state.revocations,
+        |publisher| async move {
+            publisher.sync_logged().await;
+            ControlFlow::Continue(())
+        },
+    );
+    let mut bg = Background::new();
     bg.every(
         "signing keys",
         Duration::from_secs(10),
         &state.keys,
         |ring| async move {
             ring.reload_throttled().await;
-            ControlFlow::Continue(())
-        },
-    );
-    bg.every(
-        "denylist sync",
-        second,
-        &state.revocations,
-        |publisher| async move {
-            publisher.sync_logged().await;
             ControlFlow::Continue(())
         },
     );
@@ -83,7 +87,7 @@ fn start_background(state: &Arc<AppState>) -> Background {
         let mark = mark.clone();
         async move { crate::service::audit_seal::seal_logged(&state, &mut *mark.lock().await).await }
     });
-    bg
+    (sync, bg)
 }
 
 /// The database pool as configured.
@@ -186,11 +190,12 @@ impl Application {
             format!("cannot listen on {listen} (is the port taken? set AUTH_LISTEN_ADDR)")
         })?;
         let addr = listener.local_addr()?;
-        let background = start_background(&state);
+        let (denylist_sync, background) = start_background(&state);
         Ok(Self {
             listener,
             addr,
             state,
+            denylist_sync,
             background,
         })
     }
@@ -216,6 +221,7 @@ impl Application {
             routes
                 .around(api::oauth::framework_errors_as_oauth)
                 .around(empty_post_is_json)
+                .with(CookieJarManager::new())
         })
         .data(authenticator)
         .data(state)
@@ -234,8 +240,10 @@ impl Application {
         tracing::info!(addr = %self.addr, "auth-service listening");
         let ep = Self::endpoint(self.state.clone());
         let drained = shared::server::serve(self.listener, ep, opts, shutdown).await;
-        self.background.stop(BACKGROUND_GRACE).await;
+        // The sync's last pass ends before the lease is left, and nothing renews it after.
+        self.denylist_sync.stop(BACKGROUND_GRACE).await;
         self.state.revocations.leave(drained).await;
+        self.background.stop(BACKGROUND_GRACE).await;
         self.state.pool.close();
         tracing::info!("auth-service stopped");
     }

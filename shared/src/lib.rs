@@ -1,33 +1,20 @@
-//! What both services share: problem+json errors, the HTTP edge and server loop, config,
-//! telemetry, metrics, health, and access-token types and verification.
+//! What both services share, in one import. It is three crates: the token contract
+//! ([`shared_token`]: claims, verification, JWKS, denylist; enough for a third service that
+//! only verifies tokens), the HTTP edge ([`shared_edge`]) and infrastructure
+//! ([`shared_infra`]); this crate re-exports them and adds test helpers.
 
-pub mod allow;
-pub mod background;
-pub mod body;
-pub mod client_ip;
-pub mod config;
-pub mod cursor;
-pub mod db;
-pub mod denylist;
-pub mod denylist_feed;
-pub mod events;
-pub mod health;
-pub mod http;
-pub mod json_keys;
-pub mod jwks;
-pub mod metrics;
-pub mod middleware;
-pub mod openapi;
-pub mod page;
-pub mod problem;
-pub mod ratelimit;
-pub mod redis_client;
-pub mod server;
-pub mod telemetry;
+pub use shared_edge::{
+    ApiErr, ApiError, FieldError, allow, body, client_ip, cursor, error_set, health, http,
+    json_keys, middleware, openapi, page, problem, ratelimit, server, text,
+};
+pub use shared_infra::{background, config, db, events, metrics, redis_client, telemetry};
+pub use shared_token::{denylist, denylist_feed, jwks, tokens};
+
+/// Token verification, and bearer authentication at the edge.
+pub mod verify {
+    pub use shared_edge::auth::*;
+    pub use shared_token::verify::*;
+}
+
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod text;
-pub mod tokens;
-pub mod verify;
-
-pub use problem::{ApiErr, ApiError, FieldError};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use poem::Request;
 use poem::http::header;
+use poem::web::cookie::{Cookie, SameSite};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme};
@@ -144,29 +145,27 @@ pub enum LogoutAuth {
     None,
 }
 
-/// The refresh cookie, as the login set it.
+/// The refresh cookie, as the login set it (`Set-Cookie`): `HttpOnly`, `SameSite=Strict`,
+/// scoped to `/v1/auth`, `Secure` unless configured off for local HTTP.
 fn refresh_cookie(state: &AppState, value: &str, max_age: i64) -> String {
-    let secure = if state.settings.auth.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{}={value}; Path=/v1/auth; Max-Age={max_age}; HttpOnly{secure}; SameSite=Strict",
-        state.settings.auth.cookie_name
-    )
+    let mut cookie = Cookie::new_with_str(&state.settings.auth.cookie_name, value);
+    cookie.set_path("/v1/auth");
+    cookie.set_max_age(std::time::Duration::from_secs(
+        max_age.max(0).unsigned_abs(),
+    ));
+    cookie.set_http_only(true);
+    cookie.set_secure(state.settings.auth.cookie_secure);
+    cookie.set_same_site(SameSite::Strict);
+    cookie.to_string()
 }
 
+/// The refresh cookie's value, if the request carries a non-empty one (the jar is filled by
+/// poem's `CookieJarManager`, see `startup::Application::endpoint`).
 fn read_cookie(req: &Request, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    req.cookie()
+        .get(name)
+        .map(|cookie| cookie.value_str().to_owned())
+        .filter(|value| !value.is_empty())
 }
 
 /// A cookie-carried request must come from an allowed `Origin` (the cookie is sent by the

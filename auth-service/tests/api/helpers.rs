@@ -34,11 +34,11 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub db_url: String,
-    /// Dropped when the last app on it ends.
-    pub database: Arc<TestDatabase>,
     pub redis_prefix: String,
     pub state: Arc<AppState>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Last: dropped (when the last app on it ends) after the app is told to stop.
+    pub database: Arc<TestDatabase>,
 }
 
 pub fn test_settings(db_url: &str, redis_prefix: &str) -> Settings {

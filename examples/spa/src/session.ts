@@ -107,9 +107,12 @@ function tokenFrom(otherTab: number): Promise<boolean> {
 async function refreshAcrossTabs(): Promise<boolean> {
   const asked = generation;
   // Taken at once when free (atomically, across tabs): this tab refreshes.
-  const mine = await navigator.locks.request(LOCK, { ifAvailable: true }, async (lock) =>
-    lock ? { refreshed: await refreshNow() } : null,
-  );
+  const mine = await navigator.locks.request(LOCK, { ifAvailable: true }, async (lock) => {
+    if (!lock) return null;
+    // Another tab's token may have arrived since this one asked.
+    if (generation !== asked && access !== null) return { refreshed: true };
+    return { refreshed: await refreshNow() };
+  });
   if (mine) return mine.refreshed;
   // Another tab holds the lock, refreshing (its token comes over the channel) or logging
   // out (then this refresh finds no session).

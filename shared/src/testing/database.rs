@@ -56,8 +56,10 @@ impl Drop for TestDatabase {
 }
 
 /// The migrated template of `kind` (`auth`, `todo`), built once per set of migrations and
-/// kept between runs: its name carries a hash of `migrations/<kind>`, so a changed migration
-/// builds a new one (and the old ones are dropped).
+/// kept between runs: its name carries a hash of the files of `migrations/<kind>` (names
+/// relative to it, and contents), so a changed migration builds a new one, and checkouts
+/// with the same migrations share one. Old templates are left alone (another checkout may
+/// be using one); dropping them is safe whenever no test runs.
 async fn template(kind: &str, migrations: EmbeddedMigrations) -> String {
     static TEMPLATES: Mutex<Vec<(String, Arc<OnceCell<String>>)>> = Mutex::new(Vec::new());
     let cell = {
@@ -84,16 +86,12 @@ async fn build_template(kind: &str, migrations: EmbeddedMigrations) -> String {
         .execute(&mut conn)
         .await
         .expect("take the template lock");
-    let existing: Vec<String> = diesel::sql_query(format!(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_tpl\\_{kind}\\_%'"
-    ))
-    .load::<DatabaseName>(&mut conn)
-    .await
-    .expect("list the templates")
-    .into_iter()
-    .map(|d| d.datname)
-    .collect();
-    if !existing.contains(&name) {
+    let existing = diesel::sql_query("SELECT datname FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .load::<DatabaseName>(&mut conn)
+        .await
+        .expect("look for the template");
+    if existing.is_empty() {
         // Built under another name and renamed once migrated, so a run that dies halfway
         // leaves no broken template behind.
         let building = format!("{name}_building");
@@ -114,14 +112,6 @@ async fn build_template(kind: &str, migrations: EmbeddedMigrations) -> String {
             .await
             .expect("name the template");
     }
-    for stale in existing
-        .iter()
-        .filter(|d| **d != name && !d.ends_with("_building"))
-    {
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {stale} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
     diesel::sql_query("SELECT pg_advisory_unlock(4242)")
         .execute(&mut conn)
         .await
@@ -132,6 +122,7 @@ async fn build_template(kind: &str, migrations: EmbeddedMigrations) -> String {
 #[derive(diesel::QueryableByName)]
 struct DatabaseName {
     #[diesel(sql_type = diesel::sql_types::Text)]
+    #[expect(dead_code, reason = "only whether a row comes back matters")]
     datname: String,
 }
 
@@ -141,7 +132,7 @@ fn migrations_hash(kind: &str) -> u64 {
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../migrations/{kind}"));
     let mut files = Vec::new();
-    let mut pending = vec![dir];
+    let mut pending = vec![dir.clone()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -155,7 +146,10 @@ fn migrations_hash(kind: &str) -> u64 {
     files.sort();
     let mut hasher = std::hash::DefaultHasher::new();
     for file in files {
-        file.to_string_lossy().hash(&mut hasher);
+        file.strip_prefix(&dir)
+            .unwrap_or(&file)
+            .to_string_lossy()
+            .hash(&mut hasher);
         std::fs::read(&file).unwrap_or_default().hash(&mut hasher);
     }
     hasher.finish()

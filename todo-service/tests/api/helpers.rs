@@ -23,10 +23,11 @@ pub struct Stack {
     pub client: reqwest::Client,
     pub auth_state: Arc<auth_service::state::AppState>,
     pub todo_state: Arc<todo_service::state::AppState>,
-    pub auth_db: Arc<TestDatabase>,
-    pub todo_db: Arc<TestDatabase>,
     auth_stop: Option<tokio::sync::oneshot::Sender<()>>,
     todo_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Last: dropped after the services are told to stop.
+    pub auth_db: Arc<TestDatabase>,
+    pub todo_db: Arc<TestDatabase>,
 }
 
 /// A logged-in user.

@@ -160,7 +160,12 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                 .or(operation)
                 .unwrap_or(if status == 404 { "unmatched" } else { "other" });
             let elapsed = started.elapsed();
-            crate::metrics::record_request(route, method.as_str(), status, elapsed.as_secs_f64());
+            shared_infra::metrics::record_request(
+                route,
+                method.as_str(),
+                status,
+                elapsed.as_secs_f64(),
+            );
             if status >= 500 {
                 tracing::warn!(
                     status,

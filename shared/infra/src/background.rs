@@ -47,8 +47,9 @@ impl Background {
         });
     }
 
-    /// Run `work` on `owner` at once, and again after the pause each run asks for, until the
-    /// owner is dropped, the work answers `Break`, or [`Self::stop`].
+    /// Run `work` on `owner` at once, and again the pause each run asks for after that run
+    /// started (at once if it took longer), until the owner is dropped, the work answers
+    /// `Break`, or [`Self::stop`].
     pub fn repeat<T, F, Fut>(&mut self, name: &'static str, owner: &Arc<T>, mut work: F)
     where
         T: Send + Sync + 'static,
@@ -59,14 +60,17 @@ impl Background {
         let cancel = self.cancel.clone();
         let task = tokio::spawn(async move {
             loop {
+                let started = tokio::time::Instant::now();
                 // A run in progress is not interrupted: it ends within the grace period.
                 let Some(target) = owner.upgrade() else { break };
                 let ControlFlow::Continue(pause) = work(target).await else {
                     break;
                 };
+                // At a steady rate: the pause counts from the run's start, so a slow run is
+                // followed at once by the next (never two at a time).
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep_until(started + pause) => {}
                 }
             }
             tracing::debug!(task = name, "background task ended");
@@ -127,6 +131,24 @@ mod tests {
         bg.stop(Duration::from_secs(1)).await;
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3, "no run after stop");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_period_counts_from_the_start_of_each_run() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut bg = Background::new();
+        bg.every("slow", Duration::from_secs(1), &runs, |n| async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            n.fetch_add(1, Ordering::SeqCst);
+            ControlFlow::Continue(())
+        });
+        tokio::time::sleep(Duration::from_millis(10_100)).await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            10,
+            "one run a second, not one per 1.6 s"
+        );
+        bg.stop(Duration::from_secs(1)).await;
     }
 
     #[tokio::test(start_paused = true)]

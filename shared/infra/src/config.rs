@@ -6,6 +6,7 @@
 //! The HTTP settings both services share are documented on [`HttpSettings`]; each service
 //! documents its own in its `config` module.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -15,7 +16,7 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::client_ip::ForwardedHeader;
+use http::HeaderName;
 
 /// Where a service's configuration comes from.
 pub struct ConfigSource {
@@ -249,5 +250,52 @@ impl HttpSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// The forwarding header the trusted proxies set (`*_FORWARDED_HEADER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// RFC 7239 `Forwarded: for=...`.
+    Forwarded,
+    /// `X-Forwarded-For`, or another header holding a comma-separated list of addresses, the
+    /// nearest hop last (`X-Real-IP` is a list of one).
+    List(HeaderName),
+}
+
+impl Default for ForwardedHeader {
+    fn default() -> Self {
+        ForwardedHeader::List(HeaderName::from_static("x-forwarded-for"))
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardedHeader::Forwarded => f.write_str("forwarded"),
+            ForwardedHeader::List(name) => f.write_str(name.as_str()),
+        }
+    }
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let name = HeaderName::try_from(s.trim())
+            .map_err(|_| format!("{s:?} is not a header name like X-Forwarded-For"))?;
+        Ok(if name == "forwarded" {
+            ForwardedHeader::Forwarded
+        } else {
+            ForwardedHeader::List(name)
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardedHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        String::deserialize(de)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -253,15 +253,24 @@ impl poem::error::ResponseError for ApiError {
     }
 }
 
-impl From<crate::db::DbUnavailable> for ApiError {
-    fn from(_: crate::db::DbUnavailable) -> Self {
+impl From<shared_infra::db::DbUnavailable> for ApiError {
+    fn from(_: shared_infra::db::DbUnavailable) -> Self {
         ApiError::unavailable("The database is unavailable; try again shortly.").with_retry_after(1)
     }
 }
 
-impl From<crate::tokens::NotAllowed> for ApiError {
-    fn from(err: crate::tokens::NotAllowed) -> Self {
+impl From<shared_token::tokens::NotAllowed> for ApiError {
+    fn from(err: shared_token::tokens::NotAllowed) -> Self {
         ApiError::forbidden(err.0)
+    }
+}
+
+impl From<shared_token::verify::TokenError> for ApiError {
+    fn from(err: shared_token::verify::TokenError) -> Self {
+        match err {
+            shared_token::verify::TokenError::Expired => ApiError::token_expired(),
+            shared_token::verify::TokenError::Invalid(_) => ApiError::token_invalid(),
+        }
     }
 }
 

@@ -40,8 +40,8 @@ impl<S> From<ApiError> for ApiErr<S> {
     }
 }
 
-impl<S> From<crate::tokens::NotAllowed> for ApiErr<S> {
-    fn from(err: crate::tokens::NotAllowed) -> Self {
+impl<S> From<shared_token::tokens::NotAllowed> for ApiErr<S> {
+    fn from(err: shared_token::tokens::NotAllowed) -> Self {
         ApiError::from(err).into()
     }
 }

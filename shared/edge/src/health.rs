@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::error_set;
 use crate::problem::{ApiErr, ApiError};
-use crate::verify::BoxFuture;
+use shared_token::verify::BoxFuture;
 
 /// One dependency's state.
 #[derive(Debug, Clone, Object)]
@@ -27,10 +27,13 @@ pub trait Readiness: Send + Sync {
 
 /// The checks every service makes: PostgreSQL and Redis answer.
 pub async fn dependency_checks(
-    pool: &crate::db::PgPool,
+    pool: &shared_infra::db::PgPool,
     redis: &redis::aio::ConnectionManager,
 ) -> Vec<Check> {
-    let (pg, redis) = tokio::join!(crate::db::ping(pool), crate::redis_client::ping(redis));
+    let (pg, redis) = tokio::join!(
+        shared_infra::db::ping(pool),
+        shared_infra::redis_client::ping(redis)
+    );
     vec![
         Check::up_or_down("postgres", pg),
         Check::up_or_down("redis", redis),
@@ -39,11 +42,14 @@ pub async fn dependency_checks(
 
 /// Pool and Redis gauges, before `/metrics` renders.
 pub async fn refresh_dependency_gauges(
-    pool: &crate::db::PgPool,
+    pool: &shared_infra::db::PgPool,
     redis: &redis::aio::ConnectionManager,
 ) {
-    let redis_up = crate::redis_client::ping(redis).await;
-    crate::metrics::set_dependency_gauges(Some(crate::db::status(pool)), Some(redis_up));
+    let redis_up = shared_infra::redis_client::ping(redis).await;
+    shared_infra::metrics::set_dependency_gauges(
+        Some(shared_infra::db::status(pool)),
+        Some(redis_up),
+    );
 }
 
 impl Check {
@@ -147,6 +153,6 @@ impl HealthApi {
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> PlainText<String> {
         self.readiness.refresh_gauges().await;
-        PlainText(crate::metrics::render())
+        PlainText(shared_infra::metrics::render())
     }
 }

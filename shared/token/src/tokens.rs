@@ -12,7 +12,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use poem_openapi::Enum;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -20,9 +19,10 @@ use uuid::Uuid;
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// Who a token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[serde(rename_all = "lowercase")]
-#[oai(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
 pub enum Role {
     User,
     Admin,
@@ -69,24 +69,25 @@ impl FromStr for Role {
 }
 
 /// What a token lets its holder do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 pub enum Scope {
     /// Read one's own todos.
     #[serde(rename = "todos:read")]
-    #[oai(rename = "todos:read")]
+    #[cfg_attr(feature = "openapi", oai(rename = "todos:read"))]
     TodosRead,
     /// Create, change and delete one's own todos.
     #[serde(rename = "todos:write")]
-    #[oai(rename = "todos:write")]
+    #[cfg_attr(feature = "openapi", oai(rename = "todos:write"))]
     TodosWrite,
     /// Read and delete anyone's todos.
     #[serde(rename = "todos:admin")]
-    #[oai(rename = "todos:admin")]
+    #[cfg_attr(feature = "openapi", oai(rename = "todos:admin"))]
     TodosAdmin,
     /// For service clients: revoke and introspect tokens not issued to them (RFC 7009 2.1,
     /// RFC 7662 2.1), such as users' tokens.
     #[serde(rename = "tokens:introspect")]
-    #[oai(rename = "tokens:introspect")]
+    #[cfg_attr(feature = "openapi", oai(rename = "tokens:introspect"))]
     TokensIntrospect,
 }
 

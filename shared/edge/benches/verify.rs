@@ -11,11 +11,10 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::rngs::OsRng;
 use serde_json::json;
-use shared::denylist::Revocation;
-use shared::denylist_feed::Denylist;
-use shared::verify::{
-    BoxFuture, KeySource, TokenAuthenticator, Verifier, VerifierConfig, VerifyingKey,
-};
+use shared_edge::auth::TokenAuthenticator;
+use shared_token::denylist::Revocation;
+use shared_token::denylist_feed::Denylist;
+use shared_token::verify::{BoxFuture, KeySource, Verifier, VerifierConfig, VerifyingKey};
 
 struct OneKey(Arc<VerifyingKey>);
 

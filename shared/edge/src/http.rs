@@ -9,9 +9,9 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 
 use crate::allow::AllowedMethods;
-use crate::config::HttpSettings;
 use crate::middleware::{Edge, EdgeConfig};
 use crate::problem::ApiError;
+use shared_infra::config::HttpSettings;
 
 /// Headers a browser may send cross-origin, and read from our responses.
 const ALLOW_HEADERS: &[&str] = &[
@@ -47,7 +47,7 @@ where
     E: Endpoint + 'static,
 {
     // Install the metrics recorder before the first request records anything.
-    crate::metrics::handle();
+    shared_infra::metrics::handle();
     let document = crate::openapi::exact(&api.spec());
     let allowed = AllowedMethods::from_spec(
         &document,
@@ -72,8 +72,8 @@ where
         .nest("/docs", docs)
         .nest("/", api);
     inner(routes.around(one_authorization).boxed())
-        .with_if(has_cors, cors)
         .with(CatchPanic::new().with_handler(panicked))
+        .with_if(has_cors, cors)
         .with(Edge::new(EdgeConfig {
             body_limit: settings.body_limit_bytes,
             body_read_timeout: Duration::from_secs(settings.body_read_timeout_secs),
@@ -108,8 +108,8 @@ async fn one_authorization<E: Endpoint>(
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
-/// A handler that panicked answers the bare 500 problem (inside the edge, so with its
-/// request id and headers) instead of dropping the connection; the panic is logged.
+/// A handler that panicked answers the bare 500 problem (inside the edge and CORS, so with
+/// the request id, security and CORS headers) instead of dropping the connection; the panic is logged.
 fn panicked(panic: Box<dyn std::any::Any + Send>) -> Response {
     let message = panic
         .downcast_ref::<&str>()

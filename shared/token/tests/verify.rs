@@ -7,7 +7,9 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rand::rngs::OsRng;
 use serde_json::{Value, json};
-use shared::verify::{BoxFuture, KeySource, TokenError, Verifier, VerifierConfig, VerifyingKey};
+use shared_token::verify::{
+    BoxFuture, KeySource, TokenError, Verifier, VerifierConfig, VerifyingKey,
+};
 
 const ISS: &str = "https://auth.example.com";
 const AUD: &str = "todo-service";
@@ -109,11 +111,14 @@ fn ed_token(f: &Fixture, claims: &Value) -> String {
     sign(f, &header(Algorithm::EdDSA, "ed"), claims)
 }
 
-async fn verify(f: &Fixture, token: &str) -> Result<shared::tokens::AccessClaims, TokenError> {
+async fn verify(
+    f: &Fixture,
+    token: &str,
+) -> Result<shared_token::tokens::AccessClaims, TokenError> {
     f.verifier.verify_at(token, NOW).await
 }
 
-fn invalid(result: Result<shared::tokens::AccessClaims, TokenError>) -> String {
+fn invalid(result: Result<shared_token::tokens::AccessClaims, TokenError>) -> String {
     match result {
         Err(TokenError::Invalid(reason)) => reason,
         other => panic!("expected Invalid, got {other:?}"),
