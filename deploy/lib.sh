@@ -73,6 +73,22 @@ ensure_rust() {
     fi
 }
 
+# The dependency checks, pinned; installed from crates.io when missing (a few minutes, once).
+CARGO_DENY_VERSION=0.20.2
+CARGO_MACHETE_VERSION=0.9.2
+
+ensure_cargo_tool() { # command crate version
+    if ! "$1" --version 2>/dev/null | grep -q "$3"; then
+        say "installing $2 $3 (cargo install --locked)"
+        cargo install --locked --quiet "$2@$3" || die "cargo install $2@$3 failed"
+    fi
+}
+
+ensure_dependency_checks() {
+    ensure_cargo_tool cargo-deny cargo-deny "$CARGO_DENY_VERSION"
+    ensure_cargo_tool cargo-machete cargo-machete "$CARGO_MACHETE_VERSION"
+}
+
 # --- PostgreSQL ------------------------------------------------------------------------
 # The server refuses to run as root, so as root it runs as the `postgres` user the package
 # creates. Its data lives in .dev/pg unless that user cannot reach the checkout (a repo

@@ -5,6 +5,7 @@ mod helpers;
 mod admin;
 mod admin_records;
 mod audit_chain;
+mod cli;
 mod edge;
 mod housekeeping;
 mod jwks;

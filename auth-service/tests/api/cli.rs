@@ -1,0 +1,80 @@
+//! The command line, driven through `auth_service::cli::run` as the binary drives it.
+
+use crate::helpers::spawn_app;
+use crate::oauth::{basic, form};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_creates_lists_and_deletes_clients_through_the_library() {
+    use auth_service::cli::{self, ClientCommand, Command};
+    let app = spawn_app().await;
+    let settings = || crate::helpers::test_settings(&app.database, &app.redis_prefix);
+    let no_password = || anyhow::bail!("not asked");
+    let mut out = Vec::new();
+    let create = Command::Client {
+        command: ClientCommand::Create {
+            name: "reports".into(),
+            scopes: vec!["todos:admin".into()],
+        },
+    };
+    cli::run(create, settings(), no_password, &mut out)
+        .await
+        .unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    let id = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id="))
+        .expect("the id is printed")
+        .to_owned();
+    let secret = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret="))
+        .expect("the secret is printed, once")
+        .to_owned();
+    let token = form(
+        &app,
+        "/oauth/token",
+        None,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(token.status(), 401, "no credentials, no token");
+    let token = form(
+        &app,
+        "/oauth/token",
+        Some(&basic(&id, &secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(token.status(), 200, "the printed secret works");
+
+    let mut out = Vec::new();
+    let list = Command::Client {
+        command: ClientCommand::List,
+    };
+    cli::run(list, settings(), no_password, &mut out)
+        .await
+        .unwrap();
+    let listed = String::from_utf8(out).unwrap();
+    assert!(
+        listed.contains(&id) && listed.contains("reports"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "the secret is never listed");
+
+    let delete = Command::Client {
+        command: ClientCommand::Delete {
+            id: id.parse().unwrap(),
+        },
+    };
+    cli::run(delete, settings(), no_password, &mut Vec::new())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let list = Command::Client {
+        command: ClientCommand::List,
+    };
+    cli::run(list, settings(), no_password, &mut out)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8(out).unwrap().contains(&id), "deleted");
+}
