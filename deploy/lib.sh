@@ -31,6 +31,7 @@ missing_packages() {
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v wrk >/dev/null || missing+=(wrk)
     echo "${missing[@]:-}"
 }
 
@@ -257,20 +258,29 @@ drop_test_databases() {
 # --- Redis -----------------------------------------------------------------------------
 
 redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+# Answering PONG: not still loading its append-only file.
+redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+wait_redis_ready() {
+    local i
+    for i in $(seq 1 300); do
+        redis_ready && return 0
+        sleep 0.1
+    done
+    die "Redis did not become ready; see $LOGS/redis.log"
+}
 
 start_redis() {
-    redis_running && return 0
+    if redis_running; then
+        wait_redis_ready
+        return 0
+    fi
     port_in_use "$REDIS_PORT" && die "port $REDIS_PORT is taken (another Redis?); set DEV_REDIS_PORT to a free port"
     mkdir -p "$DEV/redis" "$LOGS"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
         --pidfile "$DEV/redis/redis.pid" --logfile "$LOGS/redis.log" --dir "$DEV/redis" \
         --appendonly yes --save '' >/dev/null || die "Redis did not start; see $LOGS/redis.log"
-    local i
-    for i in $(seq 1 50); do
-        redis_running && break
-        sleep 0.1
-    done
-    redis_running || die "Redis did not answer; see $LOGS/redis.log"
+    wait_redis_ready
     say "Redis on 127.0.0.1:$REDIS_PORT"
 }
 
@@ -319,6 +329,20 @@ auth_env() {
         AUTH_THROTTLE_IP_FAILURES="${AUTH_THROTTLE_IP_FAILURES:-20}"
         AUTH_THROTTLE_ACCOUNT_FAILURES="${AUTH_THROTTLE_ACCOUNT_FAILURES:-50}"
     )
+    if [ "$STACK" = bench ]; then
+        # The benchmark stack: production hashing, limits out of the way of the load, tokens
+        # that outlive a run.
+        AUTH_ENV+=(
+            AUTH_REDIS_PREFIX=bench:
+            AUTH_RATE_LOGIN_IP=100000000/60s
+            AUTH_RATE_LOGIN_ACCOUNT=100000000/60s
+            AUTH_RATE_SIGNUP_IP=100000000/60s
+            AUTH_RATE_REFRESH_IP=100000000/60s
+            AUTH_RATE_REFRESH_SESSION=100000000/60s
+            AUTH_ACCESS_TOKEN_TTL_SECS=3600
+            AUTH_LOG_LEVEL=warn
+        )
+    fi
     if [ "$STACK" = e2e ]; then
         # The end-to-end stack: keys of its own in the shared Redis; limits out of the way of
         # fuzzers that log in again after every revoking call; tokens that expire within a
@@ -350,6 +374,15 @@ todo_env() {
         TODO_ISSUER="${TODO_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:$SPA_PORT,http://127.0.0.1:$SPA_PORT}"
     )
+    if [ "$STACK" = bench ]; then
+        TODO_ENV+=(
+            TODO_REDIS_PREFIX=bench:
+            TODO_RATE_WRITE_USER=100000000/60s
+            TODO_MAX_TODOS_PER_OWNER=100000000
+            TODO_DATABASE_POOL_SIZE=32
+            TODO_LOG_LEVEL=warn
+        )
+    fi
     if [ "$STACK" = e2e ]; then
         TODO_ENV+=(
             TODO_REDIS_PREFIX=e2e:

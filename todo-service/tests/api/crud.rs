@@ -255,6 +255,69 @@ async fn the_per_owner_limit_is_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_todo_frees_its_place_under_the_limit() {
+    let stack = crate::helpers::spawn_stack_with(shared::testing::redis_url(), |t| {
+        t.max_todos_per_owner = 2
+    })
+    .await;
+    let user = stack.user().await;
+    let admin = stack.admin().await;
+    let first = stack.create(&user, json!({"title": "one"})).await;
+    let second = stack.create(&user, json!({"title": "two"})).await;
+    let full = stack
+        .post(&user, "/v1/todos", &json!({"title": "three"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(full, 409, "CONFLICT").await;
+
+    // Refused deletes (a stale version, someone else's todo) free nothing.
+    let path = format!("/v1/todos/{}", first["id"].as_str().unwrap());
+    let stale = stack
+        .delete(&user, &path)
+        .header("if-match", "\"7\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let other = stack.user().await;
+    assert_eq!(
+        stack.delete(&other, &path).send().await.unwrap().status(),
+        404
+    );
+    let still_full = stack
+        .post(&user, "/v1/todos", &json!({"title": "three"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(still_full, 409, "CONFLICT").await;
+
+    // The owner's delete frees one place; an admin's delete frees another.
+    assert_eq!(
+        stack.delete(&user, &path).send().await.unwrap().status(),
+        204
+    );
+    stack.create(&user, json!({"title": "three"})).await;
+    let admin_path = format!("/v1/admin/todos/{}", second["id"].as_str().unwrap());
+    assert_eq!(
+        stack
+            .delete(&admin, &admin_path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    stack.create(&user, json!({"title": "four"})).await;
+    let full = stack
+        .post(&user, "/v1/todos", &json!({"title": "five"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(full, 409, "CONFLICT").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn writes_are_rate_limited_per_caller() {
     let stack = crate::helpers::spawn_stack_with(shared::testing::redis_url(), |t| {
         t.rate_write_user = shared::ratelimit::Rate::new(3, 60);
