@@ -329,39 +329,31 @@ auth_env() {
         AUTH_THROTTLE_IP_FAILURES="${AUTH_THROTTLE_IP_FAILURES:-20}"
         AUTH_THROTTLE_ACCOUNT_FAILURES="${AUTH_THROTTLE_ACCOUNT_FAILURES:-50}"
     )
-    if [ "$STACK" = bench ]; then
-        # The benchmark stack: production hashing, limits out of the way of the load, tokens
-        # that outlive a run.
+    if [ "$STACK" != dev ]; then
+        # The end-to-end and benchmark stacks: keys of their own in the shared Redis; limits
+        # out of the way of fuzzers that log in again after every revoking call, and of load.
+        local wide=100000000/60s
         AUTH_ENV+=(
-            AUTH_REDIS_PREFIX=bench:
-            AUTH_RATE_LOGIN_IP=100000000/60s
-            AUTH_RATE_LOGIN_ACCOUNT=100000000/60s
-            AUTH_RATE_SIGNUP_IP=100000000/60s
-            AUTH_RATE_REFRESH_IP=100000000/60s
-            AUTH_RATE_REFRESH_SESSION=100000000/60s
-            AUTH_ACCESS_TOKEN_TTL_SECS=3600
-            AUTH_LOG_LEVEL=warn
+            AUTH_REDIS_PREFIX="$STACK:"
+            AUTH_RATE_LOGIN_IP=$wide
+            AUTH_RATE_LOGIN_ACCOUNT=$wide
+            AUTH_RATE_SIGNUP_IP=$wide
+            AUTH_RATE_REFRESH_IP=$wide
+            AUTH_RATE_REFRESH_SESSION=$wide
+            AUTH_RATE_TOKEN_IP=$wide
+            AUTH_RATE_TOKEN_CLIENT=$wide
+            AUTH_RATE_PASSWORD_CHANGE=$wide
+            AUTH_THROTTLE_IP_FAILURES=100000
+            AUTH_THROTTLE_ACCOUNT_FAILURES=100000
         )
     fi
     if [ "$STACK" = e2e ]; then
-        # The end-to-end stack: keys of its own in the shared Redis; limits out of the way of
-        # fuzzers that log in again after every revoking call; tokens that expire within a
-        # browser test (a minute, no leeway).
-        AUTH_ENV+=(
-            AUTH_REDIS_PREFIX=e2e:
-            AUTH_RATE_LOGIN_IP=100000/60s
-            AUTH_RATE_LOGIN_ACCOUNT=100000/60s
-            AUTH_RATE_SIGNUP_IP=100000/60s
-            AUTH_RATE_REFRESH_IP=100000/60s
-            AUTH_RATE_REFRESH_SESSION=100000/60s
-            AUTH_RATE_TOKEN_IP=100000/60s
-            AUTH_RATE_TOKEN_CLIENT=100000/60s
-            AUTH_RATE_PASSWORD_CHANGE=100000/60s
-            AUTH_THROTTLE_IP_FAILURES=100000
-            AUTH_THROTTLE_ACCOUNT_FAILURES=100000
-            AUTH_ACCESS_TOKEN_TTL_SECS="$E2E_ACCESS_TOKEN_TTL_SECS"
-            AUTH_CLOCK_LEEWAY_SECS=0
-        )
+        # Tokens that expire within a browser test (a minute, no leeway).
+        AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS="$E2E_ACCESS_TOKEN_TTL_SECS" AUTH_CLOCK_LEEWAY_SECS=0)
+    fi
+    if [ "$STACK" = bench ]; then
+        # Production hashing; tokens that outlive a run; no log line per request.
+        AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS=3600 AUTH_LOG_LEVEL=warn)
     fi
 }
 
@@ -374,21 +366,14 @@ todo_env() {
         TODO_ISSUER="${TODO_ISSUER:-http://127.0.0.1:$AUTH_PORT}"
         TODO_CORS_ALLOWED_ORIGINS="${TODO_CORS_ALLOWED_ORIGINS:-http://localhost:$SPA_PORT,http://127.0.0.1:$SPA_PORT}"
     )
-    if [ "$STACK" = bench ]; then
-        TODO_ENV+=(
-            TODO_REDIS_PREFIX=bench:
-            TODO_RATE_WRITE_USER=100000000/60s
-            TODO_MAX_TODOS_PER_OWNER=100000000
-            TODO_DATABASE_POOL_SIZE=32
-            TODO_LOG_LEVEL=warn
-        )
+    if [ "$STACK" != dev ]; then
+        TODO_ENV+=(TODO_REDIS_PREFIX="$STACK:" TODO_RATE_WRITE_USER=100000000/60s)
     fi
     if [ "$STACK" = e2e ]; then
-        TODO_ENV+=(
-            TODO_REDIS_PREFIX=e2e:
-            TODO_RATE_WRITE_USER=100000/60s
-            TODO_CLOCK_LEEWAY_SECS=0
-        )
+        TODO_ENV+=(TODO_CLOCK_LEEWAY_SECS=0)
+    fi
+    if [ "$STACK" = bench ]; then
+        TODO_ENV+=(TODO_MAX_TODOS_PER_OWNER=100000000 TODO_DATABASE_POOL_SIZE=32 TODO_LOG_LEVEL=warn)
     fi
 }
 
