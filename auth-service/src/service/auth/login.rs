@@ -187,15 +187,12 @@ pub async fn login(
     }
 
     // Signed with the role the session was opened under: the statement above checked it.
-    let (access_token, expires_in, scope) =
-        access_token_for(state, user.id, role_of(&user), session_id)?;
-    Ok(Issued {
-        access_token,
-        expires_in,
-        scope,
-        refresh_token: refresh.0,
-        refresh_expires_in: (refresh_expires - now).num_seconds(),
+    Issued::for_session(
+        state,
+        &user,
         session_id,
+        refresh.0,
+        (refresh_expires - now).num_seconds(),
         delivery,
-    })
+    )
 }

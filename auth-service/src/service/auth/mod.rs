@@ -49,6 +49,31 @@ pub struct Issued {
     pub delivery: Delivery,
 }
 
+impl Issued {
+    /// The pair of a session just opened or rotated: an access token signed with the
+    /// user's role as read in that transaction, and the session's new refresh token.
+    pub(crate) fn for_session(
+        state: &AppState,
+        user: &UserRow,
+        session_id: Uuid,
+        refresh_token: String,
+        refresh_expires_in: i64,
+        delivery: Delivery,
+    ) -> Result<Self, AuthError> {
+        let (access_token, expires_in, scope) =
+            access_token_for(state, user.id, role_of(user), session_id)?;
+        Ok(Self {
+            access_token,
+            expires_in,
+            scope,
+            refresh_token,
+            refresh_expires_in,
+            session_id,
+            delivery,
+        })
+    }
+}
+
 pub(crate) fn role_of(user: &UserRow) -> Role {
     user.role.parse().unwrap_or(Role::User)
 }

@@ -160,19 +160,14 @@ pub async fn refresh(
             user,
             session_id,
             refresh_expires,
-        } => {
-            let (access_token, expires_in, scope) =
-                access_token_for(state, user.id, role_of(&user), session_id)?;
-            Ok(Issued {
-                access_token,
-                expires_in,
-                scope,
-                refresh_token: successor.0,
-                refresh_expires_in: (refresh_expires - now).num_seconds(),
-                session_id,
-                delivery,
-            })
-        }
+        } => Issued::for_session(
+            state,
+            &user,
+            session_id,
+            successor.0,
+            (refresh_expires - now).num_seconds(),
+            delivery,
+        ),
     }
 }
 
