@@ -10,6 +10,7 @@ use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use shared::body::JsonBody;
 use shared::page::Page;
+use shared::patterned::{Cursor, Filter, SingleLine};
 use shared::problem::ApiErr;
 use shared::tokens::{Principal, Role, Scope};
 use shared::verify::BearerAuth;
@@ -106,11 +107,7 @@ impl From<AuditRow> for AuditEvent {
 #[oai(deny_unknown_fields)]
 pub struct CreateClientRequest {
     /// 1 to 100 characters, not blank; no control characters.
-    #[oai(validator(
-        max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    ))]
-    pub name: String,
+    pub name: SingleLine<100>,
     /// The exact scopes the client may request, e.g. `["todos:admin"]`.
     #[oai(validator(min_items = 1))]
     pub scopes: Vec<Scope>,
@@ -213,18 +210,17 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         /// Email prefix, case-insensitive.
-        #[oai(validator(pattern = r"^[^\u0000]*$"))]
-        q: Query<Option<String>>,
+        q: Query<Option<Filter>>,
         role: Query<Option<Role>>,
         disabled: Query<Option<bool>>,
         /// 1 to 100, default 20.
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
     ) -> Result<UserPageResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let filter = UserFilter {
-            q: q.0,
+            q: q.0.map(Filter::into_inner),
             role: role.0,
             disabled: disabled.0,
         };
@@ -307,14 +303,14 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         user_id: Query<Option<Uuid>>,
-        #[oai(validator(pattern = r"^[^\u0000]*$"))] event: Query<Option<String>>,
+        event: Query<Option<Filter>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
-        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
     ) -> Result<AuditResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let filter = AuditFilter {
             user_id: user_id.0,
-            event: event.0,
+            event: event.0.map(Filter::into_inner),
         };
         let (rows, next_cursor) = admin::list_audit(
             &self.state,
@@ -365,7 +361,7 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
-        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
     ) -> Result<ClientPageResponse, ApiErr<AdminReadErrors>> {
         admin(&auth.0)?;
         let (rows, next_cursor) =

@@ -11,6 +11,7 @@ use poem_openapi::{ApiResponse, OpenApi, SecurityScheme};
 use shared::body::JsonBody;
 use shared::error_set;
 use shared::page::Page;
+use shared::patterned::{Cursor, Patterned};
 use shared::problem::ApiErr;
 use shared::tokens::{NotAllowed, Principal};
 use shared::verify::BearerAuth;
@@ -218,7 +219,7 @@ impl AuthApi {
             SignupInput {
                 email: body.email,
                 password: body.password,
-                display_name: body.display_name,
+                display_name: body.display_name.map(Patterned::into_inner),
             },
             &meta,
         )
@@ -350,8 +351,7 @@ impl AuthApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
     ) -> Result<SessionsResponse, ApiErr<ListErrors>> {
         let user_id = user_of(&auth_.0)?;
         let limit = shared::cursor::page_limit(limit.0)?;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Enum, Object};
+use shared::patterned::SingleLine;
 use shared::tokens::Role;
 use uuid::Uuid;
 
@@ -48,14 +49,8 @@ pub struct SignupRequest {
     #[oai(validator(min_length = 8, max_length = 256))]
     pub password: String,
     /// 1 to 100 characters, no control characters; null for none.
-    #[oai(
-        nullable,
-        validator(
-            max_length = 100,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
-    pub display_name: Option<String>,
+    #[oai(nullable)]
+    pub display_name: Option<SingleLine<100>>,
 }
 
 /// Where the refresh token goes.
@@ -164,14 +159,8 @@ impl Session {
 pub struct UpdateMeRequest {
     /// A new display name (1 to 100 characters, no control characters), or null to clear
     /// it; absent leaves it as it is.
-    #[oai(
-        nullable,
-        validator(
-            max_length = 100,
-            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-        )
-    )]
-    pub display_name: MaybeUndefined<String>,
+    #[oai(nullable)]
+    pub display_name: MaybeUndefined<SingleLine<100>>,
 }
 
 #[derive(Debug, Object)]

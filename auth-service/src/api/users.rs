@@ -59,7 +59,8 @@ impl UsersApi {
                 users::update_display_name(&self.state, user_id, None, &meta).await?
             }
             MaybeUndefined::Value(name) => {
-                users::update_display_name(&self.state, user_id, Some(name), &meta).await?
+                users::update_display_name(&self.state, user_id, Some(name.into_inner()), &meta)
+                    .await?
             }
         };
         Ok(UserResponse::Ok(Json(user.into())))

@@ -13,6 +13,7 @@ pub mod json_keys;
 pub mod middleware;
 pub mod openapi;
 pub mod page;
+pub mod patterned;
 pub mod problem;
 pub mod ratelimit;
 pub mod server;

@@ -7,6 +7,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use shared::error_set;
 use shared::page::Page;
+use shared::patterned::{Cursor, Filter};
 use shared::problem::ApiErr;
 use shared::tokens::Scope;
 use shared::verify::BearerAuth;
@@ -34,11 +35,10 @@ impl AdminApi {
         &self,
         auth: BearerAuth,
         /// Only this owner's todos (the `sub` of their tokens).
-        #[oai(validator(pattern = r"^[^\u0000]*$"))]
-        owner_id: Query<Option<String>>,
+        owner_id: Query<Option<Filter>>,
         done: Query<Option<bool>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
-        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))] cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
     ) -> Result<ListResponse, ApiErr<AdminListErrors>> {
         auth.0.require(Scope::TodosAdmin)?;
         let (rows, next_cursor) = todos::list(

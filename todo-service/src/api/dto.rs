@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{Enum, Object};
 use serde::{Deserialize, Serialize};
+use shared::patterned::{Patterned, Rule, SingleLine};
 use uuid::Uuid;
 
 use crate::store::todos::{Sort, TodoRow};
@@ -45,20 +46,10 @@ impl From<&TodoRow> for Todo {
 #[oai(deny_unknown_fields)]
 pub struct CreateTodo {
     /// 1 to 200 characters, not blank; no control characters.
-    #[oai(validator(
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    ))]
-    pub title: String,
+    pub title: SingleLine<200>,
     /// Up to 2000 characters (line breaks and tabs, no other control characters), or null.
-    #[oai(
-        nullable,
-        validator(
-            max_length = 2000,
-            pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-        )
-    )]
-    pub description: Option<String>,
+    #[oai(nullable)]
+    pub description: Option<DescriptionField>,
     /// Defaults to false.
     pub done: Option<bool>,
     /// When it is due, or null.
@@ -72,26 +63,36 @@ pub struct CreateTodo {
 #[oai(deny_unknown_fields)]
 pub struct PatchTodo {
     /// 1 to 200 characters, not blank; no control characters.
-    #[oai(validator(
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    ))]
-    pub title: MaybeUndefined<String>,
+    pub title: MaybeUndefined<SingleLine<200>>,
     /// Up to 2000 characters (line breaks and tabs, no other control characters); null
     /// clears it.
-    #[oai(
-        nullable,
-        validator(
-            max_length = 2000,
-            pattern = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
-        )
-    )]
-    pub description: MaybeUndefined<String>,
+    #[oai(nullable)]
+    pub description: MaybeUndefined<DescriptionField>,
     pub done: MaybeUndefined<bool>,
     /// null clears it.
     #[oai(nullable)]
     pub due_at: MaybeUndefined<DateTime<Utc>>,
 }
+
+/// A todo's description: up to 2000 characters, line breaks and tabs but no other control
+/// characters.
+pub struct DescriptionRule;
+
+impl Rule for DescriptionRule {
+    const PATTERN: &'static str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
+    const MAX_LENGTH: Option<usize> = Some(2000);
+}
+
+pub type DescriptionField = Patterned<DescriptionRule>;
+
+/// An `Idempotency-Key`: 1 to 255 printable ASCII characters.
+pub struct IdempotencyKeyRule;
+
+impl Rule for IdempotencyKeyRule {
+    const PATTERN: &'static str = r"^[!-~]{1,255}$";
+}
+
+pub type IdempotencyKey = Patterned<IdempotencyKeyRule>;
 
 /// List order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]

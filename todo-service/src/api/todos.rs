@@ -11,6 +11,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use shared::body::JsonBody;
 use shared::error_set;
 use shared::page::Page;
+use shared::patterned::{Cursor, Patterned};
 use shared::problem::ApiErr;
 use shared::ratelimit::Limit;
 use shared::tokens::{Principal, Scope};
@@ -19,6 +20,7 @@ use shared::{ApiError, FieldError};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
+use crate::api::dto::IdempotencyKey;
 use crate::api::dto::{CreateTodo, PatchTodo, SortParam, Todo};
 use crate::api::preconditions::{etag, parse_if_match};
 use crate::domain::{Description, TodoPatch, TodoTitle};
@@ -124,8 +126,7 @@ impl TodosApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^[A-Za-z0-9_-]{1,512}$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<Cursor>>,
     ) -> Result<ListResponse, ApiErr<ListErrors>> {
         let owner = owner(&auth.0, Scope::TodosRead)?;
         let (rows, next_cursor) = todos::list(
@@ -155,8 +156,7 @@ impl TodosApi {
     async fn create(
         &self,
         auth: BearerAuth,
-        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
-        idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<IdempotencyKey>>,
         body: JsonBody<CreateTodo>,
     ) -> Result<CreateResponse, ApiErr<CreateErrors>> {
         let owner = self.writer(&auth.0).await?;
@@ -170,8 +170,8 @@ impl TodosApi {
         };
         let body = body.0;
         let input = CreateInput {
-            title: body.title,
-            description: body.description,
+            title: body.title.into_inner(),
+            description: body.description.map(Patterned::into_inner),
             done: body.done.unwrap_or(false),
             due_at: body.due_at,
         };

@@ -66,22 +66,6 @@ fn nullable(registry: &Registry, schema: &MetaSchemaRef) -> bool {
         })
 }
 
-/// Whether `s` matches a documented pattern (compiled once per pattern). A pattern that
-/// does not compile matches nothing: a bug in the document, not the caller's.
-fn matches_pattern(pattern: &str, s: &str) -> bool {
-    static COMPILED: LazyLock<RwLock<HashMap<String, Option<regex::Regex>>>> =
-        LazyLock::new(Default::default);
-    if let Some(re) = COMPILED.read().ok().and_then(|m| m.get(pattern).cloned()) {
-        return re.is_some_and(|re| re.is_match(s));
-    }
-    let re = regex::Regex::new(pattern).ok();
-    let matched = re.as_ref().is_some_and(|re| re.is_match(s));
-    if let Ok(mut map) = COMPILED.write() {
-        map.insert(pattern.to_owned(), re);
-    }
-    matched
-}
-
 fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_owned()
@@ -177,7 +161,7 @@ pub(super) fn check(
                 return;
             }
             if let Some(pattern) = &schema.pattern
-                && !matches_pattern(pattern, s)
+                && !crate::patterned::matches(pattern, s)
             {
                 out.push(FieldError::new(
                     here,
