@@ -48,7 +48,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use shared::config::{ConfigError, ConfigSource, HttpSettings, comma_list, keys_of};
+use shared::config::{ConfigError, HttpSettings, comma_list};
 use shared::ratelimit::Rate;
 
 pub const PREFIX: &str = "AUTH_";
@@ -187,11 +187,7 @@ impl Settings {
     /// Load and validate. Unknown `AUTH_*` variables are returned for a warning once
     /// telemetry is up.
     pub fn load(file: Option<PathBuf>) -> Result<(Self, Vec<String>), ConfigError> {
-        let source = ConfigSource::new(PREFIX, file, &[("listen_addr", "127.0.0.1:8080")])?;
-        let http: HttpSettings = source.extract()?;
-        let auth: AuthSettings = source.extract()?;
-        let unknown =
-            source.unknown_env_vars(&[keys_of::<HttpSettings>(), keys_of::<AuthSettings>()]);
+        let (http, auth, unknown) = shared::config::load(PREFIX, file, "127.0.0.1:8080")?;
         let settings = Self { http, auth };
         settings.validate()?;
         Ok((settings, unknown))
@@ -318,6 +314,9 @@ mod tests {
 
     #[test]
     fn the_configuration_reference_lists_exactly_the_settings() {
-        shared::testing::assert_configuration_documented(PREFIX, keys_of::<AuthSettings>());
+        shared::testing::assert_configuration_documented(
+            PREFIX,
+            shared::config::keys_of::<AuthSettings>(),
+        );
     }
 }

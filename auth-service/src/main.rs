@@ -19,25 +19,14 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (settings, unknown) = match Settings::load(cli.config) {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("auth-service: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    shared::telemetry::init(settings.http.log_format, &settings.http.log_level);
-    for var in unknown {
-        tracing::warn!(variable = %var, "unknown AUTH_ variable ignored (a typo?)");
-    }
-    match cli::run(cli.command, settings, read_password, &mut std::io::stdout()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "auth-service failed");
-            eprintln!("auth-service: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let mut out = std::io::stdout();
+    shared::binary::run(
+        "auth-service",
+        Settings::load(cli.config),
+        |s| &s.http,
+        |settings| cli::run(cli.command, settings, read_password, &mut out),
+    )
+    .await
 }
 
 /// The new admin's password: prompted twice on a terminal, else one line of stdin.

@@ -7,7 +7,7 @@ pub use shared_edge::{
     ApiErr, ApiError, FieldError, allow, body, client_ip, cursor, error_set, health, http,
     json_keys, middleware, openapi, page, patterned, problem, ratelimit, server, text,
 };
-pub use shared_infra::{background, config, db, events, metrics, redis_client, telemetry};
+pub use shared_infra::{background, binary, config, db, events, metrics, redis_client, telemetry};
 pub use shared_token::{denylist, denylist_feed, jwks, tokens};
 
 /// Token verification, and bearer authentication at the edge.

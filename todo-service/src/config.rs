@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use shared::config::{ConfigError, ConfigSource, HttpSettings, comma_list, keys_of};
+use shared::config::{ConfigError, HttpSettings, comma_list};
 use shared::ratelimit::Rate;
 
 pub const PREFIX: &str = "TODO_";
@@ -78,11 +78,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn load(file: Option<PathBuf>) -> Result<(Self, Vec<String>), ConfigError> {
-        let source = ConfigSource::new(PREFIX, file, &[("listen_addr", "127.0.0.1:8081")])?;
-        let http: HttpSettings = source.extract()?;
-        let todo: TodoSettings = source.extract()?;
-        let unknown =
-            source.unknown_env_vars(&[keys_of::<HttpSettings>(), keys_of::<TodoSettings>()]);
+        let (http, todo, unknown) = shared::config::load(PREFIX, file, "127.0.0.1:8081")?;
         let settings = Self { http, todo };
         settings.validate()?;
         Ok((settings, unknown))
@@ -200,6 +196,9 @@ mod tests {
 
     #[test]
     fn the_configuration_reference_lists_exactly_the_settings() {
-        shared::testing::assert_configuration_documented(PREFIX, keys_of::<TodoSettings>());
+        shared::testing::assert_configuration_documented(
+            PREFIX,
+            shared::config::keys_of::<TodoSettings>(),
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! auth service (signature, claims, denylist), and enforces roles and scopes from the claims.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

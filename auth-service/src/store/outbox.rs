@@ -27,27 +27,4 @@ pub async fn insert(conn: &mut AsyncPgConnection, kind: &str, payload: &Value) -
         .map(drop)
 }
 
-pub async fn unpublished(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<EventRow>> {
-    outbox_events::table
-        .filter(outbox_events::published_at.is_null())
-        .order(outbox_events::id.asc())
-        .limit(limit)
-        .select(EventRow::as_select())
-        .load(conn)
-        .await
-}
-
-pub async fn mark_published(
-    conn: &mut AsyncPgConnection,
-    ids: &[i64],
-    at: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::update(outbox_events::table.filter(outbox_events::id.eq_any(ids)))
-        .set((
-            outbox_events::published_at.eq(at),
-            outbox_events::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
-}
+outbox_queries!(outbox_events, EventRow);

@@ -40,33 +40,7 @@ pub async fn insert_many(
         .await
 }
 
-pub async fn unpublished(
-    conn: &mut AsyncPgConnection,
-    limit: i64,
-) -> QueryResult<Vec<RevocationRow>> {
-    revocations::table
-        .filter(revocations::published_at.is_null())
-        .order(revocations::id.asc())
-        .limit(limit)
-        .select(RevocationRow::as_select())
-        .load(conn)
-        .await
-}
-
-pub async fn mark_published(
-    conn: &mut AsyncPgConnection,
-    ids: &[i64],
-    at: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::update(revocations::table.filter(revocations::id.eq_any(ids)))
-        .set((
-            revocations::published_at.eq(at),
-            revocations::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
-}
+outbox_queries!(revocations, RevocationRow);
 
 /// How many distinct denylist members the published revocations make that expire after
 /// `now` (unix seconds, compared as Redis compares its scores): what Redis must hold at

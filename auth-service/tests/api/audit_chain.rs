@@ -50,24 +50,16 @@ async fn audit_verify_passes_then_fails_after_a_row_is_altered_by_hand() {
             .unwrap()
     };
     use diesel_async::RunQueryDsl;
-    let denied = diesel::sql_query("UPDATE audit_log SET event = 'x'")
-        .execute(&mut conn)
-        .await;
-    assert!(
-        denied
-            .unwrap_err()
-            .to_string()
-            .contains("permission denied")
-    );
-    let denied = diesel::sql_query("DELETE FROM audit_log")
-        .execute(&mut conn)
-        .await;
-    assert!(
-        denied
-            .unwrap_err()
-            .to_string()
-            .contains("permission denied")
-    );
+    for sql in ["UPDATE audit_log SET event = 'x'", "DELETE FROM audit_log"] {
+        let denied = diesel::sql_query(sql).execute(&mut conn).await;
+        assert!(
+            denied
+                .unwrap_err()
+                .to_string()
+                .contains("permission denied"),
+            "{sql}"
+        );
+    }
     // Even the owner is stopped by the trigger...
     let mut owner = app.db().await;
     let blocked = diesel::sql_query("UPDATE audit_log SET event = 'x'")

@@ -1,7 +1,7 @@
 //! The command line, driven through `auth_service::cli::run` as the binary drives it.
 
 use crate::helpers::spawn_app;
-use crate::oauth::{basic, form};
+use crate::oauth::{basic, client_credentials};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_creates_lists_and_deletes_clients_through_the_library() {
@@ -30,21 +30,9 @@ async fn the_cli_creates_lists_and_deletes_clients_through_the_library() {
         .find_map(|l| l.strip_prefix("client_secret="))
         .expect("the secret is printed, once")
         .to_owned();
-    let token = form(
-        &app,
-        "/oauth/token",
-        None,
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let token = client_credentials(&app, None).await;
     assert_eq!(token.status(), 401, "no credentials, no token");
-    let token = form(
-        &app,
-        "/oauth/token",
-        Some(&basic(&id, &secret)),
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let token = client_credentials(&app, Some(&basic(&id, &secret))).await;
     assert_eq!(token.status(), 200, "the printed secret works");
 
     let mut out = Vec::new();

@@ -145,6 +145,29 @@ impl TestApp {
         .await
     }
 
+    /// Log in with the refresh token delivered in a cookie.
+    pub async fn login_with_cookie(&self, email: &str) -> Response {
+        self.post_json(
+            "/v1/auth/login",
+            &json!({"email": email, "password": PASSWORD, "refresh_delivery": "cookie"}),
+        )
+        .await
+    }
+
+    /// The published JWKS.
+    pub async fn jwks(&self) -> Value {
+        let (status, body) = json(
+            self.client
+                .get(self.url("/.well-known/jwks.json"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "jwks: {body}");
+        body
+    }
+
     /// Log in with body delivery; returns the token pair.
     pub async fn login_ok(&self, email: &str) -> Value {
         let (status, body) = json(self.login(email, PASSWORD).await).await;

@@ -61,14 +61,7 @@ async fn rotation_publishes_the_new_key_first_and_keeps_the_old_one() {
     .await
     .unwrap();
     app.state.keys.load(&mut conn).await.unwrap();
-    let (_, jwks) = json(
-        app.client
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let jwks = app.jwks().await;
     let kids: Vec<_> = jwks["keys"]
         .as_array()
         .unwrap()

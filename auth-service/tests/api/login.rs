@@ -34,14 +34,7 @@ async fn login_returns_a_token_pair_with_the_contract_claims() {
     let (_, me) = json(app.get("/v1/users/me", at).await).await;
     assert_eq!(c["sub"], me["id"]);
     // The kid names a published key.
-    let (_, jwks) = json(
-        app.client
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let jwks = app.jwks().await;
     assert!(
         jwks["keys"]
             .as_array()
@@ -116,12 +109,7 @@ async fn cookie_delivery_sets_a_locked_down_cookie_and_no_body_token() {
     let app = spawn_app().await;
     let email = app.new_user().await;
 
-    let resp = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"email": email, "password": PASSWORD, "refresh_delivery": "cookie"}),
-        )
-        .await;
+    let resp = app.login_with_cookie(&email).await;
 
     assert_eq!(resp.status(), 200);
     let cookie = resp

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{ORIGIN, PASSWORD, assert_problem, spawn_app};
+use crate::helpers::{ORIGIN, assert_problem, spawn_app};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logout_with_the_bearer_revokes_the_session_and_repeating_is_harmless() {
@@ -50,12 +50,7 @@ async fn logout_with_a_refresh_token_in_the_body() {
 async fn logout_with_the_cookie_checks_origin_and_clears_it() {
     let app = spawn_app().await;
     let email = app.new_user().await;
-    let resp = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"email": email, "password": PASSWORD, "refresh_delivery": "cookie"}),
-        )
-        .await;
+    let resp = app.login_with_cookie(&email).await;
     let cookie = resp.headers()["set-cookie"]
         .to_str()
         .unwrap()

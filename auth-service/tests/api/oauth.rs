@@ -44,6 +44,18 @@ pub async fn form(
     req.send().await.unwrap()
 }
 
+/// `POST /oauth/token` with the client-credentials grant, authenticated by `auth` (a Basic
+/// header) if given.
+pub async fn client_credentials(app: &TestApp, auth: Option<&str>) -> reqwest::Response {
+    form(
+        app,
+        "/oauth/token",
+        auth,
+        &[("grant_type", "client_credentials")],
+    )
+    .await
+}
+
 pub async fn oauth_error(resp: reqwest::Response, status: u16, error: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status);
     let (_, body) = json(resp).await;
@@ -189,13 +201,7 @@ async fn token_endpoint_errors_follow_rfc_6749() {
         .await;
     }
     for auth in [&wrong, &unknown, &"Basic !!!".to_owned()] {
-        let resp = form(
-            &app,
-            "/oauth/token",
-            Some(auth),
-            &[("grant_type", "client_credentials")],
-        )
-        .await;
+        let resp = client_credentials(&app, Some(auth)).await;
         assert!(
             resp.headers()["www-authenticate"]
                 .to_str()
@@ -204,18 +210,7 @@ async fn token_endpoint_errors_follow_rfc_6749() {
         );
         oauth_error(resp, 401, "invalid_client").await;
     }
-    oauth_error(
-        form(
-            &app,
-            "/oauth/token",
-            None,
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-        401,
-        "invalid_client",
-    )
-    .await;
+    oauth_error(client_credentials(&app, None).await, 401, "invalid_client").await;
     let both = form(
         &app,
         "/oauth/token",

@@ -5,23 +5,14 @@ use serde_json::json;
 
 use crate::admin::admin_session;
 use crate::helpers::{TestApp, assert_problem, claims, json, spawn_app};
-use crate::oauth::{basic, form, new_client, oauth_error};
+use crate::oauth::{basic, client_credentials, form, new_client, oauth_error};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn introspection_and_revocation() {
     let app = spawn_app().await;
     let (id, secret) = new_client(&app, &["todos:read", "tokens:introspect"]).await;
     let auth = basic(&id, &secret);
-    let (_, token) = json(
-        form(
-            &app,
-            "/oauth/token",
-            Some(&auth),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-    )
-    .await;
+    let (_, token) = json(client_credentials(&app, Some(&auth)).await).await;
     let at = token["access_token"].as_str().unwrap();
     let (_, pair) = app.user_session().await;
 
@@ -106,16 +97,7 @@ async fn a_deleted_clients_tokens_stop_working() {
     let app = spawn_app().await;
     let (id, secret) = new_client(&app, &["todos:read"]).await;
     let auth = basic(&id, &secret);
-    let (_, token) = json(
-        form(
-            &app,
-            "/oauth/token",
-            Some(&auth),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-    )
-    .await;
+    let (_, token) = json(client_credentials(&app, Some(&auth)).await).await;
     let (_, admin) = admin_session(&app).await;
 
     let resp = app
@@ -128,13 +110,7 @@ async fn a_deleted_clients_tokens_stop_working() {
     assert_eq!(resp.status(), 204);
 
     oauth_error(
-        form(
-            &app,
-            "/oauth/token",
-            Some(&auth),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
+        client_credentials(&app, Some(&auth)).await,
         401,
         "invalid_client",
     )
@@ -164,16 +140,7 @@ async fn a_deleted_clients_tokens_stop_working() {
 async fn client_token(app: &TestApp, scopes: &[&str]) -> (String, String) {
     let (id, secret) = new_client(app, scopes).await;
     let auth = basic(&id, &secret);
-    let (status, token) = json(
-        form(
-            app,
-            "/oauth/token",
-            Some(&auth),
-            &[("grant_type", "client_credentials")],
-        )
-        .await,
-    )
-    .await;
+    let (status, token) = json(client_credentials(app, Some(&auth)).await).await;
     assert_eq!(status, 200, "{token}");
     (auth, token["access_token"].as_str().unwrap().to_owned())
 }

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{ORIGIN, PASSWORD, assert_problem, json, spawn_app, spawn_app_with};
+use crate::helpers::{ORIGIN, assert_problem, json, spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_rotates_the_token_within_the_session() {
@@ -147,12 +147,7 @@ async fn a_disabled_user_cannot_refresh() {
 
 async fn cookie_login(app: &crate::helpers::TestApp) -> String {
     let email = app.new_user().await;
-    let resp = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"email": email, "password": PASSWORD, "refresh_delivery": "cookie"}),
-        )
-        .await;
+    let resp = app.login_with_cookie(&email).await;
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     cookie.split(';').next().unwrap().to_owned()
 }

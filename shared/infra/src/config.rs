@@ -89,6 +89,21 @@ impl ConfigSource {
     }
 }
 
+/// A service's configuration as both services load it: the shared [`HttpSettings`], the
+/// service's own settings `S`, and the `PREFIX_*` variables neither reads (for a warning
+/// once telemetry is up). `listen_addr` is the service's default listen address.
+pub fn load<S: DeserializeOwned>(
+    prefix: &'static str,
+    file: Option<PathBuf>,
+    listen_addr: &str,
+) -> Result<(HttpSettings, S, Vec<String>), ConfigError> {
+    let source = ConfigSource::new(prefix, file, &[("listen_addr", listen_addr)])?;
+    let http: HttpSettings = source.extract()?;
+    let own: S = source.extract()?;
+    let unknown = source.unknown_env_vars(&[keys_of::<HttpSettings>(), keys_of::<S>()]);
+    Ok((http, own, unknown))
+}
+
 /// The field names of a settings struct, for [`ConfigSource::unknown_env_vars`].
 pub fn keys_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     serde_aux::serde_introspection::serde_introspect::<T>()

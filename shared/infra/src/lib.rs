@@ -3,6 +3,7 @@
 //! events the auth service publishes.
 
 pub mod background;
+pub mod binary;
 pub mod config;
 pub mod db;
 pub mod events;

@@ -81,13 +81,7 @@ async fn missing_or_bad_tokens_are_401_with_one_body() {
         .unwrap();
     bodies.push(assert_problem(none, 401, "TOKEN_INVALID").await);
     for token in ["garbage", "a.b.c", forged.as_str()] {
-        let resp = stack
-            .client
-            .get(stack.todo_url("/v1/todos"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let resp = stack.get_with_token(token, "/v1/todos").await;
         bodies.push(assert_problem(resp, 401, "TOKEN_INVALID").await);
     }
     for b in &mut bodies {
@@ -139,15 +133,7 @@ async fn scopes_decide_what_a_token_may_do() {
         ..stack.user().await
     };
 
-    assert_eq!(
-        stack
-            .get(&read_only, "/v1/todos")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(stack.status(&read_only, "/v1/todos").await, 200);
     let resp = stack
         .post(&read_only, "/v1/todos", &json!({"title": "x"}))
         .send()
@@ -156,19 +142,9 @@ async fn scopes_decide_what_a_token_may_do() {
     let body = assert_problem(resp, 403, "FORBIDDEN").await;
     assert!(body["detail"].as_str().unwrap().contains("todos:write"));
     // An unknown role grants nothing, whatever scopes it claims.
-    assert_problem(
-        stack.get(&nothing, "/v1/todos").send().await.unwrap(),
-        403,
-        "FORBIDDEN",
-    )
-    .await;
+    stack.assert_forbidden(&nothing, "/v1/todos").await;
     // A user cannot use the admin routes.
-    assert_problem(
-        stack.get(&user, "/v1/admin/todos").send().await.unwrap(),
-        403,
-        "FORBIDDEN",
-    )
-    .await;
+    stack.assert_forbidden(&user, "/v1/admin/todos").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -24,15 +24,7 @@ async fn a_demoted_admin_loses_admin_rights_within_a_second() {
     let stack = spawn_stack().await;
     let boss = stack.admin().await;
     let demoted = stack.admin().await;
-    assert_eq!(
-        stack
-            .get(&demoted, "/v1/admin/todos")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(stack.status(&demoted, "/v1/admin/todos").await, 200);
 
     patch_user(&stack, &boss, &demoted.id, json!({"role": "user"})).await;
     let took = stack

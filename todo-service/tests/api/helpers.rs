@@ -229,6 +229,32 @@ impl Stack {
             .bearer_auth(&user.access)
     }
 
+    /// The status of a GET of `path` as `user`.
+    pub async fn status(&self, user: &User, path: &str) -> u16 {
+        self.get(user, path).send().await.unwrap().status().as_u16()
+    }
+
+    /// A GET of `path` with `token` as the bearer token.
+    pub async fn get_with_token(&self, token: &str, path: &str) -> Response {
+        self.client
+            .get(self.todo_url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Assert that `user` may not GET `path` (403 `FORBIDDEN`).
+    pub async fn assert_forbidden(&self, user: &User, path: &str) {
+        assert_problem(self.get(user, path).send().await.unwrap(), 403, "FORBIDDEN").await;
+    }
+
+    /// Log `user` out at the auth service.
+    pub async fn logout(&self, user: &User) {
+        let status = self.auth_post(user, "/v1/auth/logout", None).await.status();
+        assert_eq!(status, 204);
+    }
+
     pub fn post(&self, user: &User, path: &str, body: &Value) -> RequestBuilder {
         self.client
             .post(self.todo_url(path))

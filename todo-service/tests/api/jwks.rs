@@ -21,13 +21,7 @@ async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
 
     for _ in 0..20 {
         let token = made_up_kid_token(&stack, &user, &key);
-        let resp = stack
-            .client
-            .get(stack.todo_url("/v1/todos"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let resp = stack.get_with_token(&token, "/v1/todos").await;
         assert_problem(resp, 401, "TOKEN_INVALID").await;
     }
 
@@ -35,10 +29,7 @@ async fn made_up_kids_refetch_the_jwks_at_most_once_per_interval() {
         stack.todo_state.keys.fetch_count() - before <= 1,
         "at most one refetch"
     );
-    assert_eq!(
-        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(stack.status(&user, "/v1/todos").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -57,10 +48,7 @@ async fn cached_keys_keep_working_while_the_auth_service_is_down() {
         "auth is down"
     );
 
-    assert_eq!(
-        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(stack.status(&user, "/v1/todos").await, 200);
     // The auth service left cleanly: its denylist lease is kept while no writer runs, so
     // the TODO service goes on serving well past the lease.
     tokio::time::sleep(auth_service::service::revocation::LEASE + Duration::from_secs(2)).await;
@@ -102,17 +90,9 @@ async fn a_rotated_key_is_fetched_when_its_first_token_arrives() {
 
     let rotated: User = stack.login(&user.email, &user.id).await;
     assert_eq!(shared::testing::jwt_header(&rotated.access)["alg"], "ES256");
+    assert_eq!(stack.status(&rotated, "/v1/todos").await, 200);
     assert_eq!(
-        stack
-            .get(&rotated, "/v1/todos")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
+        stack.status(&user, "/v1/todos").await,
         200,
         "old tokens too"
     );

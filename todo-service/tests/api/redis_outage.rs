@@ -83,10 +83,7 @@ async fn with_redis_down_requests_get_503_after_the_bound_then_recover() {
     let mut redis = RedisServer::start().await;
     let stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
     let user = stack.user().await;
-    assert_eq!(
-        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(stack.status(&user, "/v1/todos").await, 200);
 
     redis.stop();
     let resp = wait_for_status(&stack, &user, 503, Duration::from_secs(5)).await;
@@ -104,13 +101,7 @@ async fn a_revoked_token_stays_revoked_after_redis_restarts_empty() {
     let stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
     let user = stack.user().await;
     let bystander = stack.user().await;
-    assert_eq!(
-        stack
-            .auth_post(&user, "/v1/auth/logout", None)
-            .await
-            .status(),
-        204
-    );
+    stack.logout(&user).await;
     stack.time_until_revoked(&user, Instant::now()).await;
 
     redis.restart().await; // empty: no persistence
@@ -150,22 +141,13 @@ async fn a_logout_the_auth_service_cannot_publish_is_never_honoured_open() {
     .await;
     let user = stack.user().await;
     let bystander = stack.user().await;
-    assert_eq!(
-        stack.get(&user, "/v1/todos").send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(stack.status(&user, "/v1/todos").await, 200);
 
     // The auth service is cut off from Redis: its logout commits (204) but cannot be
     // published. The TODO service still reaches Redis, and must not keep trusting it.
     proxy.pause();
     let started = Instant::now();
-    assert_eq!(
-        stack
-            .auth_post(&user, "/v1/auth/logout", None)
-            .await
-            .status(),
-        204
-    );
+    stack.logout(&user).await;
     refused_within_the_lease_bound(&stack, &user, started).await;
     assert_not_ready(&stack).await;
 
@@ -182,13 +164,7 @@ async fn revocations_redis_lost_behind_a_kept_lease_are_replayed() {
     let redis = RedisServer::start().await;
     let stack = spawn_stack_with(redis.url(), |t| t.denylist_max_staleness_secs = 1).await;
     let user = stack.user().await;
-    assert_eq!(
-        stack
-            .auth_post(&user, "/v1/auth/logout", None)
-            .await
-            .status(),
-        204
-    );
+    stack.logout(&user).await;
     stack.time_until_revoked(&user, Instant::now()).await;
 
     // A failover to a replica that lagged (or an eviction): the lease survived, the entries

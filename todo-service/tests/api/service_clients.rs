@@ -5,7 +5,7 @@ use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use serde_json::json;
 use shared::testing::json;
 
-use crate::helpers::{Stack, User, assert_problem, spawn_stack};
+use crate::helpers::{Stack, User, spawn_stack};
 
 /// A client created through the admin API: (client_id, client_secret).
 async fn client(stack: &Stack, scopes: &[&str]) -> (String, String) {
@@ -81,12 +81,7 @@ async fn a_service_with_todos_admin_uses_the_admin_routes() {
         204
     );
     // Its scopes are exactly its client's: no todos:read of its own.
-    assert_problem(
-        stack.get(&service, "/v1/todos").send().await.unwrap(),
-        403,
-        "FORBIDDEN",
-    )
-    .await;
+    stack.assert_forbidden(&service, "/v1/todos").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,21 +91,8 @@ async fn a_service_without_todos_admin_is_refused() {
 
     let narrow = as_user(fetch_token(&stack, &id, &secret, Some("todos:read")).await);
 
-    assert_problem(
-        stack.get(&narrow, "/v1/admin/todos").send().await.unwrap(),
-        403,
-        "FORBIDDEN",
-    )
-    .await;
-    assert_eq!(
-        stack
-            .get(&narrow, "/v1/todos")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    stack.assert_forbidden(&narrow, "/v1/admin/todos").await;
+    assert_eq!(stack.status(&narrow, "/v1/todos").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,15 +100,7 @@ async fn a_revoked_service_token_is_refused_within_a_second() {
     let stack = spawn_stack().await;
     let (id, secret) = client(&stack, &["todos:read"]).await;
     let service = as_user(fetch_token(&stack, &id, &secret, None).await);
-    assert_eq!(
-        stack
-            .get(&service, "/v1/todos")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(stack.status(&service, "/v1/todos").await, 200);
 
     let resp = stack
         .client
