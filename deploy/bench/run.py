@@ -82,9 +82,11 @@ def peak_rss_mib(pid):
 
 
 def to_ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if not m:
+        raise ValueError(f"not a wrk latency: {text!r}")
     value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
 def wrk(url, script, seconds, pids):
@@ -97,6 +99,13 @@ def wrk(url, script, seconds, pids):
     ).stdout
     after = [cpu_seconds(p) for p in pids]
     os.unlink(f.name)
+    try:
+        return parse_wrk(out, total_cpu=[a - b for a, b in zip(after, before)])
+    except (AttributeError, ValueError) as err:
+        sys.exit(f"bench: cannot read wrk's output ({err}):\n{out}")
+
+
+def parse_wrk(out, total_cpu):
     total = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
@@ -104,7 +113,7 @@ def wrk(url, script, seconds, pids):
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = int(bad.group(1)) if bad else 0
     sock = re.search(r"Socket errors: (.*)", out)
-    cpu = [(a - b) * 1000 / max(total, 1) for a, b in zip(after, before)]
+    cpu = [c * 1000 / max(total, 1) for c in total_cpu]
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors, "cpu": cpu,
             "socket": sock.group(1) if sock else ""}
 

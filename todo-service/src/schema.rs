@@ -15,6 +15,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    todo_counts (owner_id) {
+        owner_id -> Text,
+        n -> Int8,
+    }
+}
+
+diesel::table! {
     idempotency_keys (owner_id, key) {
         owner_id -> Text,
         key -> Text,

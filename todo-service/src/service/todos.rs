@@ -83,54 +83,52 @@ pub async fn create(
     }
     let limit = state.settings.todo.max_todos_per_owner;
     let ttl = chrono::Duration::seconds(state.settings.todo.idempotency_ttl_secs);
+    let title = title.into_inner();
+    let description = description.map(Description::into_inner);
+    let now = Utc::now();
+    let new = || NewTodo {
+        id: Uuid::now_v7(),
+        owner_id: owner,
+        title: &title,
+        description: description.as_deref(),
+        done: input.done,
+        due_at: input.due_at,
+        created_at: now,
+        updated_at: now,
+    };
     let mut conn = shared::db::conn(&state.pool).await?;
+    let Some(idem) = &idempotency else {
+        // One statement, no transaction: the limit check and the insert are one.
+        return todos::insert_counted(&mut conn, new(), limit)
+            .await?
+            .map(Created::New)
+            .ok_or(TodoError::LimitReached(limit));
+    };
     conn.transaction(async |conn| {
-        let now = Utc::now();
-        if let Some(idem) = &idempotency {
-            idempotency::lock(conn, owner, &idem.key).await?;
-            if let Some(stored) = idempotency::find(conn, owner, &idem.key, now).await? {
-                if stored.request_hash != idem.request_hash {
-                    return Err(TodoError::IdempotencyMismatch);
-                }
-                return Ok(Created::Replayed(stored));
+        idempotency::lock(conn, owner, &idem.key).await?;
+        if let Some(stored) = idempotency::find(conn, owner, &idem.key, now).await? {
+            if stored.request_hash != idem.request_hash {
+                return Err(TodoError::IdempotencyMismatch);
             }
+            return Ok(Created::Replayed(stored));
         }
-        todos::lock_owner(conn, owner).await?;
-        if todos::count_for_owner(conn, owner).await? >= limit {
-            return Err(TodoError::LimitReached(limit));
-        }
-        let title = title.into_inner();
-        let description = description.map(Description::into_inner);
-        let row = todos::insert(
+        let row = todos::insert_counted(conn, new(), limit)
+            .await?
+            .ok_or(TodoError::LimitReached(limit))?;
+        let (body, location) = render(&row);
+        idempotency::store(
             conn,
-            NewTodo {
-                id: Uuid::now_v7(),
+            NewStoredResponse {
                 owner_id: owner,
-                title: &title,
-                description: description.as_deref(),
-                done: input.done,
-                due_at: input.due_at,
-                created_at: now,
-                updated_at: now,
+                key: &idem.key,
+                request_hash: &idem.request_hash,
+                response_status: 201,
+                response_body: &body,
+                location: Some(&location),
+                expires_at: now + ttl,
             },
         )
         .await?;
-        if let Some(idem) = &idempotency {
-            let (body, location) = render(&row);
-            idempotency::store(
-                conn,
-                NewStoredResponse {
-                    owner_id: owner,
-                    key: &idem.key,
-                    request_hash: &idem.request_hash,
-                    response_status: 201,
-                    response_body: &body,
-                    location: Some(&location),
-                    expires_at: now + ttl,
-                },
-            )
-            .await?;
-        }
         Ok(Created::New(row))
     })
     .await

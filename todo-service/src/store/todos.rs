@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::schema::todos;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = todos)]
 pub struct TodoRow {
     pub id: Uuid,
@@ -22,8 +22,6 @@ pub struct TodoRow {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = todos)]
 pub struct NewTodo<'a> {
     pub id: Uuid,
     pub owner_id: &'a str,
@@ -153,20 +151,37 @@ pub async fn find(
     query.first(conn).await.optional()
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, todo: NewTodo<'_>) -> QueryResult<TodoRow> {
-    diesel::insert_into(todos::table)
-        .values(&todo)
-        .returning(TodoRow::as_returning())
-        .get_result(conn)
-        .await
-}
-
-pub async fn count_for_owner(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<i64> {
-    todos::table
-        .filter(todos::owner_id.eq(owner))
-        .count()
-        .get_result(conn)
-        .await
+/// Insert `todo` if its owner has fewer than `limit` todos, counting it, in one statement
+/// (see `migrations/todo/*_todo_counts`): `None` when the owner is at the limit.
+pub async fn insert_counted(
+    conn: &mut AsyncPgConnection,
+    todo: NewTodo<'_>,
+    limit: i64,
+) -> QueryResult<Option<TodoRow>> {
+    use diesel::sql_types::{Bool, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(
+        "WITH slot AS ( \
+           INSERT INTO todo_counts AS c (owner_id, n) VALUES ($2, 1) \
+           ON CONFLICT (owner_id) DO UPDATE SET n = c.n + 1 WHERE c.n < $9 \
+           RETURNING c.owner_id) \
+         INSERT INTO todos (id, owner_id, title, description, done, due_at, created_at, \
+           updated_at) \
+         SELECT $1, owner_id, $3, $4, $5, $6, $7, $8 FROM slot \
+         RETURNING id, owner_id, title, description, done, due_at, version, created_at, \
+           updated_at",
+    )
+    .bind::<SqlUuid, _>(todo.id)
+    .bind::<Text, _>(todo.owner_id)
+    .bind::<Text, _>(todo.title)
+    .bind::<Nullable<Text>, _>(todo.description)
+    .bind::<Bool, _>(todo.done)
+    .bind::<Nullable<Timestamptz>, _>(todo.due_at)
+    .bind::<Timestamptz, _>(todo.created_at)
+    .bind::<Timestamptz, _>(todo.updated_at)
+    .bind::<Int8, _>(limit)
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Apply `changes` and bump the version in one statement; with `expected` only if the
@@ -215,15 +230,6 @@ pub async fn delete(
         target = target.filter(todos::version.eq(version));
     }
     target.execute(conn).await.map(|n| n > 0)
-}
-
-/// Per-owner lock for the todo limit, held to the end of the transaction.
-pub async fn lock_owner(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
-        .bind::<diesel::sql_types::Text, _>(owner)
-        .execute(conn)
-        .await
-        .map(drop)
 }
 
 /// Everything kept for an owner (todos and idempotency records); returns the todos deleted.

@@ -227,10 +227,14 @@ async fn the_per_owner_limit_is_enforced() {
     .await;
     let user = stack.user().await;
     let other = stack.user().await;
-    let creates = (0..5).map(|i| {
-        stack
-            .post(&user, "/v1/todos", &json!({"title": format!("t{i}")}))
-            .send()
+    // In flight together, with and without an Idempotency-Key (two ways to create).
+    let creates = (0..6).map(|i| {
+        let req = stack.post(&user, "/v1/todos", &json!({"title": format!("t{i}")}));
+        if i % 2 == 0 {
+            req.header("idempotency-key", format!("key-{i}")).send()
+        } else {
+            req.send()
+        }
     });
     let statuses: Vec<u16> = futures_util::future::join_all(creates)
         .await
