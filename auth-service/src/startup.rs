@@ -7,17 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::http::header;
 use poem::middleware::CookieJarManager;
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use poem::{Endpoint, EndpointExt};
 use secrecy::ExposeSecret;
-use shared::ApiError;
 use shared::background::Background;
 use shared::db::{PgPool, PoolOptions};
 use shared::health::{Check, HealthApi, Readiness};
 use shared::ratelimit::RateLimiter;
 use shared::server::ServeOptions;
-use shared::tokens::Principal;
 use shared::verify::{Authenticator, BoxFuture, Verifier, VerifierConfig};
 use tokio::net::TcpListener;
 
@@ -29,7 +26,6 @@ use crate::crypto::keys::KeyCipher;
 use crate::service::events::EventPublisher;
 use crate::service::revocation::RevocationPublisher;
 use crate::state::AppState;
-use crate::store::sessions;
 
 pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("../migrations/auth");
@@ -213,14 +209,14 @@ impl Application {
         let health = HealthApi::new(Arc::new(Deps {
             state: state.clone(),
         }));
-        let authenticator: Arc<dyn Authenticator> = Arc::new(SessionAuthenticator {
+        let authenticator: Arc<dyn Authenticator> = Arc::new(api::edge::SessionAuthenticator {
             state: state.clone(),
         });
         let service = api::service(state.clone(), health);
         shared::http::mount(service, &state.settings.http, |routes| {
             routes
                 .around(api::oauth::framework_errors_as_oauth)
-                .around(empty_post_is_json)
+                .around(api::edge::empty_post_is_json)
                 .with(CookieJarManager::new())
         })
         .data(authenticator)
@@ -249,26 +245,6 @@ impl Application {
     }
 }
 
-/// An empty POST without a content type is treated as an empty JSON body, so a browser can
-/// call refresh and logout with only the cookie.
-async fn empty_post_is_json<E: Endpoint>(
-    ep: std::sync::Arc<E>,
-    mut req: Request,
-) -> poem::Result<Response> {
-    if req.method() == poem::http::Method::POST && !req.headers().contains_key(header::CONTENT_TYPE)
-    {
-        let body = req.take_body().into_bytes().await.unwrap_or_default();
-        if body.is_empty() {
-            req.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-        }
-        req.set_body(body);
-    }
-    ep.call(req).await.map(IntoResponse::into_response)
-}
-
 struct Deps {
     state: Arc<AppState>,
 }
@@ -288,38 +264,5 @@ impl Readiness for Deps {
             &self.state.pool,
             &self.state.redis,
         ))
-    }
-}
-
-/// Bearer tokens at the auth service: a valid signature and claims, a session that is still
-/// live in PostgreSQL and no revocation of the token's `jti` (PostgreSQL is the source of
-/// truth, so revocation here is immediate).
-struct SessionAuthenticator {
-    state: Arc<AppState>,
-}
-
-impl Authenticator for SessionAuthenticator {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, ApiError>> {
-        Box::pin(async move {
-            let claims = self.state.verifier.verify(token).await.map_err(|err| {
-                tracing::info!(reason = ?err, "access token refused");
-                ApiError::from(err)
-            })?;
-            let principal = Principal::from_claims(&claims);
-            let (Some(user_id), Some(sid)) = (principal.user_id(), principal.session_id) else {
-                // Service tokens carry no session; nothing here accepts them yet.
-                return Err(ApiError::forbidden("This needs a user's token."));
-            };
-            let mut conn = shared::db::conn(&self.state.pool).await?;
-            let now = chrono::Utc::now();
-            let live = sessions::token_is_live(&mut conn, sid, user_id, &claims.jti, now)
-                .await
-                .map_err(|e| shared::problem::internal_error("checking a session", &e))?;
-            if !live {
-                tracing::info!(session_id = %sid, "access token of a revoked session or jti refused");
-                return Err(ApiError::token_revoked());
-            }
-            Ok(principal)
-        })
     }
 }

@@ -36,15 +36,20 @@ def call(method, url, body=None, token=None):
 
 
 def users(auth, n):
-    tokens = []
+    """n new accounts, each logged in once: their emails and token pairs."""
+    out = []
     for _ in range(n):
         email = f"bench-{uuid.uuid4().hex}@example.com"
         status, body = call("POST", f"{auth}/v1/auth/signup", {"email": email, "password": PASSWORD})
         assert status == 201, (status, body)
-        status, body = call("POST", f"{auth}/v1/auth/login", {"email": email, "password": PASSWORD})
-        assert status == 200, (status, body)
-        tokens.append(body["access_token"])
-    return tokens
+        out.append((email, login(auth, email)))
+    return out
+
+
+def login(auth, email):
+    status, body = call("POST", f"{auth}/v1/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200, (status, body)
+    return body
 
 
 def lua(tokens, method, paths, body=None):
@@ -64,6 +69,66 @@ request = function()
   local h = {{["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1], ["Content-Type"] = "application/json"}}
   return wrk.format(nil, paths[(i % #paths) + 1], h)
 end
+"""
+
+
+def lua_rotating(items, make_request, take_from_response):
+    """A wrk script whose requests each spend one item of a pool (a refresh token, a todo
+    with its version) that the response gives back renewed. Each wrk thread has its own
+    share of the pool, larger than its connections, so the pool never runs dry."""
+    quoted = ", ".join(json.dumps(i) for i in items)
+    return f"""
+local all = {{{quoted}}}
+local threads = 0
+function setup(thread)
+  thread:set("index", threads)
+  threads = threads + 1
+end
+local pool = {{}}
+function init(args)
+  for k, item in ipairs(all) do
+    if k % 2 == index then table.insert(pool, item) end
+  end
+end
+function request()
+  local item = table.remove(pool, 1)
+  {make_request}
+end
+function response(status, headers, body)
+  {take_from_response}
+end
+"""
+
+
+def lua_refresh(refresh_tokens):
+    return lua_rotating(
+        refresh_tokens,
+        'return wrk.format("POST", "/v1/auth/refresh", {["Content-Type"] = "application/json"}, '
+        '\'{"refresh_token":"\' .. item .. \'"}\')',
+        'local t = body:match(\'"refresh_token":"([^"]+)"\')\n  if t then table.insert(pool, t) end',
+    )
+
+
+def lua_patch(token, todos):
+    items = [f"{t['id']} {t['version']}" for t in todos]
+    return lua_rotating(
+        items,
+        'local id, v = item:match("(%S+) (%S+)")\n'
+        '  return wrk.format("PATCH", "/v1/todos/" .. id, {["Content-Type"] = "application/json", '
+        f'["Authorization"] = "Bearer {token}", ["If-Match"] = \'"\' .. v .. \'"\'}}, '
+        '\'{"done":true}\')',
+        'local id = body:match(\'"id":"([^"]+)"\')\n'
+        '  local v = body:match(\'"version":(%d+)\')\n'
+        '  if id and v then table.insert(pool, id .. " " .. v) end',
+    )
+
+
+def lua_login(email):
+    body = json.dumps({"email": email, "password": PASSWORD})
+    return f"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {json.dumps(body)}
 """
 
 
@@ -93,10 +158,14 @@ def wrk(url, script, seconds, pids):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     before = [cpu_seconds(p) for p in pids]
-    out = subprocess.run(
+    run = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", f.name, url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+        capture_output=True, text=True,
+    )
+    out = run.stdout
+    if run.returncode != 0:
+        sys.exit(f"bench: wrk failed ({run.returncode}) on {url} with the script {f.name}:\n"
+                 f"{run.stdout}\n{run.stderr}")
     after = [cpu_seconds(p) for p in pids]
     os.unlink(f.name)
     try:
@@ -142,9 +211,14 @@ def main():
     ap.add_argument("--todo-db", required=True)
     ap.add_argument("--pids", required=True, help="the auth and TODO services' pid files")
     ap.add_argument("--report", required=True)
-    ap.add_argument("--quick", action="store_true", help="5 s per scenario (CI)")
+    ap.add_argument("--argon2", required=True,
+                    help="the argon2_rate example: argon2id alone on every core, hashes/s")
+    ap.add_argument("--quick", action="store_true", help="5 s per scenario")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2 s per scenario on a debug build (CI): the harness runs and every "
+                         "scenario answers as it should; the figures mean nothing")
     args = ap.parse_args()
-    seconds = 5 if args.quick else 20
+    seconds = 2 if args.smoke else 5 if args.quick else 20
     pids = [int(open(p).read().strip()) for p in args.pids.split(",")]
 
     # PostgreSQL's own rates, on a table shaped like todos (same indexes), in a scratch database.
@@ -169,53 +243,72 @@ def main():
     select_sql = "\\set n random(1, 10000)\nSELECT * FROM rows WHERE n = :n;\n"
 
     def limits():
-        return pgbench(args.pg, scratch, insert_sql, seconds), pgbench(args.pg, scratch, select_sql, seconds)
+        argon2 = float(subprocess.run([args.argon2, str(min(seconds, 10))], capture_output=True,
+                                      text=True, check=True).stdout)
+        return {"insert": pgbench(args.pg, scratch, insert_sql, seconds),
+                "select": pgbench(args.pg, scratch, select_sql, seconds),
+                "argon2": argon2}
 
-    tokens = users(args.auth, OWNERS)
-    ids = []
-    for i in range(100):
+    accounts = users(args.auth, OWNERS)
+    tokens = [pair["access_token"] for _, pair in accounts]
+    todos = []
+    for i in range(128):
         status, todo = call("POST", f"{args.todo}/v1/todos", {"title": f"seed {i}"}, tokens[0])
         assert status == 201, (status, todo)
-        ids.append(todo["id"])
+        todos.append(todo)
+    # Sessions to refresh, more than the connections (each refresh spends one token), of
+    # accounts of their own: a user past AUTH_MAX_SESSIONS_PER_USER loses the oldest sessions,
+    # and with them the tokens the other scenarios use.
+    refreshers = users(args.auth, 4)
+    refresh_tokens = [pair["refresh_token"] for _, pair in refreshers]
+    refresh_tokens += [login(args.auth, email)["refresh_token"]
+                       for email, _ in refreshers for _ in range(CONNECTIONS - 1)]
     one = tokens[:1]
-    by_id = [f"/v1/todos/{i}" for i in ids]
+    by_id = [f"/v1/todos/{t['id']}" for t in todos[:100]]
+    # (name, service, wrk script, the limit it is held against, floor)
     scenarios = [
-        ("POST /v1/todos, one owner", lua(one, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
-        (f"POST /v1/todos, {OWNERS} owners", lua(tokens, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
-        ("GET /v1/todos/{id}", lua(one, "GET", by_id), "select", 0.25),
-        ("GET /v1/todos?limit=20", lua(one, "GET", ["/v1/todos?limit=20"]), "select", 0.15),
-        ("GET /v1/todos?limit=100", lua(one, "GET", ["/v1/todos?limit=100"]), "select", 0.05),
-        ("bad token", lua(["not.a.token"], "GET", by_id), None, None),
+        ("login", args.auth, lua_login(accounts[1][0]), "argon2", 0.85),
+        ("refresh", args.auth, lua_refresh(refresh_tokens), "insert", 0.25),
+        ("POST /v1/todos, one owner", args.todo, lua(one, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
+        (f"POST /v1/todos, {OWNERS} owners", args.todo, lua(tokens, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
+        ("PATCH /v1/todos/{id} with If-Match", args.todo, lua_patch(tokens[0], todos), "insert", None),
+        ("GET /v1/todos/{id}", args.todo, lua(one, "GET", by_id), "select", 0.25),
+        ("GET /v1/todos?limit=20", args.todo, lua(one, "GET", ["/v1/todos?limit=20"]), "select", 0.15),
+        ("GET /v1/todos?limit=100", args.todo, lua(one, "GET", ["/v1/todos?limit=100"]), "select", 0.05),
+        ("bad token", args.todo, lua(["not.a.token"], "GET", by_id), "by id", 2.0),
     ]
     first = limits()
     results = []
-    for name, script, _, _ in scenarios:
-        results.append(wrk(args.todo, script, seconds, pids))
+    for _, url, script, _, _ in scenarios:
+        results.append(wrk(url, script, seconds, pids))
     last = limits()
-    insert_tps = (first[0] + last[0]) / 2
-    select_tps = (first[1] + last[1]) / 2
-    get_by_id = results[2]["rps"]
+    limit = {k: (first[k] + last[k]) / 2 for k in first}
+    limit["by id"] = results[[n for n, *_ in scenarios].index("GET /v1/todos/{id}")]["rps"]
+    bound = {"insert": "of pgbench insert", "select": "of pgbench select",
+             "argon2": "of argon2 alone", "by id": "x GET by id"}
 
     lines = [
+        *(["SMOKE RUN on a debug build: these figures are not a benchmark.", ""] if args.smoke else []),
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.platform()}; {seconds} s per scenario, wrk -c{CONNECTIONS}.",
-        f"PostgreSQL alone (pgbench -c{CONNECTIONS}, same server): single-row insert "
-        f"{insert_tps:,.0f} tps (runs: {first[0]:,.0f}, {last[0]:,.0f}); point select "
-        f"{select_tps:,.0f} tps (runs: {first[1]:,.0f}, {last[1]:,.0f}).",
+        f"Limits measured before and after the scenarios: PostgreSQL alone (pgbench "
+        f"-c{CONNECTIONS}, same server) single-row insert {limit['insert']:,.0f} tps (runs: "
+        f"{first['insert']:,.0f}, {last['insert']:,.0f}), point select {limit['select']:,.0f} tps "
+        f"(runs: {first['select']:,.0f}, {last['select']:,.0f}); argon2id alone on every core at "
+        f"the configured parameters {limit['argon2']:,.1f} hashes/s (runs: {first['argon2']:,.1f}, "
+        f"{last['argon2']:,.1f}).",
         "",
         "| scenario | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req auth, todo | ratio to its limit | floor |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (name, _, limit, floor), r in zip(scenarios, results):
-        if limit == "insert":
-            ratio, bound = r["rps"] / insert_tps, "of pgbench insert"
-        elif limit == "select":
-            ratio, bound = r["rps"] / select_tps, "of pgbench select"
+    for (name, _, _, kind, floor), r in zip(scenarios, results):
+        ratio = r["rps"] / limit[kind]
+        shown_ratio = f"{ratio:.2f}{bound[kind]}" if kind == "by id" else f"{ratio:.0%} {bound[kind]}"
+        if floor is None:
+            shown_floor, met = "none set", ""
         else:
-            ratio, bound, floor = r["rps"] / get_by_id, "x GET by id", 2.0
-        shown_ratio = f"{ratio:.2f} {bound}" if limit is None else f"{ratio:.0%} {bound}"
-        shown_floor = f"{floor:.0%}" if limit else f"{floor:.1f}x"
-        met = "" if ratio >= floor else " (below)"
+            shown_floor = f"{floor:.1f}x" if kind == "by id" else f"{floor:.0%}"
+            met = "" if ratio >= floor else " (below)"
         expected_errors = name == "bad token"
         errors = "all (401)" if expected_errors and r["errors"] else str(r["errors"])
         lines.append(
@@ -229,7 +322,7 @@ def main():
     print(report)
     with open(args.report, "w") as f:
         f.write(report + "\n")
-    failures = [n for (n, _, _, _), r in zip(scenarios, results)
+    failures = [n for (n, *_), r in zip(scenarios, results)
                 if r["errors"] and n != "bad token"]
     if failures:
         print(f"bench: unexpected error answers in: {', '.join(failures)}", file=sys.stderr)

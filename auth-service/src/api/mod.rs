@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod dto;
+pub mod edge;
 pub mod oauth;
 pub mod users;
 pub mod wellknown;

@@ -10,6 +10,7 @@ use shared::tokens::{AccessClaims, Principal, Role, Scope, Scopes};
 
 use crate::crypto::tokens::{AccessGrant, hash_token, sign_access_token};
 use crate::domain::RequestMeta;
+pub use crate::domain::{OAuthCode, OAuthError};
 use crate::error::AuthError;
 use crate::service::auth::{self, Delivery};
 use crate::service::{clients, throttle};
@@ -18,31 +19,6 @@ use crate::store::audit::{self, AuditEntry, event};
 use crate::store::clients as clients_store;
 use crate::store::clients::ClientRow;
 use crate::store::{revocations, sessions};
-
-/// An RFC 6749 §5.2 error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthError {
-    pub error: &'static str,
-    pub description: String,
-}
-
-impl OAuthError {
-    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            error,
-            description: description.into(),
-        }
-    }
-
-    /// `invalid_client` answers 401 with a Basic challenge; everything else 400.
-    pub fn status(&self) -> u16 {
-        if self.error == "invalid_client" {
-            401
-        } else {
-            400
-        }
-    }
-}
 
 /// Failures: an OAuth error for the client, or a service fault (problem+json 5xx).
 #[derive(Debug)]
@@ -103,7 +79,7 @@ pub async fn authenticate_client(
             return Ok(client);
         }
         (Ok(c), None) => Some(c.id),
-        (Err(err), None) if err.error != "invalid_client" => return Err(err.into()),
+        (Err(err), None) if err.error != OAuthCode::InvalidClient => return Err(err.into()),
         (Err(_), None) => None,
     };
     throttle::record_failure(state, subject, &meta.ip_key).await;
@@ -127,7 +103,7 @@ pub async fn authenticate_client(
         .await
         .map_err(AuthError::from)?;
     }
-    Err(OAuthError::new("invalid_client", "Client authentication failed.").into())
+    Err(OAuthError::new(OAuthCode::InvalidClient, "Client authentication failed.").into())
 }
 
 /// A successful token response.
@@ -159,7 +135,7 @@ pub async fn client_credentials(
                     Ok(scope) if allowed.contains(scope) => granted.insert(scope),
                     _ => {
                         return Err(OAuthError::new(
-                            "invalid_scope",
+                            OAuthCode::InvalidScope,
                             format!("The scope {name:?} is not allowed for this client."),
                         )
                         .into());
@@ -217,7 +193,9 @@ pub async fn client_credentials(
         .await
         .map_err(AuthError::from)?;
     if !issued {
-        return Err(OAuthError::new("invalid_client", "Client authentication failed.").into());
+        return Err(
+            OAuthError::new(OAuthCode::InvalidClient, "Client authentication failed.").into(),
+        );
     }
     Ok(Issued {
         access_token: token,
@@ -235,7 +213,7 @@ pub async fn refresh(
 ) -> Result<Issued, Failure> {
     let token = token
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required."))?;
+        .ok_or_else(|| OAuthError::new(OAuthCode::InvalidRequest, "refresh_token is required."))?;
     match auth::refresh(state, token, Delivery::Body, meta).await {
         Ok(issued) => Ok(Issued {
             access_token: issued.access_token,
@@ -244,12 +222,12 @@ pub async fn refresh(
             refresh_token: Some(issued.refresh_token),
         }),
         Err(AuthError::RefreshInvalid) => Err(OAuthError::new(
-            "invalid_grant",
+            OAuthCode::InvalidGrant,
             "The refresh token is invalid, expired or revoked.",
         )
         .into()),
         Err(AuthError::RefreshReused) => Err(OAuthError::new(
-            "invalid_grant",
+            OAuthCode::InvalidGrant,
             "The refresh token was already used; the session has been revoked.",
         )
         .into()),

@@ -143,7 +143,7 @@ impl shared::problem::ErrorSet for OAuthServiceErrors {
 
 pub fn body(err: &OAuthError) -> Json<OAuthErrorBody> {
     Json(OAuthErrorBody {
-        error: err.error.to_owned(),
+        error: err.error.as_str().to_owned(),
         error_description: err.description.clone(),
     })
 }

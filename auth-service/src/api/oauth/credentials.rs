@@ -6,7 +6,7 @@ use poem::Request;
 use poem::http::header;
 
 use super::OAuthRequest;
-use crate::service::oauth::{ClientCredentials, OAuthError};
+use crate::service::oauth::{ClientCredentials, OAuthCode, OAuthError};
 
 fn authorization(req: &Request) -> Option<&str> {
     req.headers()
@@ -26,7 +26,7 @@ pub fn credentials(req: &Request, params: &OAuthRequest) -> Result<ClientCredent
         (None, None) => None,
         _ => {
             return Err(OAuthError::new(
-                "invalid_client",
+                OAuthCode::InvalidClient,
                 "Send both client_id and client_secret.",
             ));
         }
@@ -38,10 +38,12 @@ pub fn credentials(req: &Request, params: &OAuthRequest) -> Result<ClientCredent
                 .decode(encoded.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| OAuthError::new("invalid_client", "Malformed Basic credentials."))?;
-            let (id, secret) = raw
-                .split_once(':')
-                .ok_or_else(|| OAuthError::new("invalid_client", "Malformed Basic credentials."))?;
+                .ok_or_else(|| {
+                    OAuthError::new(OAuthCode::InvalidClient, "Malformed Basic credentials.")
+                })?;
+            let (id, secret) = raw.split_once(':').ok_or_else(|| {
+                OAuthError::new(OAuthCode::InvalidClient, "Malformed Basic credentials.")
+            })?;
             Ok::<_, OAuthError>(ClientCredentials {
                 id: form_decode(id),
                 secret: form_decode(secret),
@@ -50,12 +52,12 @@ pub fn credentials(req: &Request, params: &OAuthRequest) -> Result<ClientCredent
         .transpose()?;
     match (basic, form) {
         (Some(_), Some(_)) => Err(OAuthError::new(
-            "invalid_request",
+            OAuthCode::InvalidRequest,
             "Use one client authentication method, not both.",
         )),
         (Some(c), None) | (None, Some(c)) => Ok(c),
         (None, None) => Err(OAuthError::new(
-            "invalid_client",
+            OAuthCode::InvalidClient,
             "Client authentication is required.",
         )),
     }

@@ -13,7 +13,7 @@ use poem_openapi::payload::{Form, Json};
 use shared::problem::ApiErr;
 
 use crate::api::{ApiTags, request_meta};
-use crate::service::oauth::{self, Failure, Introspection, OAuthError};
+use crate::service::oauth::{self, Failure, Introspection, OAuthCode, OAuthError};
 use crate::state::AppState;
 pub use body::*;
 use credentials::{credentials, sends_client_credentials};
@@ -22,11 +22,14 @@ pub struct OAuthApi {
     pub state: Arc<AppState>,
 }
 
-/// An OAuth failure as (status-specific) response, or a service fault as a problem.
+/// An OAuth failure as its response (`invalid_client` is 401 with a Basic challenge, every
+/// other code 400), or a service fault as a problem.
 macro_rules! oauth_failure {
     ($resp:ident, $failure:expr) => {
         match $failure {
-            Failure::OAuth(err) if err.status() == 401 => $resp::unauthorized(&err),
+            Failure::OAuth(err) if err.error == OAuthCode::InvalidClient => {
+                $resp::unauthorized(&err)
+            }
             Failure::OAuth(err) => $resp::bad_request(&err),
             Failure::Service(err) => return Err(err.into()),
         }
@@ -53,7 +56,7 @@ impl OAuthApi {
         let params = form.0;
         let result = match params.grant_type.as_deref() {
             None | Some("") => Err(OAuthError {
-                error: "invalid_request",
+                error: OAuthCode::InvalidRequest,
                 description: "grant_type is required.".into(),
             }
             .into()),
@@ -91,7 +94,7 @@ impl OAuthApi {
                 }
             }
             Some(other) => Err(OAuthError {
-                error: "unsupported_grant_type",
+                error: OAuthCode::UnsupportedGrantType,
                 description: format!("The grant type {other:?} is not supported."),
             }
             .into()),
@@ -130,7 +133,7 @@ impl OAuthApi {
             };
         let Some(token) = params.token.as_deref() else {
             return Ok(RevokeResponse::bad_request(&OAuthError {
-                error: "invalid_request",
+                error: OAuthCode::InvalidRequest,
                 description: "token is required.".into(),
             }));
         };
@@ -160,7 +163,7 @@ impl OAuthApi {
             };
         let Some(token) = params.token.as_deref() else {
             return Ok(IntrospectResponse::bad_request(&OAuthError {
-                error: "invalid_request",
+                error: OAuthCode::InvalidRequest,
                 description: "token is required.".into(),
             }));
         };
@@ -216,7 +219,7 @@ pub async fn framework_errors_as_oauth<E: poem::Endpoint>(
         {
             let status = err.status();
             let body = serde_json::json!({
-                "error": "invalid_request",
+                "error": OAuthCode::InvalidRequest.as_str(),
                 "error_description": format!("The request could not be read: {}", status.canonical_reason().unwrap_or("bad request")),
             });
             Ok(poem::Response::builder()

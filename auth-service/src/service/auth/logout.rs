@@ -98,6 +98,18 @@ pub async fn token_revoked(state: &AppState, jti: &str) -> Result<bool, AuthErro
     Ok(revocations::token_revoked(&mut conn, jti, Utc::now()).await?)
 }
 
+/// Whether an access token's session is still live and its `jti` not revoked, as
+/// PostgreSQL (the source of truth) says now.
+pub async fn access_token_is_live(
+    state: &AppState,
+    session_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    jti: &str,
+) -> Result<bool, AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    Ok(sessions::token_is_live(&mut conn, session_id, user_id, jti, Utc::now()).await?)
+}
+
 /// Logout with a refresh token (body or cookie): revoke its session. Unknown or already
 /// revoked tokens are fine: logging out twice is harmless.
 pub async fn logout_with_refresh(

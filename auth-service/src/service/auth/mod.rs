@@ -7,8 +7,8 @@ mod signup;
 
 pub use login::login;
 pub use logout::{
-    SessionSelector, delete_session, list_sessions, logout_with_refresh, revoke_sessions,
-    token_revoked,
+    SessionSelector, access_token_is_live, delete_session, list_sessions, logout_with_refresh,
+    revoke_sessions, token_revoked,
 };
 pub use refresh::refresh;
 pub use signup::{SignupInput, signup};
