@@ -90,12 +90,7 @@ fn start_background(state: &Arc<AppState>) -> (Background, Background) {
 pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
     shared::db::build_pool(
         settings.auth.database_url.expose_secret(),
-        &PoolOptions {
-            max_size: settings.auth.database_pool_size,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(10),
-            application_name: "auth-service",
-        },
+        &PoolOptions::service("auth-service", settings.auth.database_pool_size),
     )
 }
 
@@ -229,10 +224,7 @@ impl Application {
 
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let http = &self.state.settings.http;
-        let opts = ServeOptions {
-            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
-            shutdown_timeout: Duration::from_secs(http.shutdown_timeout_secs),
-        };
+        let opts = ServeOptions::from(http);
         tracing::info!(addr = %self.addr, "auth-service listening");
         let ep = Self::endpoint(self.state.clone());
         let drained = shared::server::serve(self.listener, ep, opts, shutdown).await;

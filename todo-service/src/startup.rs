@@ -39,12 +39,7 @@ impl Application {
         let t = &settings.todo;
         let pool = shared::db::build_pool(
             t.database_url.expose_secret(),
-            &PoolOptions {
-                max_size: t.database_pool_size,
-                acquire_timeout: Duration::from_secs(5),
-                statement_timeout: Duration::from_secs(10),
-                application_name: "todo-service",
-            },
+            &PoolOptions::service("todo-service", t.database_pool_size),
         )?;
         let redis = shared::redis_client::connect_lazy(t.redis_url.expose_secret())
             .context("TODO_REDIS_URL is not a valid Redis URL")?;
@@ -152,10 +147,7 @@ impl Application {
 
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let http = &self.state.settings.http;
-        let opts = ServeOptions {
-            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
-            shutdown_timeout: Duration::from_secs(http.shutdown_timeout_secs),
-        };
+        let opts = ServeOptions::from(http);
         tracing::info!(addr = %self.addr, "todo-service listening");
         let ep = Self::endpoint(self.state.clone());
         shared::server::serve(self.listener, ep, opts, shutdown).await;

@@ -25,6 +25,15 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
 }
 
+impl From<&shared_infra::config::HttpSettings> for ServeOptions {
+    fn from(http: &shared_infra::config::HttpSettings) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(http.header_read_timeout_secs),
+            shutdown_timeout: Duration::from_secs(http.shutdown_timeout_secs),
+        }
+    }
+}
+
 /// Serve `ep` on `listener` until `shutdown` resolves; returns whether every connection
 /// closed within the shutdown deadline.
 pub async fn serve<E>(

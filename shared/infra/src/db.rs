@@ -65,6 +65,19 @@ pub struct PoolOptions {
     pub application_name: &'static str,
 }
 
+impl PoolOptions {
+    /// A service's pool: `max_size` connections, a request waits at most 5 s for one, and
+    /// no statement runs longer than 10 s.
+    pub fn service(application_name: &'static str, max_size: usize) -> Self {
+        Self {
+            max_size,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            application_name,
+        }
+    }
+}
+
 /// Build the pool. No connection is made until the first use.
 pub fn build_pool(url: &str, opts: &PoolOptions) -> anyhow::Result<PgPool> {
     let statement_timeout_ms = opts.statement_timeout.as_millis();

@@ -107,6 +107,28 @@ pub async fn openapi_document(resp: Response) -> Value {
     serde_json::from_str(&text).expect("a JSON document")
 }
 
+/// The OpenAPI document a service serves (`resp`), checked: it documents `paths`, its bearer
+/// scheme is `bearer`, and it equals the snapshot committed at `file` (see
+/// [`assert_openapi_snapshot`]). Returns the document.
+pub async fn assert_openapi_contract(
+    resp: Response,
+    paths: &[&str],
+    file: &str,
+    package: &str,
+) -> Value {
+    let spec = openapi_document(resp).await;
+    let documented = spec["paths"].as_object().expect("paths");
+    for path in paths {
+        assert!(documented.contains_key(*path), "{path} is documented");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["BearerAuth"]["scheme"],
+        "bearer"
+    );
+    assert_openapi_snapshot(&spec, file, package);
+    spec
+}
+
 /// Compare an OpenAPI document with the snapshot committed at `file`; with
 /// `UPDATE_OPENAPI=1` in the environment, write it first.
 pub fn assert_openapi_snapshot(spec: &Value, file: &str, package: &str) {

@@ -117,3 +117,18 @@ impl From<SortParam> for Sort {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IdempotencyKey;
+
+    #[test]
+    fn idempotency_keys_are_1_to_255_visible_ascii_characters() {
+        assert!(IdempotencyKey::new("k".into()).is_ok());
+        assert!(IdempotencyKey::new("k".repeat(255)).is_ok());
+        assert!(IdempotencyKey::new(String::new()).is_err());
+        assert!(IdempotencyKey::new("has space".into()).is_err());
+        assert!(IdempotencyKey::new("k".repeat(256)).is_err());
+        assert!(IdempotencyKey::new("é".into()).is_err());
+    }
+}

@@ -25,7 +25,7 @@ use crate::api::dto::{CreateTodo, PatchTodo, SortParam, Todo};
 use crate::api::preconditions::{etag, parse_if_match};
 use crate::domain::{Description, TodoPatch, TodoTitle};
 use crate::error::TodoError;
-use crate::service::todos::{self, CreateInput, Created, Idempotency, ListRequest};
+use crate::service::todos::{self, CreateInput, Created, Idempotency, ListRequest, Rendered};
 use crate::state::AppState;
 use crate::store::todos::TodoRow;
 
@@ -160,11 +160,11 @@ impl TodosApi {
         body: JsonBody<CreateTodo>,
     ) -> Result<CreateResponse, ApiErr<CreateErrors>> {
         let owner = self.writer(&auth.0).await?;
-        let idempotency = match idempotency_key.0.as_deref() {
+        let idempotency = match idempotency_key.0 {
             Some(key) => {
                 let canonical = serde_json::to_value(&body.0)
                     .map_err(|e| shared::problem::internal_error("fingerprint", &e))?;
-                Some(Idempotency::parse(key, &canonical)?)
+                Some(Idempotency::new(key.into_inner(), &canonical))
             }
             None => None,
         };
@@ -175,9 +175,10 @@ impl TodosApi {
             done: body.done.unwrap_or(false),
             due_at: body.due_at,
         };
-        let render = |row: &TodoRow| {
-            let body = serde_json::to_value(Todo::from(row)).unwrap_or_default();
-            (body, location(row))
+        let render = |row: &TodoRow| Rendered {
+            status: StatusCode::CREATED.as_u16(),
+            body: serde_json::to_value(Todo::from(row)).unwrap_or_default(),
+            location: location(row),
         };
         match todos::create(&self.state, owner, input, idempotency, render).await? {
             Created::New(row) => Ok(CreateResponse::Created(
