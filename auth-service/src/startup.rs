@@ -135,7 +135,8 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
             leeway_secs: settings.auth.clock_leeway_secs,
         },
         keys.clone(),
-    );
+    )
+    .with_cache(shared::verify::REMEMBERED_TOKENS);
     let a = &settings.auth;
     let hashing = PasswordHashing::new(
         HashParams {

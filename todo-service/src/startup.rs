@@ -59,7 +59,8 @@ impl Application {
                     leeway_secs: t.clock_leeway_secs,
                 },
                 keys.clone(),
-            ),
+            )
+            .with_cache(shared::verify::REMEMBERED_TOKENS),
             denylist: denylist.clone(),
         });
         let listener = TcpListener::bind(settings.http.listen_addr)

@@ -1,4 +1,6 @@
-//! Every rejection rule of access-token verification, with tokens signed here.
+//! Every rejection rule of access-token verification, with tokens signed here, through a
+//! verifier that remembers verified tokens (as the services run it; what the memory itself
+//! must not change is in `verify_cache.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,7 +66,8 @@ fn fixture() -> Fixture {
             leeway_secs: 30,
         },
         Arc::new(Keys(keys)),
-    );
+    )
+    .with_cache(64);
     Fixture {
         verifier,
         ed: EncodingKey::from_ed_der(ed_der.as_bytes()),
