@@ -204,6 +204,38 @@ def pgbench(pg, db, script, seconds):
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
+def grown(args, scenarios, small, seconds, pids, account, todo, build_scenarios):
+    """Seed to production size, run every scenario again, and report p99 against the small
+    data set's, and the plans of the hot queries."""
+    import base64
+    import grow
+    started = time.time()
+    grow.seed(args.pg, args.todo_db, args.auth_db)
+    seeded_in = time.time() - started
+    size = grow.sizes(args.pg, args.todo_db, args.auth_db)
+    big = [wrk(url, script, seconds, pids) for _, url, script, _, _ in build_scenarios()]
+    payload = account[1]["access_token"].split(".")[1]
+    owner = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    plans = grow.explain(args.pg, args.todo_db, args.auth_db, owner, todo["id"], account[0])
+    lines = [
+        "",
+        f"Grown (seeded in {seeded_in:.0f} s, straight into PostgreSQL): {size['todos']:,} todos, "
+        f"{size['users']:,} accounts, {size['sessions']:,} sessions, "
+        f"{size['refresh_tokens']:,} refresh tokens. Every scenario again:",
+        "",
+        "| scenario | req/s small | req/s grown | p99 ms small | p99 ms grown | p99 grown / small | within 1.5x |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for (name, *_), a, b in zip(scenarios, small, big):
+        ratio = b["p99"] / a["p99"] if a["p99"] else float("inf")
+        lines.append(f"| {name} | {a['rps']:,.0f} | {b['rps']:,.0f} | {a['p99']:.1f} | "
+                     f"{b['p99']:.1f} | {ratio:.2f} | {'yes' if ratio <= 1.5 else 'NO'} |")
+    lines += ["", "Plans of the hot queries at that size (EXPLAIN ANALYZE, BUFFERS):", ""]
+    for name, plan in plans.items():
+        lines += [f"{name}:", "", "```", plan.rstrip(), "```", ""]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--auth", required=True)
@@ -212,6 +244,10 @@ def main():
     ap.add_argument("--todo-db", required=True)
     ap.add_argument("--pids", required=True, help="the auth and TODO services' pid files")
     ap.add_argument("--report", required=True)
+    ap.add_argument("--auth-db", required=True)
+    ap.add_argument("--grow", action="store_true",
+                    help="then seed a million todos, sessions and refresh tokens straight into "
+                         "PostgreSQL, run every scenario again, and show the hot queries' plans")
     ap.add_argument("--argon2", required=True,
                     help="the argon2_rate example: argon2id alone on every core, hashes/s")
     ap.add_argument("--quick", action="store_true", help="5 s per scenario")
@@ -257,29 +293,36 @@ def main():
         status, todo = call("POST", f"{args.todo}/v1/todos", {"title": f"seed {i}"}, tokens[0])
         assert status == 201, (status, todo)
         todos.append(todo)
-    # Sessions to refresh, more than the connections (each refresh spends one token), of
-    # accounts of their own: a user past AUTH_MAX_SESSIONS_PER_USER loses the oldest sessions,
-    # and with them the tokens the other scenarios use.
     refreshers = users(args.auth, 4)
     # Logins of an account of its own too (each login past the session cap ends its oldest).
     login_account = users(args.auth, 1)[0][0]
-    refresh_tokens = [pair["refresh_token"] for _, pair in refreshers]
-    refresh_tokens += [login(args.auth, email)["refresh_token"]
-                       for email, _ in refreshers for _ in range(CONNECTIONS - 1)]
-    one = tokens[:1]
-    by_id = [f"/v1/todos/{t['id']}" for t in todos[:100]]
-    # (name, service, wrk script, the limit it is held against, floor)
-    scenarios = [
-        ("login", args.auth, lua_login(login_account), "argon2", 0.85),
-        ("refresh", args.auth, lua_refresh(refresh_tokens), "insert", 0.25),
-        ("POST /v1/todos, one owner", args.todo, lua(one, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
-        (f"POST /v1/todos, {OWNERS} owners", args.todo, lua(tokens, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
-        ("PATCH /v1/todos/{id} with If-Match", args.todo, lua_patch(tokens[0], todos), "insert", None),
-        ("GET /v1/todos/{id}", args.todo, lua(one, "GET", by_id), "select", 0.25),
-        ("GET /v1/todos?limit=20", args.todo, lua(one, "GET", ["/v1/todos?limit=20"]), "select", 0.15),
-        ("GET /v1/todos?limit=100", args.todo, lua(one, "GET", ["/v1/todos?limit=100"]), "select", 0.05),
-        ("bad token", args.todo, lua(["not.a.token"], "GET", by_id), "by id", 2.0),
-    ]
+
+    def build_scenarios():
+        """The scenarios with fresh state: refresh tokens not yet spent, and the todos'
+        current versions (each run spends the one and moves the other on)."""
+        # Sessions to refresh, more than the connections (each refresh spends one token), of
+        # accounts of their own: a user past AUTH_MAX_SESSIONS_PER_USER loses the oldest
+        # sessions, and with them the tokens the other scenarios use.
+        refresh_tokens = [login(args.auth, email)["refresh_token"]
+                          for email, _ in refreshers for _ in range(CONNECTIONS)]
+        current = [call("GET", f"{args.todo}/v1/todos/{t['id']}", token=tokens[0])[1]
+                   for t in todos]
+        one = tokens[:1]
+        by_id = [f"/v1/todos/{t['id']}" for t in todos[:100]]
+        # (name, service, wrk script, the limit it is held against, floor)
+        return [
+            ("login", args.auth, lua_login(login_account), "argon2", 0.85),
+            ("refresh", args.auth, lua_refresh(refresh_tokens), "insert", 0.25),
+            ("POST /v1/todos, one owner", args.todo, lua(one, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
+            (f"POST /v1/todos, {OWNERS} owners", args.todo, lua(tokens, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
+            ("PATCH /v1/todos/{id} with If-Match", args.todo, lua_patch(tokens[0], current), "insert", None),
+            ("GET /v1/todos/{id}", args.todo, lua(one, "GET", by_id), "select", 0.25),
+            ("GET /v1/todos?limit=20", args.todo, lua(one, "GET", ["/v1/todos?limit=20"]), "select", 0.15),
+            ("GET /v1/todos?limit=100", args.todo, lua(one, "GET", ["/v1/todos?limit=100"]), "select", 0.05),
+            ("bad token", args.todo, lua(["not.a.token"], "GET", by_id), "by id", 2.0),
+        ]
+
+    scenarios = build_scenarios()
     first = limits()
     results = []
     for _, url, script, _, _ in scenarios:
@@ -318,6 +361,9 @@ def main():
             f"| {name} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {errors} | "
             f"{r['cpu'][0]:.2f}, {r['cpu'][1]:.2f} | {shown_ratio}{met} | {shown_floor} |"
         )
+    if args.grow:
+        lines += grown(args, scenarios, results, seconds, pids, accounts[0], todos[0],
+                       build_scenarios)
     lines.append("")
     lines.append(f"Peak RSS: auth-service {peak_rss_mib(pids[0]):.0f} MiB, "
                  f"todo-service {peak_rss_mib(pids[1]):.0f} MiB.")

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
@@ -74,15 +75,16 @@ pub struct Verifier {
     config: VerifierConfig,
     keys: Arc<dyn KeySource>,
     verified: Option<quick_cache::sync::Cache<[u8; 32], Arc<Verified>>>,
+    hits: AtomicU64,
 }
 
-/// A token whose form, header, signature and fixed claims checked out, kept by the SHA-256
-/// of the whole token. What depends on the time (`nbf`, `iat`, `exp`) is checked again on
-/// every use, and an entry counts only while its `kid` still gives the very key it was
-/// verified with (a refetched or removed key means a full check again).
+/// A token whose signature and fixed claims checked out, kept by the SHA-256 of the whole
+/// token (looked up only after its header passed). What depends on the time (`nbf`, `iat`,
+/// `exp`) is checked again on every use, and an entry counts only while the token's `kid`
+/// still gives the very key it was verified with: a refetched, replaced or removed key
+/// means a full check again.
 struct Verified {
     claims: AccessClaims,
-    kid: String,
     key: Arc<VerifyingKey>,
 }
 
@@ -92,6 +94,7 @@ impl Verifier {
             config,
             keys,
             verified: None,
+            hits: AtomicU64::new(0),
         }
     }
 
@@ -132,28 +135,49 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::invalid("token too long"));
         }
+        let (kid, alg) = self.check_header(token)?;
+        let key = self
+            .keys
+            .key(&kid)
+            .await
+            .ok_or_else(|| TokenError::invalid("unknown kid"))?;
+        if key.alg != alg {
+            return Err(TokenError::invalid("alg does not match the key's"));
+        }
         let Some(cache) = &self.verified else {
-            let verified = self.verify_signed(token).await?;
-            self.check_times(&verified.claims, now, exp_grace)?;
-            return Ok(verified.claims);
+            let claims = self.check_signature_and_claims(token, &key, alg)?;
+            self.check_times(&claims, now, exp_grace)?;
+            return Ok(claims);
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = cache.get(&digest)
-            && let Some(key) = self.keys.key(&hit.kid).await
-            && Arc::ptr_eq(&key, &hit.key)
-        {
-            self.check_times(&hit.claims, now, exp_grace)?;
-            return Ok(hit.claims.clone());
+        if let Some(hit) = cache.get(&digest) {
+            if Arc::ptr_eq(&hit.key, &key) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.check_times(&hit.claims, now, exp_grace)?;
+                return Ok(hit.claims.clone());
+            }
+            // Verified with a key the kid no longer gives (refetched or replaced).
+            cache.remove(&digest);
         }
-        let verified = self.verify_signed(token).await?;
-        self.check_times(&verified.claims, now, exp_grace)?;
-        let claims = verified.claims.clone();
-        cache.insert(digest, Arc::new(verified));
+        let claims = self.check_signature_and_claims(token, &key, alg)?;
+        self.check_times(&claims, now, exp_grace)?;
+        cache.insert(
+            digest,
+            Arc::new(Verified {
+                claims: claims.clone(),
+                key,
+            }),
+        );
         Ok(claims)
     }
 
-    /// Everything but the time: form, header, key, signature and the fixed claims.
-    async fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
+    /// How many verifications a remembered token answered (for tests and curiosity).
+    pub fn remembered_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The header's rules; its `kid` and `alg`.
+    fn check_header(&self, token: &str) -> Result<(String, Algorithm), TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::invalid(format!("malformed header: {e}")))?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -184,18 +208,19 @@ impl Verifier {
             return Err(TokenError::invalid("unsupported crit header"));
         }
         let kid = header.kid.ok_or_else(|| TokenError::invalid("no kid"))?;
-        let key = self
-            .keys
-            .key(&kid)
-            .await
-            .ok_or_else(|| TokenError::invalid("unknown kid"))?;
-        if key.alg != header.alg {
-            return Err(TokenError::invalid("alg does not match the key's"));
-        }
+        Ok((kid, header.alg))
+    }
 
+    /// The signature under `key`, and the claims that do not depend on the time.
+    fn check_signature_and_claims(
+        &self,
+        token: &str,
+        key: &VerifyingKey,
+        alg: Algorithm,
+    ) -> Result<AccessClaims, TokenError> {
         // jsonwebtoken checks the signature (and that the alg is the key's); the claims we
         // check ourselves, so that expiry is judged last.
-        let mut validation = Validation::new(header.alg);
+        let mut validation = Validation::new(alg);
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
@@ -222,7 +247,7 @@ impl Verifier {
         if claims.exp < claims.iat {
             return Err(TokenError::invalid("exp before iat"));
         }
-        Ok(Verified { claims, kid, key })
+        Ok(claims)
     }
 
     /// `nbf` and `iat` not in the future beyond the leeway; then `exp` (within the leeway,

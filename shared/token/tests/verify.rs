@@ -1,6 +1,6 @@
-//! Every rejection rule of access-token verification, with tokens signed here, through a
-//! verifier that remembers verified tokens (as the services run it; what the memory itself
-//! must not change is in `verify_cache.rs`).
+//! Every rejection rule of access-token verification, with tokens signed here, each through
+//! a plain verifier and one that remembers verified tokens (as the services run it), which
+//! must answer alike (more on the memory in `verify_cache.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ impl KeySource for Keys {
 
 struct Fixture {
     verifier: Verifier,
+    remembering: Verifier,
     ed: EncodingKey,
     ec: EncodingKey,
 }
@@ -58,18 +59,18 @@ fn fixture() -> Fixture {
             key: DecodingKey::from_ec_der(&ec_pub_point(&ec_pub)),
         }),
     );
-    let verifier = Verifier::new(
-        VerifierConfig {
-            issuer: ISS.into(),
-            audience: AUD.into(),
-            algorithms: vec![Algorithm::EdDSA, Algorithm::ES256],
-            leeway_secs: 30,
-        },
-        Arc::new(Keys(keys)),
-    )
-    .with_cache(64);
+    let keys: Arc<Keys> = Arc::new(Keys(keys));
+    let config = VerifierConfig {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        algorithms: vec![Algorithm::EdDSA, Algorithm::ES256],
+        leeway_secs: 30,
+    };
+    let verifier = Verifier::new(config.clone(), keys.clone());
+    let remembering = Verifier::new(config, keys).with_cache(64);
     Fixture {
         verifier,
+        remembering,
         ed: EncodingKey::from_ed_der(ed_der.as_bytes()),
         ec: EncodingKey::from_ec_der(ec_der.as_bytes()),
     }
@@ -118,7 +119,12 @@ async fn verify(
     f: &Fixture,
     token: &str,
 ) -> Result<shared_token::tokens::AccessClaims, TokenError> {
-    f.verifier.verify_at(token, NOW).await
+    let plain = f.verifier.verify_at(token, NOW).await;
+    // Twice through the remembering verifier: a remembered answer is the same answer.
+    for _ in 0..2 {
+        assert_eq!(f.remembering.verify_at(token, NOW).await, plain, "{token}");
+    }
+    plain
 }
 
 fn invalid(result: Result<shared_token::tokens::AccessClaims, TokenError>) -> String {

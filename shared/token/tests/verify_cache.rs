@@ -43,12 +43,21 @@ fn signer() -> Signer {
 }
 
 fn token(signer: &Signer, nbf: i64) -> String {
+    token_with(signer, NOW, NOW + 900, nbf)
+}
+
+/// A token issued at `iat` that expires at `exp`.
+fn token_at(signer: &Signer, iat: i64, exp: i64) -> String {
+    token_with(signer, iat, exp, iat)
+}
+
+fn token_with(signer: &Signer, iat: i64, exp: i64, nbf: i64) -> String {
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some("at+jwt".into());
     header.kid = Some("k1".into());
     let claims = json!({
         "iss": "https://auth.example.com", "aud": ["todo-service"], "sub": "user-1",
-        "exp": NOW + 900, "iat": NOW, "nbf": nbf, "jti": "token-1", "sid": "session-1",
+        "exp": exp, "iat": iat, "nbf": nbf, "jti": "token-1", "sid": "session-1",
         "role": "user", "scope": "todos:read"
     });
     jsonwebtoken::encode(&header, &claims, &signer.encoding).unwrap()
@@ -76,6 +85,34 @@ fn setup() -> (Signer, Arc<Keys>, Verifier) {
         .insert("k1".into(), signer.public.clone());
     let verifier = verifier(keys.clone());
     (signer, keys, verifier)
+}
+
+#[tokio::test]
+async fn a_token_presented_again_is_answered_from_memory() {
+    let (signer, _, verifier) = setup();
+    let t = token(&signer, NOW);
+    assert!(verifier.verify_at(&t, NOW).await.is_ok());
+    assert_eq!(verifier.remembered_hits(), 0);
+    assert!(verifier.verify_at(&t, NOW).await.is_ok());
+    assert!(verifier.verify_at(&t, NOW + 5).await.is_ok());
+    assert_eq!(verifier.remembered_hits(), 2);
+    // Refused tokens are not remembered.
+    let early = token(&signer, NOW + 600);
+    assert!(verifier.verify_at(&early, NOW).await.is_err());
+    assert!(verifier.verify_at(&early, NOW).await.is_err());
+    assert_eq!(verifier.remembered_hits(), 2);
+}
+
+#[tokio::test]
+async fn a_token_remembered_within_the_revocation_grace_is_still_expired_for_use() {
+    let (signer, _, verifier) = setup();
+    // Expired 100 s ago: past this verifier's leeway (30 s), within the largest any
+    // verifier may allow, which revocation honours.
+    let now = chrono::Utc::now().timestamp();
+    let t = token_at(&signer, now - 1000, now - 100);
+    assert!(verifier.verify_still_accepted_anywhere(&t).await.is_ok());
+    assert_eq!(verifier.verify(&t).await, Err(TokenError::Expired));
+    assert_eq!(verifier.remembered_hits(), 1);
 }
 
 #[tokio::test]
