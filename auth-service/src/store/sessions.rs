@@ -58,6 +58,37 @@ pub struct NewRefresh<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+impl NewRefresh<'_> {
+    /// `r AS (INSERT INTO refresh_tokens ... SELECT ... FROM <from>)`: this token, written
+    /// only if the earlier `WITH` queries named in `from` gave a row.
+    fn walk_insert<'b>(
+        &'b self,
+        mut out: AstPass<'_, 'b, Pg>,
+        from: &'static str,
+    ) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        out.push_sql(
+            "r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, \
+             issued_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SqlUuid, _>(&self.session_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.parent_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, [u8]>(self.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.issued_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.expires_at)?;
+        out.push_sql(" FROM ");
+        out.push_sql(from);
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
 /// What a login verified about its user: a session is opened only while the user row
 /// still says exactly this.
 pub struct Verified<'a> {
@@ -135,22 +166,8 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_bind_param::<Nullable<Text>, _>(&s.ip)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(s.refresh_delivery)?;
-        out.push_sql(
-            " FROM u, head), r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, \
-             token_hash, issued_at, expires_at) SELECT ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&r.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SqlUuid>, _>(&r.parent_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Bytea, [u8]>(r.token_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&r.issued_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&r.expires_at)?;
-        out.push_sql(" FROM u, head)");
+        out.push_sql(" FROM u, head), ");
+        r.walk_insert(out.reborrow(), "u, head")?;
         self.audit.walk_insert(out.reborrow())
     }
 }
@@ -160,12 +177,69 @@ impl QueryId for Open<'_> {
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-pub async fn insert_refresh(conn: &mut AsyncPgConnection, r: NewRefresh<'_>) -> QueryResult<()> {
-    diesel::insert_into(refresh_tokens::table)
-        .values(&r)
-        .execute(conn)
-        .await
-        .map(drop)
+/// What a refresh writes once the presented token proved unspent and its session usable:
+/// the token spent, its successor, the session touched and the audit row, in one statement
+/// (the session and the token are already locked by the caller's transaction; the audit
+/// head is taken last, as everywhere).
+pub struct Rotation<'a> {
+    pub spent: Uuid,
+    pub successor: &'a NewRefresh<'a>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn rotate(
+    conn: &mut AsyncPgConnection,
+    rotation: &Rotation<'_>,
+    audit: &AuditEntry<'_>,
+) -> QueryResult<()> {
+    let audit = AppendRow::new(audit);
+    let rows = Rotate {
+        rotation,
+        audit: &audit,
+    }
+    .execute(conn)
+    .await?;
+    crate::store::audit::appended(rows)
+}
+
+/// `rotate`'s statement, prepared once per connection like `Open`.
+struct Rotate<'a> {
+    rotation: &'a Rotation<'a>,
+    audit: &'a AppendRow<'a>,
+}
+
+impl QueryFragment<Pg> for Rotate<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        let (rot, r) = (self.rotation, self.rotation.successor);
+        out.push_sql("WITH spent AS (UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&rot.spent)?;
+        out.push_sql(" RETURNING id), touched AS (UPDATE sessions SET last_used_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(" RETURNING id), ");
+        // All of it or nothing: the head moves (and the audit row is written) only with the
+        // token spent and the session touched.
+        self.audit.walk_head(
+            out.reborrow(),
+            Some("EXISTS (SELECT 1 FROM spent) AND EXISTS (SELECT 1 FROM touched)"),
+        )?;
+        out.push_sql(", ");
+        r.walk_insert(out.reborrow(), "spent, touched")?;
+        self.audit.walk_insert(out.reborrow())
+    }
+}
+
+impl QueryId for Rotate<'_> {
+    type QueryId = Rotate<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 /// The refresh token with this hash and its session.
@@ -208,29 +282,6 @@ pub async fn find_refresh_for_update(
         .first(conn)
         .await
         .optional()
-}
-
-pub async fn mark_refresh_used(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    at: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::update(refresh_tokens::table.find(id))
-        .set((
-            refresh_tokens::used_at.eq(at),
-            refresh_tokens::updated_at.eq(at),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-pub async fn touch(conn: &mut AsyncPgConnection, id: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
-    diesel::update(sessions::table.find(id))
-        .set((sessions::last_used_at.eq(at), sessions::updated_at.eq(at)))
-        .execute(conn)
-        .await
-        .map(drop)
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<SessionRow>> {

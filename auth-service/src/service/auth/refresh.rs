@@ -14,7 +14,7 @@ use crate::error::AuthError;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::revocations::RevocationRow;
-use crate::store::sessions::{self, NewRefresh, Revoke, SessionRow};
+use crate::store::sessions::{self, NewRefresh, Revoke, Rotation, SessionRow};
 use crate::store::users::{self, UserRow};
 
 enum RefreshOutcome {
@@ -115,23 +115,22 @@ pub async fn refresh(
                 return Ok(RefreshOutcome::Invalid);
             }
             let refresh_expires = (now + idle).min(session.expires_at);
-            sessions::mark_refresh_used(conn, token.id, now).await?;
-            sessions::insert_refresh(
+            let successor = NewRefresh {
+                id: Uuid::now_v7(),
+                session_id: session.id,
+                parent_id: Some(token.id),
+                token_hash: &successor_hash,
+                issued_at: now,
+                expires_at: refresh_expires,
+            };
+            sessions::rotate(
                 conn,
-                NewRefresh {
-                    id: Uuid::now_v7(),
-                    session_id: session.id,
-                    parent_id: Some(token.id),
-                    token_hash: &successor_hash,
-                    issued_at: now,
-                    expires_at: refresh_expires,
+                &Rotation {
+                    spent: token.id,
+                    successor: &successor,
+                    at: now,
                 },
-            )
-            .await?;
-            sessions::touch(conn, session.id, now).await?;
-            audit::record(
-                conn,
-                AuditEntry {
+                &AuditEntry {
                     event: event::REFRESH,
                     actor_id: Some(user.id),
                     subject_id: Some(user.id),
