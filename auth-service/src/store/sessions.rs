@@ -84,7 +84,7 @@ impl NewRefresh<'_> {
         out.push_bind_param::<Timestamptz, _>(&self.expires_at)?;
         out.push_sql(" FROM ");
         out.push_sql(from);
-        out.push_sql(")");
+        out.push_sql(" RETURNING id)");
         Ok(())
     }
 }
@@ -180,7 +180,8 @@ impl QueryId for Open<'_> {
 /// What a refresh writes once the presented token proved unspent and its session usable:
 /// the token spent, its successor, the session touched and the audit row, in one statement
 /// (the session and the token are already locked by the caller's transaction; the audit
-/// head is taken last, as everywhere).
+/// head is taken last, as everywhere). Run it inside that transaction: an error, including
+/// `NotFound` when no audit row was written, means roll it all back.
 pub struct Rotation<'a> {
     pub spent: Uuid,
     pub successor: &'a NewRefresh<'a>,
@@ -218,6 +219,9 @@ impl QueryFragment<Pg> for Rotate<'_> {
         out.push_bind_param::<Timestamptz, _>(&rot.at)?;
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&rot.spent)?;
+        // Spent once only, and only a token of this session, whatever the caller holds.
+        out.push_sql(" AND used_at IS NULL AND session_id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
         out.push_sql(" RETURNING id), touched AS (UPDATE sessions SET last_used_at = ");
         out.push_bind_param::<Timestamptz, _>(&rot.at)?;
         out.push_sql(", updated_at = ");
@@ -225,14 +229,13 @@ impl QueryFragment<Pg> for Rotate<'_> {
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
         out.push_sql(" RETURNING id), ");
-        // All of it or nothing: the head moves (and the audit row is written) only with the
-        // token spent and the session touched.
-        self.audit.walk_head(
-            out.reborrow(),
-            Some("EXISTS (SELECT 1 FROM spent) AND EXISTS (SELECT 1 FROM touched)"),
-        )?;
-        out.push_sql(", ");
+        // The successor only with the token spent and the session touched; the head moves
+        // (and the audit row is written) only with the successor written, so its unique
+        // check is done before the head is taken.
         r.walk_insert(out.reborrow(), "spent, touched")?;
+        out.push_sql(", ");
+        self.audit
+            .walk_head(out.reborrow(), Some("EXISTS (SELECT 1 FROM r)"))?;
         self.audit.walk_insert(out.reborrow())
     }
 }

@@ -101,10 +101,17 @@ fn assert_verify_fails(app: &TestApp, why: &str) {
 async fn concurrent_appends_keep_one_unbroken_chain() {
     let app = spawn_app().await;
     let sessions = (0..16).map(|_| app.user_session());
-    futures_util::future::join_all(sessions).await;
+    let pairs = futures_util::future::join_all(sessions).await;
+    // Refreshes append in the same statement as their writes: in flight together too.
+    let refreshes = pairs
+        .iter()
+        .map(|(_, pair)| app.refresh(pair["refresh_token"].as_str().unwrap()));
+    for resp in futures_util::future::join_all(refreshes).await {
+        assert_eq!(resp.status(), 200);
+    }
     let ok = auth_cli(&app, &["audit", "verify"]);
     assert!(
-        String::from_utf8_lossy(&ok.stdout).contains("intact: 32 rows"),
+        String::from_utf8_lossy(&ok.stdout).contains("intact: 48 rows"),
         "{}{}",
         String::from_utf8_lossy(&ok.stdout),
         String::from_utf8_lossy(&ok.stderr)

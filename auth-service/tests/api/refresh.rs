@@ -31,6 +31,19 @@ async fn refresh_rotates_the_token_within_the_session() {
         1
     );
     assert_eq!(app.count("audit_log WHERE event = 'refresh'").await, 1);
+    // The successor's parent is the spent token; the session was used just now.
+    assert_eq!(
+        app.count(
+            "refresh_tokens c JOIN refresh_tokens p ON c.parent_id = p.id \
+             WHERE p.used_at IS NOT NULL AND c.used_at IS NULL AND c.session_id = p.session_id"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("sessions WHERE last_used_at > created_at").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
