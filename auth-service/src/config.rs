@@ -1,47 +1,7 @@
 //! The auth service's settings: defaults, then the TOML file named by `AUTH_CONFIG_FILE` (or
-//! `--config`), then `AUTH_*` environment variables. Every variable, with its default:
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `AUTH_DATABASE_URL` | required | PostgreSQL URL |
-//! | `AUTH_DATABASE_POOL_SIZE` | `16` | connections in the pool |
-//! | `AUTH_REDIS_URL` | required | Redis URL |
-//! | `AUTH_REDIS_PREFIX` | `authsvc:` | prefix of every Redis key and channel (the TODO service must use the same) |
-//! | `AUTH_ISSUER` | `http://127.0.0.1:8080` | `iss` of every token; the public base URL |
-//! | `AUTH_AUDIENCES` | `auth-service,todo-service` | `aud` of every access token |
-//! | `AUTH_AUDIENCE` | `auth-service` | the audience this service itself accepts |
-//! | `AUTH_SIGNING_ALG` | `EdDSA` | `EdDSA`, `ES256` or `RS256`, for new keys |
-//! | `AUTH_KEY_ENCRYPTION_KEY` | required | base64 of 32 random bytes; encrypts signing keys at rest |
-//! | `AUTH_AUDIT_HMAC_KEY` | required | base64 of 32 random bytes; seals the audit chain (keep it off the database host) |
-//! | `AUTH_KEY_PUBLISH_LEAD_SECS` | `600` | how long `rotate-keys` publishes a new key before it signs |
-//! | `AUTH_JWKS_MAX_AGE_SECS` | `300` | `Cache-Control: max-age` of the JWKS |
-//! | `AUTH_ACCESS_TOKEN_TTL_SECS` | `900` | access-token lifetime |
-//! | `AUTH_SESSION_IDLE_TTL_SECS` | `1209600` (14 days) | a session unused this long ends |
-//! | `AUTH_SESSION_ABSOLUTE_TTL_SECS` | `2592000` (30 days) | no session lives longer |
-//! | `AUTH_MAX_SESSIONS_PER_USER` | `100` | live sessions a user may have; a login beyond it ends the oldest |
-//! | `AUTH_CLOCK_LEEWAY_SECS` | `30` | leeway for `exp`/`nbf`/`iat` (at most 300) |
-//! | `AUTH_ARGON2_MEMORY_KIB` | `19456` | argon2id memory cost (OWASP minimum: 19 MiB) |
-//! | `AUTH_ARGON2_ITERATIONS` | `2` | argon2id time cost |
-//! | `AUTH_ARGON2_PARALLELISM` | `1` | argon2id lanes |
-//! | `AUTH_HASH_CONCURRENCY` | number of cores | password hashes computed at once |
-//! | `AUTH_HASH_QUEUE` | `32` | hashes allowed to wait; beyond that login and signup answer 503 |
-//! | `AUTH_COOKIE_SECURE` | `true` | `Secure` on the refresh cookie; turn off only for plain-http development |
-//! | `AUTH_COOKIE_NAME` | `refresh_token` | name of the refresh cookie |
-//! | `AUTH_CSRF_ALLOWED_ORIGINS` | the CORS origins | origins allowed to use the refresh cookie |
-//! | `AUTH_RATE_LOGIN_IP` | `30/60s` | logins per client ip |
-//! | `AUTH_RATE_LOGIN_ACCOUNT` | `10/60s` | logins per account (normalised email) |
-//! | `AUTH_RATE_SIGNUP_IP` | `20/600s` | signups per client ip |
-//! | `AUTH_RATE_REFRESH_IP` | `120/60s` | refreshes per client ip |
-//! | `AUTH_RATE_REFRESH_SESSION` | `30/60s` | refreshes per session |
-//! | `AUTH_RATE_TOKEN_IP` | `120/60s` | OAuth endpoint calls per client ip |
-//! | `AUTH_RATE_TOKEN_CLIENT` | `60/60s` | OAuth endpoint calls per client id |
-//! | `AUTH_RATE_PASSWORD_CHANGE` | `5/900s` | password changes per user |
-//! | `AUTH_THROTTLE_IP_FAILURES` | `5` | failed logins for one account from one ip before that ip must wait |
-//! | `AUTH_THROTTLE_ACCOUNT_FAILURES` | `20` | failed logins for one account before unknown ips must wait |
-//! | `AUTH_THROTTLE_MAX_SECS` | `900` | the longest wait (it doubles per failure from 1 s) |
-//! | `AUTH_THROTTLE_WINDOW_SECS` | `900` | failures are forgotten this long after the last one |
-//!
-//! Plus the HTTP settings of [`shared::config::HttpSettings`] under `AUTH_`.
+//! `--config`), then `AUTH_*` environment variables. Every variable, with its default and
+//! meaning, is listed in `docs/configuration.md` (a test checks that list against these
+//! types), with the HTTP settings of [`shared::config::HttpSettings`] under `AUTH_`.
 
 use std::path::PathBuf;
 

@@ -1,24 +1,7 @@
 //! The TODO service's settings: defaults, then the TOML file named by `TODO_CONFIG_FILE` (or
-//! `--config`), then `TODO_*` environment variables.
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `TODO_DATABASE_URL` | required | PostgreSQL URL |
-//! | `TODO_DATABASE_POOL_SIZE` | `16` | connections in the pool |
-//! | `TODO_REDIS_URL` | required | Redis URL |
-//! | `TODO_REDIS_PREFIX` | `authsvc:` | prefix of the auth service's Redis keys (must match `AUTH_REDIS_PREFIX`) |
-//! | `TODO_JWKS_URL` | `http://127.0.0.1:8080/.well-known/jwks.json` | where the auth service publishes its keys |
-//! | `TODO_ISSUER` | `http://127.0.0.1:8080` | the exact `iss` accepted |
-//! | `TODO_AUDIENCE` | `todo-service` | the audience that must be in `aud` |
-//! | `TODO_ALGORITHMS` | `EdDSA,ES256,RS256` | accepted signing algorithms (asymmetric only) |
-//! | `TODO_CLOCK_LEEWAY_SECS` | `30` | leeway for `exp`/`nbf`/`iat` |
-//! | `TODO_JWKS_MIN_REFETCH_SECS` | `10` | an unknown `kid` refetches the JWKS at most this often |
-//! | `TODO_DENYLIST_MAX_STALENESS_SECS` | `5` | how long the denylist may be out of touch with Redis before requests get 503 |
-//! | `TODO_MAX_TODOS_PER_OWNER` | `1000` | creating more is refused with 409 `CONFLICT` |
-//! | `TODO_IDEMPOTENCY_TTL_SECS` | `86400` | how long an `Idempotency-Key` is remembered |
-//! | `TODO_RATE_WRITE_USER` | `600/60s` | creates, updates and deletes per caller (`sub`) |
-//!
-//! Plus the HTTP settings of [`shared::config::HttpSettings`] under `TODO_`.
+//! `--config`), then `TODO_*` environment variables. Every variable, with its default and
+//! meaning, is listed in `docs/configuration.md` (a test checks that list against these
+//! types), with the HTTP settings of [`shared::config::HttpSettings`] under `TODO_`.
 
 use std::path::PathBuf;
 

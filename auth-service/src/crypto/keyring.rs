@@ -64,19 +64,9 @@ impl KeyRing {
         conn: &mut AsyncPgConnection,
         alg: SigningAlg,
     ) -> anyhow::Result<()> {
-        let generated = generate_blocking(alg).await?;
-        let sealed = self.cipher.seal(&generated.kid, &generated.private_der)?;
-        let inserted = store::insert_if_none(
-            conn,
-            NewKey {
-                kid: &generated.kid,
-                alg: alg.as_str(),
-                private_key: &sealed,
-                public_jwk: &generated.public_jwk,
-                activates_at: Utc::now(),
-            },
-        )
-        .await?;
+        let key = SealedKey::generate(&self.cipher, alg).await?;
+        let inserted = store::insert_if_none(conn, key.row(Utc::now())).await?;
+        let generated = key.generated;
         if inserted {
             tracing::info!(kid = %generated.kid, alg = alg.as_str(), "created the first signing key");
         }
@@ -185,8 +175,34 @@ impl KeySource for KeyRing {
     }
 }
 
-async fn generate_blocking(alg: SigningAlg) -> anyhow::Result<keys::GeneratedKey> {
-    tokio::task::spawn_blocking(move || keys::generate(alg)).await?
+/// A new key pair whose private half is sealed for storage.
+struct SealedKey {
+    generated: keys::GeneratedKey,
+    alg: SigningAlg,
+    sealed: Vec<u8>,
+}
+
+impl SealedKey {
+    async fn generate(cipher: &KeyCipher, alg: SigningAlg) -> anyhow::Result<Self> {
+        let generated = tokio::task::spawn_blocking(move || keys::generate(alg)).await??;
+        let sealed = cipher.seal(&generated.kid, &generated.private_der)?;
+        Ok(Self {
+            generated,
+            alg,
+            sealed,
+        })
+    }
+
+    /// Its row, signing from `activates_at`.
+    fn row(&self, activates_at: DateTime<Utc>) -> NewKey<'_> {
+        NewKey {
+            kid: &self.generated.kid,
+            alg: self.alg.as_str(),
+            private_key: &self.sealed,
+            public_jwk: &self.generated.public_jwk,
+            activates_at,
+        }
+    }
 }
 
 /// `rotate-keys`: store a new key that is published now and signs after `lead`, and drop
@@ -198,20 +214,10 @@ pub async fn rotate(
     lead: chrono::Duration,
     retention: chrono::Duration,
 ) -> anyhow::Result<(String, DateTime<Utc>)> {
-    let generated = generate_blocking(alg).await?;
-    let sealed = cipher.seal(&generated.kid, &generated.private_der)?;
+    let key = SealedKey::generate(cipher, alg).await?;
     let activates_at = Utc::now() + lead;
-    store::insert(
-        conn,
-        NewKey {
-            kid: &generated.kid,
-            alg: alg.as_str(),
-            private_key: &sealed,
-            public_jwk: &generated.public_jwk,
-            activates_at,
-        },
-    )
-    .await?;
+    store::insert(conn, key.row(activates_at)).await?;
+    let generated = key.generated;
     // Keys superseded longer ago than the retention are of no use to anyone.
     let rows = store::load_all(conn).await?;
     let now = Utc::now();

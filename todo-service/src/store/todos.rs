@@ -2,13 +2,15 @@
 //! owner's todo is simply not found.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::schema::todos;
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = todos)]
 pub struct TodoRow {
     pub id: Uuid,
@@ -158,30 +160,60 @@ pub async fn insert_counted(
     todo: NewTodo<'_>,
     limit: i64,
 ) -> QueryResult<Option<TodoRow>> {
-    use diesel::sql_types::{Bool, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(
-        "WITH slot AS ( \
-           INSERT INTO todo_counts AS c (owner_id, n) VALUES ($2, 1) \
-           ON CONFLICT (owner_id) DO UPDATE SET n = c.n + 1 WHERE c.n < $9 \
-           RETURNING c.owner_id) \
-         INSERT INTO todos (id, owner_id, title, description, done, due_at, created_at, \
-           updated_at) \
-         SELECT $1, owner_id, $3, $4, $5, $6, $7, $8 FROM slot \
-         RETURNING id, owner_id, title, description, done, due_at, version, created_at, \
-           updated_at",
-    )
-    .bind::<SqlUuid, _>(todo.id)
-    .bind::<Text, _>(todo.owner_id)
-    .bind::<Text, _>(todo.title)
-    .bind::<Nullable<Text>, _>(todo.description)
-    .bind::<Bool, _>(todo.done)
-    .bind::<Nullable<Timestamptz>, _>(todo.due_at)
-    .bind::<Timestamptz, _>(todo.created_at)
-    .bind::<Timestamptz, _>(todo.updated_at)
-    .bind::<Int8, _>(limit)
-    .get_result(conn)
-    .await
-    .optional()
+    InsertCounted { todo: &todo, limit }
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// `insert_counted`'s statement: a type of its own with a constant text, so that
+/// PostgreSQL prepares it once per connection (a `sql_query` would be prepared again on
+/// every create, one more round trip each).
+struct InsertCounted<'a> {
+    todo: &'a NewTodo<'a>,
+    limit: i64,
+}
+
+impl QueryFragment<Pg> for InsertCounted<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Bool, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        let t = self.todo;
+        out.push_sql("WITH slot AS (INSERT INTO todo_counts AS c (owner_id, n) VALUES (");
+        out.push_bind_param::<Text, str>(t.owner_id)?;
+        out.push_sql(", 1) ON CONFLICT (owner_id) DO UPDATE SET n = c.n + 1 WHERE c.n < ");
+        out.push_bind_param::<Int8, _>(&self.limit)?;
+        out.push_sql(
+            " RETURNING c.owner_id) INSERT INTO todos (id, owner_id, title, description, done, \
+             due_at, created_at, updated_at) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&t.id)?;
+        out.push_sql(", owner_id, ");
+        out.push_bind_param::<Text, str>(t.title)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&t.description)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bool, _>(&t.done)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&t.due_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&t.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&t.updated_at)?;
+        out.push_sql(
+            " FROM slot RETURNING id, owner_id, title, description, done, due_at, version, \
+             created_at, updated_at",
+        );
+        Ok(())
+    }
+}
+
+impl QueryId for InsertCounted<'_> {
+    type QueryId = InsertCounted<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for InsertCounted<'_> {
+    type SqlType = diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<TodoRow, Pg>>;
 }
 
 /// Apply `changes` and bump the version in one statement; with `expected` only if the
