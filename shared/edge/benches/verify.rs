@@ -1,5 +1,6 @@
 //! The cost of the full verification path (parse, header rules, key lookup, signature,
-//! claims, denylist) against the bare signature check of the same token.
+//! claims, denylist) against the bare signature check of the same token; and the same path
+//! for a token presented again to a verifier that remembers verified tokens.
 //!
 //! Run: `cargo bench -p shared --bench verify`. Target: full <= 1.3 x bare.
 
@@ -56,8 +57,8 @@ fn bench(c: &mut Criterion) {
         );
     }
     denylist.mark_fresh();
-    let authenticator = TokenAuthenticator {
-        verifier: Verifier::new(
+    let verifier = || {
+        Verifier::new(
             VerifierConfig {
                 issuer: "https://auth.example.com".into(),
                 audience: "todo-service".into(),
@@ -68,7 +69,15 @@ fn bench(c: &mut Criterion) {
                 alg: Algorithm::EdDSA,
                 key: decoding.clone(),
             }))),
-        ),
+        )
+    };
+    let authenticator = TokenAuthenticator {
+        verifier: verifier(),
+        denylist: denylist.clone(),
+    };
+    // As the services run it: a token presented again is answered from memory.
+    let remembering = TokenAuthenticator {
+        verifier: verifier().with_cache(shared_token::verify::REMEMBERED_TOKENS),
         denylist,
     };
 
@@ -86,6 +95,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("full_path", |b| {
         b.iter(|| rt.block_on(authenticator.check(&token)).unwrap())
+    });
+    group.bench_function("full_path_token_remembered", |b| {
+        b.iter(|| rt.block_on(remembering.check(&token)).unwrap())
     });
     group.finish();
 }
