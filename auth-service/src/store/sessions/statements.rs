@@ -1,0 +1,201 @@
+//! The two writes that are one statement each: a login's new session (`open`) and a
+//! refresh's rotation (`rotate`), with the audit row in the same statement. Types of their
+//! own with a constant text, so that PostgreSQL prepares each once per connection.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{NewRefresh, NewSession};
+use crate::store::audit::{AppendRow, AuditEntry};
+
+impl NewRefresh<'_> {
+    /// `r AS (INSERT INTO refresh_tokens ... SELECT ... FROM <from>)`: this token, written
+    /// only if the earlier `WITH` queries named in `from` gave a row.
+    fn walk_insert<'b>(
+        &'b self,
+        mut out: AstPass<'_, 'b, Pg>,
+        from: &'static str,
+    ) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        out.push_sql(
+            "r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, \
+             issued_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SqlUuid, _>(&self.session_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.parent_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, [u8]>(self.token_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.issued_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.expires_at)?;
+        out.push_sql(" FROM ");
+        out.push_sql(from);
+        out.push_sql(" RETURNING id)");
+        Ok(())
+    }
+}
+
+/// What a login verified about its user: a session is opened only while the user row
+/// still says exactly this.
+pub struct Verified<'a> {
+    pub auth_epoch: i64,
+    pub role: &'a str,
+}
+
+/// A new session with its first refresh token and the audit row that records it, in one
+/// statement: a login writes with one round trip and no explicit transaction. The statement
+/// first reads the user row under a share lock and writes nothing unless it is still enabled
+/// with the verified epoch and role; a change that revokes the user's sessions holds the
+/// row's update lock until it commits (`users::bump_epoch`), so either the change sees this
+/// session or this statement sees the change. Returns whether the session was opened.
+pub async fn open(
+    conn: &mut AsyncPgConnection,
+    verified: &Verified<'_>,
+    session: &NewSession<'_>,
+    refresh: &NewRefresh<'_>,
+    audit: &AuditEntry<'_>,
+) -> QueryResult<bool> {
+    let audit = AppendRow::new(audit);
+    let rows = Open {
+        verified,
+        session,
+        refresh,
+        audit: &audit,
+    }
+    .execute(conn)
+    .await?;
+    match rows {
+        0 => Ok(false),
+        rows => crate::store::audit::appended(rows).map(|()| true),
+    }
+}
+
+/// `open`'s statement; a type of its own so that PostgreSQL prepares it once per
+/// connection. The session and token rows are inserted by data-modifying `WITH` queries;
+/// the foreign key from token to session is checked at the end of the statement.
+struct Open<'a> {
+    verified: &'a Verified<'a>,
+    session: &'a NewSession<'a>,
+    refresh: &'a NewRefresh<'a>,
+    audit: &'a AppendRow<'a>,
+}
+
+impl QueryFragment<Pg> for Open<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        let (v, s, r) = (self.verified, self.session, self.refresh);
+        out.push_sql("WITH u AS (SELECT id FROM users WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&s.user_id)?;
+        out.push_sql(" AND auth_epoch = ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&v.auth_epoch)?;
+        out.push_sql(" AND role = ");
+        out.push_bind_param::<Text, str>(v.role)?;
+        out.push_sql(" AND NOT disabled FOR SHARE), ");
+        // The head moves only for a matching user, and the session and its token are
+        // written only with the head moved: all three, or nothing.
+        self.audit
+            .walk_head(out.reborrow(), Some("EXISTS (SELECT 1 FROM u)"))?;
+        out.push_sql(
+            ", s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
+             expires_at, user_agent, ip, refresh_delivery) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&s.id)?;
+        out.push_sql(", u.id, ");
+        out.push_bind_param::<Timestamptz, _>(&s.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&s.last_used_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&s.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&s.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&s.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(s.refresh_delivery)?;
+        out.push_sql(" FROM u, head), ");
+        r.walk_insert(out.reborrow(), "u, head")?;
+        self.audit.walk_insert(out.reborrow())
+    }
+}
+
+impl QueryId for Open<'_> {
+    type QueryId = Open<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+/// What a refresh writes once the presented token proved unspent and its session usable:
+/// the token spent, its successor, the session touched and the audit row, in one statement
+/// (the session and the token are already locked by the caller's transaction; the audit
+/// head is taken last, as everywhere). Run it inside that transaction: an error, including
+/// `NotFound` when no audit row was written, means roll it all back.
+pub struct Rotation<'a> {
+    pub spent: Uuid,
+    pub successor: &'a NewRefresh<'a>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn rotate(
+    conn: &mut AsyncPgConnection,
+    rotation: &Rotation<'_>,
+    audit: &AuditEntry<'_>,
+) -> QueryResult<()> {
+    let audit = AppendRow::new(audit);
+    let rows = Rotate {
+        rotation,
+        audit: &audit,
+    }
+    .execute(conn)
+    .await?;
+    crate::store::audit::appended(rows)
+}
+
+/// `rotate`'s statement, prepared once per connection like `Open`.
+struct Rotate<'a> {
+    rotation: &'a Rotation<'a>,
+    audit: &'a AppendRow<'a>,
+}
+
+impl QueryFragment<Pg> for Rotate<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        let (rot, r) = (self.rotation, self.rotation.successor);
+        out.push_sql("WITH spent AS (UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&rot.spent)?;
+        // Spent once only, and only a token of this session, whatever the caller holds.
+        out.push_sql(" AND used_at IS NULL AND session_id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(" RETURNING id), touched AS (UPDATE sessions SET last_used_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(" RETURNING id), ");
+        // The successor only with the token spent and the session touched; the head moves
+        // (and the audit row is written) only with the successor written, so its unique
+        // check is done before the head is taken.
+        r.walk_insert(out.reborrow(), "spent, touched")?;
+        out.push_sql(", ");
+        self.audit
+            .walk_head(out.reborrow(), Some("EXISTS (SELECT 1 FROM r)"))?;
+        self.audit.walk_insert(out.reborrow())
+    }
+}
+
+impl QueryId for Rotate<'_> {
+    type QueryId = Rotate<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
