@@ -32,6 +32,7 @@ missing_packages() {
     command -v npm >/dev/null || missing+=(npm)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v wrk >/dev/null || missing+=(wrk)
+    [ -x /usr/sbin/nginx ] || missing+=(nginx)
     echo "${missing[@]:-}"
 }
 
@@ -289,6 +290,51 @@ stop_redis() {
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
 }
 
+# --- the front: nginx, one origin for both services --------------------------------------
+
+# nginx on $1 in front of both services, as an SPA's deployment has them: /v1/auth/ and
+# /oauth/ to the auth service, the rest to the TODO service, over kept-alive upstream
+# connections. The benchmark's mixed load goes through it.
+start_front() {
+    local port="$1" dir="$DEV/front$SUFFIX" user=""
+    mkdir -p "$dir/tmp" "$LOGS"
+    # As root, nginx's workers would run as nobody and could not use the temp directory.
+    is_root && user="user root;"
+    cat >"$dir/nginx.conf" <<EOF
+$user
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $LOGS/front$SUFFIX.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    upstream auth { server 127.0.0.1:$AUTH_PORT; keepalive 64; }
+    upstream todo { server 127.0.0.1:$TODO_PORT; keepalive 64; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host \$host;
+    server {
+        listen 127.0.0.1:$port;
+        location /v1/auth/ { proxy_pass http://auth; }
+        location /oauth/ { proxy_pass http://auth; }
+        location / { proxy_pass http://todo; }
+    }
+}
+EOF
+    start_service "front$SUFFIX" "$port" /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
+    local i
+    for i in $(seq 1 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nginx (the front) did not start; see $LOGS/front$SUFFIX.log"
+}
+
 # --- the services ----------------------------------------------------------------------
 
 # The end-to-end stack's access-token lifetime: the browser test waits it out twice.
@@ -352,8 +398,9 @@ auth_env() {
         AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS="$E2E_ACCESS_TOKEN_TTL_SECS" AUTH_CLOCK_LEEWAY_SECS=0)
     fi
     if [ "$STACK" = bench ]; then
-        # Production hashing; tokens that outlive a run; no log line per request.
-        AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS=3600 AUTH_LOG_LEVEL=warn)
+        # Production hashing; tokens that outlive a run; no log line per request; the purge
+        # only when the benchmark runs it (`auth-service purge`, timed at size with --grow).
+        AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS=3600 AUTH_LOG_LEVEL=warn AUTH_PURGE_INTERVAL_SECS=0)
     fi
 }
 

@@ -43,6 +43,9 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Purge expired rows now (what the service does every AUTH_PURGE_INTERVAL_SECS): one
+    /// line per table with the rows deleted, the batches, and the longest batch.
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +178,26 @@ pub async fn run(
                     unpublished_warning(&state).await?;
                 }
             }
+        }
+        Command::Purge => {
+            let state = startup::build_state(settings).await?;
+            let mut failed = false;
+            for table in crate::service::purge::purge_tables(&state).await {
+                match table.purged {
+                    Ok(p) => say(&format!(
+                        "{}: {} rows deleted in {} batches, the longest {} ms",
+                        table.what,
+                        p.rows,
+                        p.batches,
+                        p.longest_batch.as_millis()
+                    ))?,
+                    Err(err) => {
+                        failed = true;
+                        say(&format!("{}: failed: {err}", table.what))?;
+                    }
+                }
+            }
+            anyhow::ensure!(!failed, "purging failed for some tables (see above)");
         }
         Command::Audit {
             command: AuditCommand::Seal,

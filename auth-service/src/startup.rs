@@ -69,15 +69,18 @@ fn start_background(state: &Arc<AppState>) -> (Background, Background) {
         events.publish_logged().await;
         ControlFlow::Continue(())
     });
-    bg.every(
-        "purge",
-        Duration::from_secs(60),
-        state,
-        |state| async move {
-            crate::service::purge::purge_once(&state).await;
-            ControlFlow::Continue(())
-        },
-    );
+    let purge_every = state.settings.auth.purge_interval_secs;
+    if purge_every > 0 {
+        bg.every(
+            "purge",
+            Duration::from_secs(purge_every),
+            state,
+            |state| async move {
+                crate::service::purge::purge_once(&state).await;
+                ControlFlow::Continue(())
+            },
+        );
+    }
     let mark = Arc::new(tokio::sync::Mutex::new(None));
     bg.every("audit seal", second, state, move |state| {
         let mark = mark.clone();

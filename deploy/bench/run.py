@@ -5,6 +5,8 @@ interleaved with the scenarios because these machines drift. Prints a table and 
 --report. Standard library only."""
 
 import argparse
+import concurrent.futures
+import http.client
 import json
 import os
 import platform
@@ -12,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -19,6 +22,10 @@ import uuid
 PASSWORD = "bench-correct-horse-battery"
 CONNECTIONS = 32
 OWNERS = 32
+# The mixed load: this many users, each making one TODO request per 10 s of simulated use and
+# refreshing every 15 minutes, so one refresh per 90 TODO requests.
+MIXED_USERS = 1000
+REFRESH_EVERY = 90
 
 
 def call(method, url, body=None, token=None):
@@ -50,6 +57,122 @@ def login(auth, email):
     status, body = call("POST", f"{auth}/v1/auth/login", {"email": email, "password": PASSWORD})
     assert status == 200, (status, body)
     return body
+
+
+def many_users(auth, pg, auth_db, n):
+    """n accounts, each logged in once through the API: one signed up through the API, the
+    others copies of it made straight in PostgreSQL (same password hash, so the signups'
+    n argon2 hashes are not paid again). Their token pairs and one todo each."""
+    tag = uuid.uuid4().hex[:8]
+    first = f"mixed-{tag}-0@example.com"
+    status, body = call("POST", f"{auth}/v1/auth/signup", {"email": first, "password": PASSWORD})
+    assert status == 201, (status, body)
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"{pg}/{auth_db}", "-c", f"""
+        INSERT INTO users (id, email, password_hash)
+        SELECT gen_random_uuid(), 'mixed-{tag}-' || g || '@example.com', u.password_hash
+        FROM generate_series(1, {n - 1}) g, users u WHERE u.email = '{first}'"""],
+        check=True, capture_output=True)
+    return [f"mixed-{tag}-{i}@example.com" for i in range(n)]
+
+
+def log_in_all(auth, todo, emails):
+    """Each account logged in (4 at a time: argon2 runs on every core) with one todo of its
+    own: [(token pair, todo id)]."""
+    def one(email):
+        pair = login(auth, email)
+        status, created = call("POST", f"{todo}/v1/todos", {"title": "mixed"}, pair["access_token"])
+        assert status == 201, (status, created)
+        return pair, created["id"]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, emails))
+
+
+def lua_mixed(sessions):
+    """An SPA's traffic through the front, per user: 70 % a page of 20 todos, 15 % one
+    todo, 10 % a PATCH, 5 % a create, and every REFRESH_EVERY-th request a refresh whose
+    answer replaces the user's tokens (their session names the user's todo)."""
+    items = [f"{p['access_token']} {p['refresh_token']} {p['session_id']} {todo}"
+             for p, todo in sessions]
+    quoted = ", ".join(json.dumps(i) for i in items)
+    return f"""
+local all = {{{quoted}}}
+local every = {REFRESH_EVERY}
+local threads = 0
+function setup(thread)
+  thread:set("index", threads)
+  threads = threads + 1
+end
+local pool = {{}}
+local todo_of = {{}}
+function init(args)
+  for k, item in ipairs(all) do
+    if k % 2 == index then
+      local a, r, s, t = item:match("(%S+) (%S+) (%S+) (%S+)")
+      todo_of[s] = t
+      table.insert(pool, {{a = a, r = r, t = t, n = math.random(0, every - 1)}})
+    end
+  end
+end
+function request()
+  local u = table.remove(pool, 1)
+  u.n = u.n + 1
+  if u.n >= every then
+    return wrk.format("POST", "/v1/auth/refresh", {{["Content-Type"] = "application/json"}},
+      '{{"refresh_token":"' .. u.r .. '"}}')
+  end
+  table.insert(pool, u)
+  local h = {{["Authorization"] = "Bearer " .. u.a, ["Content-Type"] = "application/json"}}
+  local p = math.random(100)
+  if p <= 70 then return wrk.format("GET", "/v1/todos?limit=20", h)
+  elseif p <= 85 then return wrk.format("GET", "/v1/todos/" .. u.t, h)
+  elseif p <= 95 then return wrk.format("PATCH", "/v1/todos/" .. u.t, h, '{{"done":true}}')
+  else return wrk.format("POST", "/v1/todos", h, '{{"title":"mixed"}}') end
+end
+function response(status, headers, body)
+  local s = body:match('"session_id":"([^"]+)"')
+  if s and todo_of[s] then
+    local a = body:match('"access_token":"([^"]+)"')
+    local r = body:match('"refresh_token":"([^"]+)"')
+    if a and r then table.insert(pool, {{a = a, r = r, t = todo_of[s], n = 0}}) end
+  end
+end
+"""
+
+
+def revocation_probes(auth, todo, email, seconds):
+    """While the mixed load runs: log in, see the token work, log out, then ask the TODO
+    service back to back (one kept-alive connection) until it answers 401. Returns the
+    milliseconds from logout's 204 to that first 401, one per probe."""
+    host, port = todo.removeprefix("http://").split(":")
+    found = []
+    stop_at = time.monotonic() + seconds
+
+    def status(conn, token):
+        conn.request("GET", "/v1/todos?limit=1", headers={"authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+
+    def run():
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        while time.monotonic() < stop_at:
+            token = login(auth, email)["access_token"]
+            assert status(conn, token) == 200
+            code, body = call("POST", f"{auth}/v1/auth/logout", token=token)
+            assert code == 204, (code, body)
+            logged_out = time.monotonic()
+            while (code := status(conn, token)) != 401:
+                assert code == 200, code
+                if time.monotonic() - logged_out > 5:
+                    found.append(float("inf"))
+                    break
+            else:
+                found.append((time.monotonic() - logged_out) * 1000)
+        conn.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return lambda: (thread.join(), found)[1]
 
 
 def lua(tokens, method, paths, body=None):
@@ -204,7 +327,42 @@ def pgbench(pg, db, script, seconds):
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
-def grown(args, scenarios, small, seconds, pids, account, todo, build_scenarios):
+def revocation_lines(found):
+    """The revocation probes' figures: logout's 204 to the TODO service's first 401."""
+    if not found:
+        return ["", "Revocation: no probe finished during the mixed load."]
+    ms = sorted(found)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return ["", f"Revocation under the mixed load, from logout's 204 to the TODO service's first "
+            f"401 (asked back to back): p50 {ms[len(ms) // 2]:.1f} ms, p99 {p99:.1f} ms, max "
+            f"{ms[-1]:.1f} ms over {len(ms)} logouts; floor: p99 under 100 ms"
+            f"{'' if p99 < 100 else ' (NOT MET)'}."]
+
+
+def purge_beside(auth_bin, scenario, run, quiet_p99):
+    """`auth-service purge` of what the grown data set left dead, with a scenario on the
+    tables it deletes from under load beside it: the purge's batches and longest batch
+    (the longest any row lock was held), and the scenario's p99 meanwhile."""
+    started = time.monotonic()
+    purge = subprocess.Popen([auth_bin, "purge"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    loaded = run(scenario)
+    loaded_for = time.monotonic() - started
+    out, err = purge.communicate()
+    took = time.monotonic() - started
+    if purge.returncode != 0:
+        sys.exit(f"bench: auth-service purge failed:\n{out}\n{err}")
+    overlap = ("the whole scenario ran inside the purge" if took >= loaded_for else
+               f"the purge ended {loaded_for - took:.0f} s before the scenario did")
+    return ["", f"The background purge at this size (`auth-service purge`, {took:.1f} s; "
+            "each batch one statement of at most 1,000 rows, 20 ms apart, SKIP LOCKED):", "",
+            *[f"- {line}" for line in out.strip().splitlines()], "",
+            f"{scenario[0]} beside it: {loaded['rps']:,.0f} req/s, p99 {loaded['p99']:.1f} ms "
+            f"({loaded['p99'] / quiet_p99:.2f}x its p99 on the grown data without the purge; "
+            f"{overlap})."]
+
+
+def grown(args, scenarios, small, pids, account, todo, build_scenarios, run, refresh_scenario):
     """Seed to production size, run every scenario again, and report p99 against the small
     data set's, and the plans of the hot queries."""
     import base64
@@ -213,7 +371,7 @@ def grown(args, scenarios, small, seconds, pids, account, todo, build_scenarios)
     grow.seed(args.pg, args.todo_db, args.auth_db)
     seeded_in = time.time() - started
     size = grow.sizes(args.pg, args.todo_db, args.auth_db)
-    big = [wrk(url, script, seconds, pids) for _, url, script, _, _ in build_scenarios()]
+    big = [run(scenario) for scenario in build_scenarios()]
     payload = account[1]["access_token"].split(".")[1]
     owner = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
     plans = grow.explain(args.pg, args.todo_db, args.auth_db, owner, todo["id"], account[0])
@@ -230,6 +388,9 @@ def grown(args, scenarios, small, seconds, pids, account, todo, build_scenarios)
         ratio = b["p99"] / a["p99"] if a["p99"] else float("inf")
         lines.append(f"| {name} | {a['rps']:,.0f} | {b['rps']:,.0f} | {a['p99']:.1f} | "
                      f"{b['p99']:.1f} | {ratio:.2f} | {'yes' if ratio <= 1.5 else 'NO'} |")
+    lines += revocation_lines(big[-1]["beside"])
+    refresh_at = [n for n, *_ in scenarios].index("refresh")
+    lines += purge_beside(args.auth_bin, refresh_scenario(), run, big[refresh_at]["p99"])
     lines += ["", "Plans of the hot queries at that size (EXPLAIN ANALYZE, BUFFERS):", ""]
     for name, plan in plans.items():
         lines += [f"{name}:", "", "```", plan.rstrip(), "```", ""]
@@ -240,11 +401,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--auth", required=True)
     ap.add_argument("--todo", required=True)
+    ap.add_argument("--front", required=True, help="nginx in front of both (the mixed load)")
     ap.add_argument("--pg", required=True, help="PostgreSQL URL without a database")
     ap.add_argument("--todo-db", required=True)
     ap.add_argument("--pids", required=True, help="the auth and TODO services' pid files")
     ap.add_argument("--report", required=True)
     ap.add_argument("--auth-db", required=True)
+    ap.add_argument("--auth-bin", required=True, help="the auth service's binary (its purge)")
     ap.add_argument("--grow", action="store_true",
                     help="then seed a million todos, sessions and refresh tokens straight into "
                          "PostgreSQL, run every scenario again, and show the hot queries' plans")
@@ -296,37 +459,56 @@ def main():
     refreshers = users(args.auth, 4)
     # Logins of an account of its own too (each login past the session cap ends its oldest).
     login_account = users(args.auth, 1)[0][0]
+    # The mixed load's users, and the account the revocation probes log in and out.
+    crowd = many_users(args.auth, args.pg, args.auth_db, 20 if args.smoke else MIXED_USERS)
+    prober = users(args.auth, 1)[0][0]
 
-    def build_scenarios():
-        """The scenarios with fresh state: refresh tokens not yet spent, and the todos'
-        current versions (each run spends the one and moves the other on)."""
+    def refresh_scenario():
         # Sessions to refresh, more than the connections (each refresh spends one token), of
         # accounts of their own: a user past AUTH_MAX_SESSIONS_PER_USER loses the oldest
         # sessions, and with them the tokens the other scenarios use.
         refresh_tokens = [login(args.auth, email)["refresh_token"]
                           for email, _ in refreshers for _ in range(CONNECTIONS)]
+        return ("refresh", args.auth, lua_refresh(refresh_tokens), "insert", 0.25, None)
+
+    def build_scenarios():
+        """The scenarios with fresh state: refresh tokens not yet spent, and the todos'
+        current versions (each run spends the one and moves the other on)."""
         current = [call("GET", f"{args.todo}/v1/todos/{t['id']}", token=tokens[0])[1]
                    for t in todos]
         one = tokens[:1]
         by_id = [f"/v1/todos/{t['id']}" for t in todos[:100]]
-        # (name, service, wrk script, the limit it is held against, floor)
+        # Each user logged in afresh: the last run spent their refresh tokens.
+        sessions = log_in_all(args.auth, args.todo, crowd)
+        owners = [pair["access_token"] for pair, _ in sessions]
+        # (name, service, wrk script, the limit it is held against, floor, what runs beside)
         return [
-            ("login", args.auth, lua_login(login_account), "argon2", 0.85),
-            ("refresh", args.auth, lua_refresh(refresh_tokens), "insert", 0.25),
-            ("POST /v1/todos, one owner", args.todo, lua(one, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
-            (f"POST /v1/todos, {OWNERS} owners", args.todo, lua(tokens, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40),
-            ("PATCH /v1/todos/{id} with If-Match", args.todo, lua_patch(tokens[0], current), "insert", None),
-            ("GET /v1/todos/{id}", args.todo, lua(one, "GET", by_id), "select", 0.25),
-            ("GET /v1/todos?limit=20", args.todo, lua(one, "GET", ["/v1/todos?limit=20"]), "select", 0.15),
-            ("GET /v1/todos?limit=100", args.todo, lua(one, "GET", ["/v1/todos?limit=100"]), "select", 0.05),
-            ("bad token", args.todo, lua(["not.a.token"], "GET", by_id), "by id", 2.0),
+            ("login", args.auth, lua_login(login_account), "argon2", 0.85, None),
+            refresh_scenario(),
+            ("POST /v1/todos, one owner", args.todo, lua(one, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40, None),
+            (f"POST /v1/todos, {len(owners):,} owners", args.todo, lua(owners, "POST", ["/v1/todos"], {"title": "bench"}), "insert", 0.40, None),
+            ("PATCH /v1/todos/{id} with If-Match", args.todo, lua_patch(tokens[0], current), "insert", None, None),
+            ("GET /v1/todos/{id}", args.todo, lua(one, "GET", by_id), "select", 0.25, None),
+            ("GET /v1/todos?limit=20", args.todo, lua(one, "GET", ["/v1/todos?limit=20"]), "select", 0.15, None),
+            ("GET /v1/todos?limit=100", args.todo, lua(one, "GET", ["/v1/todos?limit=100"]), "select", 0.05, None),
+            ("bad token", args.todo, lua(["not.a.token"], "GET", by_id), "by id", 2.0, None),
+            (f"mixed SPA-like load, {len(sessions):,} users, through nginx", args.front,
+             lua_mixed(sessions), None, None,
+             lambda: revocation_probes(args.auth, args.todo, prober, seconds)),
         ]
+
+    def run(scenario):
+        """One scenario under wrk, with what runs beside it (its results under "beside")."""
+        _, url, script, _, _, beside = scenario
+        waiting = beside() if beside else None
+        result = wrk(url, script, seconds, pids)
+        if waiting:
+            result["beside"] = waiting()
+        return result
 
     scenarios = build_scenarios()
     first = limits()
-    results = []
-    for _, url, script, _, _ in scenarios:
-        results.append(wrk(url, script, seconds, pids))
+    results = [run(scenario) for scenario in scenarios]
     last = limits()
     limit = {k: (first[k] + last[k]) / 2 for k in first}
     limit["by id"] = results[[n for n, *_ in scenarios].index("GET /v1/todos/{id}")]["rps"]
@@ -347,9 +529,9 @@ def main():
         "| scenario | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req auth, todo | ratio to its limit | floor |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (name, _, _, kind, floor), r in zip(scenarios, results):
-        ratio = r["rps"] / limit[kind]
-        shown_ratio = f"{ratio:.2f}{bound[kind]}" if kind == "by id" else f"{ratio:.0%} {bound[kind]}"
+    for (name, _, _, kind, floor, _), r in zip(scenarios, results):
+        ratio = r["rps"] / limit[kind] if kind else 0
+        shown_ratio = f"{ratio:.2f}{bound[kind]}" if kind == "by id" else f"{ratio:.0%} {bound[kind]}" if kind else "none set"
         if floor is None:
             shown_floor, met = "none set", ""
         else:
@@ -361,9 +543,10 @@ def main():
             f"| {name} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {errors} | "
             f"{r['cpu'][0]:.2f}, {r['cpu'][1]:.2f} | {shown_ratio}{met} | {shown_floor} |"
         )
+    lines += revocation_lines(results[-1]["beside"])
     if args.grow:
-        lines += grown(args, scenarios, results, seconds, pids, accounts[0], todos[0],
-                       build_scenarios)
+        lines += grown(args, scenarios, results, pids, accounts[0], todos[0],
+                       build_scenarios, run, refresh_scenario)
     lines.append("")
     lines.append(f"Peak RSS: auth-service {peak_rss_mib(pids[0]):.0f} MiB, "
                  f"todo-service {peak_rss_mib(pids[1]):.0f} MiB.")

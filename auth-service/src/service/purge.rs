@@ -1,5 +1,6 @@
 //! The background purge: rows that can no longer matter are deleted in small batches (see
-//! [`shared::db::purge_in_batches`]), once a minute.
+//! [`shared::db::purge_in_batches`]), every `AUTH_PURGE_INTERVAL_SECS` (a minute; 0: never
+//! in the background, for a deployment that runs `auth-service purge` on a schedule).
 //!
 //! | rows | deleted once |
 //! |---|---|
@@ -55,20 +56,45 @@ const PURGES: &[(&str, &str, chrono::Duration)] = &[
     ),
 ];
 
-/// One pass over every table; returns the rows deleted. A table that fails is logged and
-/// the others are still purged.
-pub async fn purge_once(state: &AppState) -> usize {
+/// One table's part of a pass: what it holds, and what the purge did there.
+#[derive(Debug, Clone)]
+pub struct TablePurge {
+    pub what: &'static str,
+    pub purged: Result<shared::db::Purged, String>,
+}
+
+/// One pass over every table, in order (refresh tokens before the sessions they belong
+/// to). A table that fails is logged and the others are still purged.
+pub async fn purge_tables(state: &AppState) -> Vec<TablePurge> {
     let now = Utc::now();
-    let mut total = 0;
+    let mut report = Vec::with_capacity(PURGES.len());
     for (what, statement, back) in PURGES {
-        match shared::db::purge_in_batches(&state.pool, statement, now - *back).await {
-            Ok(0) => {}
-            Ok(deleted) => {
-                tracing::info!(deleted, what, "purged expired rows");
-                total += deleted;
-            }
+        let purged = shared::db::purge_in_batches(&state.pool, statement, now - *back).await;
+        match &purged {
+            Ok(p) if p.rows == 0 => {}
+            Ok(p) => tracing::info!(
+                deleted = p.rows,
+                batches = p.batches,
+                longest_batch_ms = p.longest_batch.as_millis() as u64,
+                what,
+                "purged expired rows"
+            ),
             Err(err) => tracing::warn!(error = format!("{err:#}"), what, "purging failed"),
         }
+        report.push(TablePurge {
+            what,
+            purged: purged.map_err(|err| format!("{err:#}")),
+        });
     }
-    total
+    report
+}
+
+/// One pass over every table; returns the rows deleted.
+pub async fn purge_once(state: &AppState) -> usize {
+    purge_tables(state)
+        .await
+        .iter()
+        .filter_map(|t| t.purged.as_ref().ok())
+        .map(|p| p.rows)
+        .sum()
 }

@@ -66,3 +66,45 @@ async fn the_cli_creates_lists_and_deletes_clients_through_the_library() {
         .unwrap();
     assert!(!String::from_utf8(out).unwrap().contains(&id), "deleted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_purges_ended_sessions_now_and_says_what_it_did() {
+    use auth_service::cli::{self, Command};
+    let app = spawn_app().await;
+    let email = app.new_user().await;
+    let ended = app.login_ok(&email).await;
+    let live = app.login_ok(&email).await;
+    let ended_id = ended["session_id"].as_str().unwrap();
+    app.exec(&format!(
+        "UPDATE sessions SET expires_at = now() - interval '2 days' WHERE id = '{ended_id}'"
+    ))
+    .await;
+    let settings = crate::helpers::test_settings(&app.database, &app.redis_prefix);
+    let mut out = Vec::new();
+    cli::run(
+        Command::Purge,
+        settings,
+        || anyhow::bail!("not asked"),
+        &mut out,
+    )
+    .await
+    .unwrap();
+
+    let printed = String::from_utf8(out).unwrap();
+    for line in [
+        "refresh tokens of ended sessions: 1 rows deleted in 1 batches",
+        "ended sessions: 1 rows deleted in 1 batches",
+    ] {
+        assert!(printed.lines().any(|l| l.starts_with(line)), "{printed}");
+    }
+    assert_eq!(
+        app.count(&format!("sessions WHERE id = '{ended_id}'"))
+            .await,
+        0
+    );
+    let live_id = live["session_id"].as_str().unwrap();
+    assert_eq!(
+        app.count(&format!("sessions WHERE id = '{live_id}'")).await,
+        1
+    );
+}

@@ -165,29 +165,41 @@ pub fn status(pool: &PgPool) -> PoolStatus {
 /// Rows a purge deletes per statement.
 pub const PURGE_BATCH: i64 = 1000;
 
+/// What a purge did: rows deleted, in how many batches, and the longest batch (each batch
+/// is one statement, so this is the longest any of its row locks was held).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub rows: usize,
+    pub batches: usize,
+    pub longest_batch: Duration,
+}
+
 /// Delete expired rows in small batches: `delete_batch` is a `DELETE` of at most `$2` rows
 /// older than `$1` (a subselect with `LIMIT`), run again until a batch comes back short.
 /// Each batch is its own short statement on a connection taken for it alone, with a pause
 /// between, so a large backlog neither holds locks long nor keeps a connection from the
-/// requests. Returns the rows deleted.
+/// requests.
 pub async fn purge_in_batches(
     pool: &PgPool,
     delete_batch: &'static str,
     cutoff: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Purged> {
     use diesel::sql_types::{BigInt, Timestamptz};
-    let mut total = 0;
+    let mut purged = Purged::default();
     loop {
         let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let started = std::time::Instant::now();
         let deleted = diesel::sql_query(delete_batch)
             .bind::<Timestamptz, _>(cutoff)
             .bind::<BigInt, _>(PURGE_BATCH)
             .execute(&mut conn)
             .await?;
+        purged.longest_batch = purged.longest_batch.max(started.elapsed());
         drop(conn);
-        total += deleted;
+        purged.rows += deleted;
+        purged.batches += 1;
         if (deleted as i64) < PURGE_BATCH {
-            return Ok(total);
+            return Ok(purged);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -278,8 +278,8 @@ pub async fn delete(
 /// Drop expired idempotency records, in small batches (a background job).
 pub async fn purge_idempotency_keys(state: &AppState) {
     match shared::db::purge_in_batches(&state.pool, idempotency::PURGE_BATCH, Utc::now()).await {
-        Ok(0) => {}
-        Ok(deleted) => tracing::info!(deleted, "purged expired idempotency keys"),
+        Ok(purged) if purged.rows == 0 => {}
+        Ok(purged) => tracing::info!(deleted = purged.rows, "purged expired idempotency keys"),
         Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed"),
     }
 }
