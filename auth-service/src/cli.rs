@@ -216,6 +216,8 @@ pub async fn run(
                 .context("AUTH_AUDIT_HMAC_KEY must be base64 of 32 bytes")?;
             let pool = startup::pool(&settings)?;
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+            // Every event written so far is checked: those waiting are chained first.
+            crate::store::audit_chain::chain_all(&mut conn).await?;
             match crate::store::audit_chain::verify_chain(&mut conn, &key).await? {
                 ChainCheck::Intact {
                     rows,
@@ -232,7 +234,7 @@ pub async fn run(
                 }
                 ChainCheck::LongUnsealed { id } => {
                     anyhow::bail!(
-                        "audit log not sealed: row {id} was written more than ten minutes ago and never sealed (written while no auth service ran, or by someone who could not seal it); look into it, then `auth-service audit seal`"
+                        "audit log not sealed: row {id} entered the log more than ten minutes ago and was never sealed (while no auth service ran, or by someone who could not seal it); look into it, then `auth-service audit seal`"
                     )
                 }
                 ChainCheck::BadSeal { id } => {

@@ -84,6 +84,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_pending (id) {
+        id -> Int8,
+        occurred_at -> Timestamptz,
+        event -> Text,
+        actor_id -> Nullable<Uuid>,
+        subject_id -> Nullable<Uuid>,
+        session_id -> Nullable<Uuid>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
     audit_seals (audit_id) {
         audit_id -> Int8,
         mac -> Bytea,

@@ -42,7 +42,8 @@ pub struct Application {
 const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
 
 /// The periodic work: the denylist sync (stopped first at shutdown, so that the lease is
-/// left right after its last pass), and key reloads, events, purging and audit seals.
+/// left right after its last pass), and key reloads, events, purging, and chaining and
+/// sealing the audit log.
 fn start_background(state: &Arc<AppState>) -> (Background, Background) {
     let second = Duration::from_secs(1);
     let mut sync = Background::new();
@@ -81,6 +82,15 @@ fn start_background(state: &Arc<AppState>) -> (Background, Background) {
             },
         );
     }
+    bg.every(
+        "audit chain",
+        Duration::from_millis(500),
+        state,
+        |state| async move {
+            crate::service::audit_seal::chain_logged(&state).await;
+            ControlFlow::Continue(())
+        },
+    );
     let mark = Arc::new(tokio::sync::Mutex::new(None));
     bg.every("audit seal", second, state, move |state| {
         let mark = mark.clone();

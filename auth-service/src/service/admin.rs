@@ -243,7 +243,9 @@ pub struct AuditFilter {
     pub event: Option<String>,
 }
 
-/// Audit events, newest first.
+/// Audit events, newest first. The events still waiting to be chained are chained first
+/// (the first page shows what was just done); with a cursor, the page continues the
+/// listing it came from.
 pub async fn list_audit(
     state: &AppState,
     filter: AuditFilter,
@@ -254,6 +256,9 @@ pub async fn list_audit(
         .map(|c| shared::cursor::decode(c).ok_or_else(shared::cursor::invalid))
         .transpose()?;
     let mut conn = shared::db::conn(&state.pool).await?;
+    if before_id.is_none() {
+        crate::store::audit_chain::chain_all(&mut conn).await?;
+    }
     let rows = audit::list(
         &mut conn,
         AuditQuery {

@@ -28,14 +28,16 @@ pub enum SealError {
     Other(#[from] anyhow::Error),
 }
 
-/// Seal what was appended since the last seal: rows written within the last ten minutes,
-/// or (`all`, or when nothing was ever sealed) every one. Returns the last row sealed and the first of this pass, if any.
+/// Chain the events waiting, then seal what was chained since the last seal: rows written
+/// within the last ten minutes, or (`all`, or when nothing was ever sealed) every one. Returns the last row sealed and the first of this pass, if any.
 pub async fn seal_once(state: &AppState, all: bool) -> anyhow::Result<Option<(i64, Sealed)>> {
     let key = state
         .settings
         .audit_hmac_key()
         .ok_or_else(|| anyhow::anyhow!("AUTH_AUDIT_HMAC_KEY is not set"))?;
     let mut conn = state.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // What waits to be chained first: a command seals the events it just wrote.
+    audit_chain::chain_all(&mut conn).await?;
     let last_sealed = audit_chain::last_sealed(&mut conn).await?;
     // Nothing sealed yet (the first run with seals): the rows before are sealed as they are.
     let not_before = (!all && last_sealed.is_some()).then(|| Utc::now() - SEAL_WITHIN);
@@ -83,6 +85,19 @@ async fn still_sealed(state: &AppState, mark: &Sealed) -> anyhow::Result<bool> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One run of the background chainer: every event waiting now.
+pub async fn chain_logged(state: &AppState) {
+    let chained = match state.pool.get().await {
+        Ok(mut conn) => audit_chain::chain_all(&mut conn)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(err) => Err(anyhow::anyhow!("{err}")),
+    };
+    if let Err(err) = chained {
+        tracing::warn!(error = %err, "chaining audit events failed");
+    }
 }
 
 /// One run of the background job, with the mark it keeps between runs; breaks when the

@@ -1,11 +1,13 @@
-//! The audit log: append-only, written in the same transaction as the event it records,
-//! each row chained to the previous one by SHA-256 so that tampering is detectable.
+//! The audit log: append-only, each row chained to the previous one by SHA-256 so that
+//! tampering is detectable. An event is written (to `audit_pending`) in the same
+//! transaction as what it records, and chained into `audit_log` within a second
+//! ([`crate::store::audit_chain::chain_pending`]).
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Bytea, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -67,8 +69,7 @@ pub struct AuditRow {
 }
 
 /// The hash of a row: SHA-256 over the previous hash and the row's content
-/// ([`chain_content`]). Appends compute it in PostgreSQL (`sha256(prev || content)`), with
-/// the previous hash read in the same statement; `audit verify` recomputes it here.
+/// ([`chain_content`]); the chainer computes it, and `audit verify` again.
 pub(crate) fn chain_hash(prev: Option<&[u8]>, content: &str) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(prev.unwrap_or_default());
@@ -104,18 +105,18 @@ pub(crate) fn chain_content(
     .to_string()
 }
 
-/// Append one row, chained to the last. One statement: it moves the chain's head (whose
-/// row lock orders appends until this transaction commits) and inserts the row with the
-/// head's previous and new hash. Atomic on its own, and inside the caller's transaction
-/// when there is one.
+/// Record one event: a row in `audit_pending`, chained into the log within a second
+/// ([`crate::store::audit_chain::chain_pending`]). One statement, inside the caller's
+/// transaction when there is one, so the event is recorded exactly when what it records
+/// commits; it takes no lock another request waits on.
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
-    let row = AppendRow::new(&entry);
-    appended(Append(&row).execute(conn).await?)
+    let row = PendingRow::new(&entry);
+    recorded(Append(&row).execute(conn).await?)
 }
 
-/// What an append statement reports: one row, since the head row it reads is created by
-/// the migrations and never deleted.
-pub(crate) fn appended(rows: usize) -> QueryResult<()> {
+/// What a statement ending in the event's insert reports: one row, or the event (and what
+/// it records) was not written.
+pub(crate) fn recorded(rows: usize) -> QueryResult<()> {
     if rows == 1 {
         Ok(())
     } else {
@@ -123,9 +124,8 @@ pub(crate) fn appended(rows: usize) -> QueryResult<()> {
     }
 }
 
-/// An audit row ready to append: its columns and the content its hash covers.
-pub(crate) struct AppendRow<'a> {
-    content: String,
+/// An event ready to record.
+pub(crate) struct PendingRow<'a> {
     occurred_at: DateTime<Utc>,
     event: &'a str,
     actor_id: Option<Uuid>,
@@ -137,27 +137,14 @@ pub(crate) struct AppendRow<'a> {
     details: &'a Value,
 }
 
-impl<'a> AppendRow<'a> {
+impl<'a> PendingRow<'a> {
     pub(crate) fn new(entry: &'a AuditEntry<'a>) -> Self {
         shared::metrics::auth_event(entry.event);
-        // Stored with microsecond precision: hash exactly what will be read back.
-        let occurred_at =
-            DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
         let meta = entry.meta;
-        let content = chain_content(
-            occurred_at,
-            entry.event,
-            entry.actor_id,
-            entry.subject_id,
-            entry.session_id,
-            Some(&meta.ip),
-            meta.user_agent.as_deref(),
-            Some(&meta.request_id),
-            &entry.details,
-        );
         Self {
-            content,
-            occurred_at,
+            // Stored with microsecond precision: what the chain will hash is what is read back.
+            occurred_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
+                .unwrap_or_default(),
             event: entry.event,
             actor_id: entry.actor_id,
             subject_id: entry.subject_id,
@@ -169,40 +156,17 @@ impl<'a> AppendRow<'a> {
         }
     }
 
-    /// `head AS (...) INSERT INTO audit_log ... FROM head`: the end of a statement whose
-    /// `WITH` list the caller has opened.
-    pub(crate) fn walk_tail<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        self.walk_head(out.reborrow(), None)?;
-        self.walk_insert(out)
-    }
-
-    /// `head AS (...)`: moves the chain's head (one row, locked) and returns its previous
-    /// and new hash. With a `guard` (an SQL condition over the caller's earlier `WITH`
-    /// queries) it moves, and returns a row, only if the guard holds.
-    pub(crate) fn walk_head<'b>(
+    /// `INSERT INTO audit_pending ... SELECT ... [FROM <from>]`: the event, written once
+    /// for each row of `from` (the caller's earlier `WITH` queries: the event is recorded
+    /// only if what it records was written), or once without.
+    pub(crate) fn walk_insert<'b>(
         &'b self,
         mut out: AstPass<'_, 'b, Pg>,
-        guard: Option<&'static str>,
+        from: Option<&'static str>,
     ) -> QueryResult<()> {
         out.push_sql(
-            "head AS (UPDATE audit_head SET prev = hash, \
-             hash = sha256(coalesce(hash, ''::bytea) || ",
-        );
-        out.push_bind_param::<Bytea, [u8]>(self.content.as_bytes())?;
-        out.push_sql(")");
-        if let Some(guard) = guard {
-            out.push_sql(" WHERE ");
-            out.push_sql(guard);
-        }
-        out.push_sql(" RETURNING prev, hash)");
-        Ok(())
-    }
-
-    /// ` INSERT INTO audit_log ... FROM head`: the row, chained by `head`.
-    pub(crate) fn walk_insert<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            " INSERT INTO audit_log (occurred_at, event, actor_id, subject_id, session_id, ip, \
-             user_agent, request_id, details, prev_hash, hash) SELECT ",
+            "INSERT INTO audit_pending (occurred_at, event, actor_id, subject_id, session_id, \
+             ip, user_agent, request_id, details) SELECT ",
         );
         out.push_bind_param::<Timestamptz, _>(&self.occurred_at)?;
         out.push_sql(", ");
@@ -221,19 +185,21 @@ impl<'a> AppendRow<'a> {
         out.push_bind_param::<Text, str>(self.request_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Jsonb, Value>(self.details)?;
-        out.push_sql(", head.prev, head.hash FROM head");
+        if let Some(from) = from {
+            out.push_sql(" FROM ");
+            out.push_sql(from);
+        }
         Ok(())
     }
 }
 
-/// The append on its own. A statement type of its own (not `sql_query`), so that
+/// The insert on its own. A statement type of its own (not `sql_query`), so that
 /// PostgreSQL prepares it once per connection.
-struct Append<'a>(&'a AppendRow<'a>);
+struct Append<'a>(&'a PendingRow<'a>);
 
 impl QueryFragment<Pg> for Append<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("WITH ");
-        self.0.walk_tail(out.reborrow())
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_insert(out, None)
     }
 }
 

@@ -1,4 +1,9 @@
-//! Checking the audit log: the SHA-256 chain of every row, its head, and the seals.
+//! The audit log's chain: chaining the events waiting in `audit_pending`, sealing, and
+//! checking the SHA-256 chain of every row, its head, and the seals.
+//!
+//! Requests write events to `audit_pending` (in their own transactions, in parallel);
+//! [`chain_pending`] moves them into `audit_log` in batches, each hashed onto the previous
+//! row, holding the chain's head (one row) so that one chainer runs at a time.
 //!
 //! A seal is HMAC-SHA256 of a row's chain hash under a key kept in the service's config,
 //! not in the database. The chain alone can be recomputed by anyone who can write the table;
@@ -8,12 +13,124 @@
 //! the chain: a row without a seal before a sealed one means a seal was removed.
 
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::schema::{audit_head, audit_log, audit_seals};
+use crate::schema::{audit_head, audit_log, audit_pending, audit_seals};
 use crate::store::audit::{AuditRow, chain_content, chain_hash};
+
+/// An event waiting to be chained.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = audit_pending)]
+struct Pending {
+    id: i64,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    event: String,
+    actor_id: Option<uuid::Uuid>,
+    subject_id: Option<uuid::Uuid>,
+    session_id: Option<uuid::Uuid>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    details: serde_json::Value,
+}
+
+/// Events chained per transaction.
+pub const CHAIN_BATCH: i64 = 1000;
+
+/// Chain up to `limit` waiting events, oldest first, in one transaction: take the chain's
+/// head (its row lock makes other chainers wait), delete the events from `audit_pending`,
+/// insert them into `audit_log` in order, each hashed onto the one before, and move the
+/// head to the last. Returns how many were chained.
+pub async fn chain_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<usize> {
+    conn.transaction(async |conn| {
+        let head: Option<Vec<u8>> = audit_head::table
+            .select(audit_head::hash)
+            .for_update()
+            .first(conn)
+            .await?;
+        let oldest: Vec<i64> = audit_pending::table
+            .select(audit_pending::id)
+            .order(audit_pending::id.asc())
+            .limit(limit)
+            .load(conn)
+            .await?;
+        if oldest.is_empty() {
+            return Ok(0);
+        }
+        let mut events: Vec<Pending> =
+            diesel::delete(audit_pending::table.filter(audit_pending::id.eq_any(oldest)))
+                .returning(Pending::as_returning())
+                .get_results(conn)
+                .await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        events.sort_by_key(|e| e.id);
+        let mut prev = head;
+        let mut before_last = None;
+        let mut rows = Vec::with_capacity(events.len());
+        for e in &events {
+            let content = chain_content(
+                e.occurred_at,
+                &e.event,
+                e.actor_id,
+                e.subject_id,
+                e.session_id,
+                e.ip.as_deref(),
+                e.user_agent.as_deref(),
+                e.request_id.as_deref(),
+                &e.details,
+            );
+            let hash = chain_hash(prev.as_deref(), &content);
+            rows.push((
+                audit_log::occurred_at.eq(e.occurred_at),
+                audit_log::event.eq(&e.event),
+                audit_log::actor_id.eq(e.actor_id),
+                audit_log::subject_id.eq(e.subject_id),
+                audit_log::session_id.eq(e.session_id),
+                audit_log::ip.eq(&e.ip),
+                audit_log::user_agent.eq(&e.user_agent),
+                audit_log::request_id.eq(&e.request_id),
+                audit_log::details.eq(&e.details),
+                audit_log::prev_hash.eq(prev.clone()),
+                audit_log::hash.eq(Some(hash.clone())),
+            ));
+            before_last = prev;
+            prev = Some(hash);
+        }
+        // One multi-row insert: its rows take their ids in this order, the chain's.
+        diesel::insert_into(audit_log::table)
+            .values(&rows)
+            .execute(conn)
+            .await?;
+        diesel::update(audit_head::table)
+            .set((audit_head::prev.eq(before_last), audit_head::hash.eq(prev)))
+            .execute(conn)
+            .await?;
+        Ok(events.len())
+    })
+    .await
+}
+
+/// Chain every event waiting now, a batch at a time (what the admin listing does before it
+/// reads, so that it shows what was just done). Returns how many were chained.
+pub async fn chain_all(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    let mut total = 0;
+    loop {
+        let chained = chain_pending(conn, CHAIN_BATCH).await?;
+        total += chained;
+        if (chained as i64) < CHAIN_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Events written but not chained yet.
+pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    audit_pending::table.count().get_result(conn).await
+}
 
 /// HMAC-SHA256 of a chain hash.
 pub fn seal(key: &[u8; 32], hash: &[u8]) -> Vec<u8> {
@@ -71,7 +188,7 @@ pub async fn last_sealed(conn: &mut AsyncPgConnection) -> QueryResult<Option<Sea
 }
 
 /// Seal up to `limit` chained rows after the last sealed one, in order, stopping at the first
-/// written before `not_before` (rows that old were not sealed when they were written, which
+/// chained before `not_before` (rows that old were not sealed when they were chained, which
 /// is for an operator to look into: `audit seal` seals them). Returns the last row sealed.
 /// Several processes may run this at once: a row sealed twice keeps its first seal (both
 /// are equal).
@@ -90,12 +207,12 @@ pub async fn seal_pending(
         .filter(audit_log::hash.is_not_null())
         .order(audit_log::id.asc())
         .limit(limit)
-        .select((audit_log::id, audit_log::hash, audit_log::occurred_at))
+        .select((audit_log::id, audit_log::hash, audit_log::created_at))
         .load(conn)
         .await?;
     let mut sealed = Vec::new();
-    for (id, hash, occurred_at) in rows {
-        if not_before.is_some_and(|t| occurred_at < t) {
+    for (id, hash, chained_at) in rows {
+        if not_before.is_some_and(|t| chained_at < t) {
             break;
         }
         let Some(hash) = hash else { continue };
@@ -140,7 +257,7 @@ pub enum ChainCheck {
     BadSeal {
         id: i64,
     },
-    /// The chain and seals hold, but a row written long ago was never sealed: written while
+    /// The chain and seals hold, but a row chained long ago was never sealed: chained while
     /// no sealer ran, or put there by someone who could not seal it.
     LongUnsealed {
         id: i64,
@@ -179,17 +296,22 @@ async fn verify_in_snapshot(
     // The first row without a seal; any seal after it means one was removed.
     let mut first_unsealed: Option<i64> = None;
     loop {
-        let rows: Vec<(AuditRow, Option<Vec<u8>>)> = audit_log::table
+        type Row = (AuditRow, chrono::DateTime<chrono::Utc>, Option<Vec<u8>>);
+        let rows: Vec<Row> = audit_log::table
             .left_join(audit_seals::table)
             .filter(audit_log::id.gt(after))
             .order(audit_log::id.asc())
             .limit(1000)
-            .select((AuditRow::as_select(), audit_seals::mac.nullable()))
+            .select((
+                AuditRow::as_select(),
+                audit_log::created_at,
+                audit_seals::mac.nullable(),
+            ))
             .load(conn)
             .await?;
-        let Some((last, _)) = rows.last() else { break };
+        let Some((last, ..)) = rows.last() else { break };
         after = last.id;
-        for (row, mac) in rows {
+        for (row, chained_at, mac) in rows {
             let Some(hash) = &row.hash else {
                 // Rows written before the chain existed; they were never sealed.
                 if mac.is_some() {
@@ -221,7 +343,7 @@ async fn verify_in_snapshot(
                 }
                 None => {
                     first_unsealed.get_or_insert(row.id);
-                    if row.occurred_at < long_ago {
+                    if chained_at < long_ago {
                         long_unsealed.get_or_insert(row.id);
                     }
                     unsealed += 1;

@@ -119,6 +119,65 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn chainers_racing_writers_chain_every_event_once_in_one_chain() {
+    use auth_service::store::audit_chain::chain_pending;
+    let app = &spawn_app().await;
+    let pairs = futures_util::future::join_all((0..16).map(|_| app.user_session())).await;
+    app.chain_audit().await;
+    let before = app.count("audit_log").await;
+    // Refreshes write events while four chainers (besides the service's own) move small
+    // batches, all in flight together.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let chainer = || async {
+        let mut conn = app.db().await;
+        let mut moved = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            moved += chain_pending(&mut conn, 1).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        moved
+    };
+    let done = &done;
+    let writers = async {
+        let mut tokens: Vec<String> = pairs
+            .iter()
+            .map(|(_, pair)| pair["refresh_token"].as_str().unwrap().to_owned())
+            .collect();
+        for round in 0..5 {
+            let refreshes = tokens.iter().map(|token| async move {
+                let resp = app.refresh(token).await;
+                assert_eq!(resp.status(), 200, "round {round}");
+                let pair: serde_json::Value = resp.json().await.unwrap();
+                pair["refresh_token"].as_str().unwrap().to_owned()
+            });
+            tokens = futures_util::future::join_all(refreshes).await;
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let ((), a, b, c, d) = tokio::join!(writers, chainer(), chainer(), chainer(), chainer());
+    assert!(a + b + c + d > 0, "the racing chainers moved events");
+
+    // 5 refreshes per user: every event once, none left waiting.
+    assert_eq!(app.count("audit_log").await, before + 5 * 16);
+    assert_eq!(app.count("audit_pending").await, 0);
+    assert_eq!(
+        app.count(
+            "(SELECT request_id FROM audit_log GROUP BY request_id HAVING count(*) > 1) twice"
+        )
+        .await,
+        0,
+        "no event chained twice"
+    );
+    let ok = auth_cli(app, &["audit", "verify"]);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains(&format!("intact: {} rows", before + 80)),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn audit_verify_notices_rows_removed_from_the_end() {
     let app = spawn_app().await;
     app.user_session().await;

@@ -219,8 +219,20 @@ impl TestApp {
         AsyncPgConnection::establish(&self.db_url).await.unwrap()
     }
 
-    /// `SELECT count(*) FROM <from_where>`.
+    /// Chain the audit events waiting in `audit_pending` (the service does within a
+    /// second), so that `audit_log` holds every event of the requests made so far.
+    pub async fn chain_audit(&self) {
+        let mut conn = self.db().await;
+        auth_service::store::audit_chain::chain_all(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// `SELECT count(*) FROM <from_where>`; of `audit_log`, after chaining what waits.
     pub async fn count(&self, from_where: &str) -> i64 {
+        if from_where.contains("audit_log") {
+            self.chain_audit().await;
+        }
         let mut conn = self.db().await;
         diesel::select(diesel::dsl::sql::<BigInt>(&format!(
             "(SELECT count(*) FROM {from_where})"

@@ -1,5 +1,5 @@
 //! The two writes that are one statement each: a login's new session (`open`) and a
-//! refresh's rotation (`rotate`), with the audit row in the same statement. Types of their
+//! refresh's rotation (`rotate`), with the audit event in the same statement. Types of their
 //! own with a constant text, so that PostgreSQL prepares each once per connection.
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{NewRefresh, NewSession};
-use crate::store::audit::{AppendRow, AuditEntry};
+use crate::store::audit::{AuditEntry, PendingRow};
 
 impl NewRefresh<'_> {
     /// `r AS (INSERT INTO refresh_tokens ... SELECT ... FROM <from>)`: this token, written
@@ -64,7 +64,7 @@ pub async fn open(
     refresh: &NewRefresh<'_>,
     audit: &AuditEntry<'_>,
 ) -> QueryResult<bool> {
-    let audit = AppendRow::new(audit);
+    let audit = PendingRow::new(audit);
     let rows = Open {
         verified,
         session,
@@ -75,7 +75,7 @@ pub async fn open(
     .await?;
     match rows {
         0 => Ok(false),
-        rows => crate::store::audit::appended(rows).map(|()| true),
+        rows => crate::store::audit::recorded(rows).map(|()| true),
     }
 }
 
@@ -86,7 +86,7 @@ struct Open<'a> {
     verified: &'a Verified<'a>,
     session: &'a NewSession<'a>,
     refresh: &'a NewRefresh<'a>,
-    audit: &'a AppendRow<'a>,
+    audit: &'a PendingRow<'a>,
 }
 
 impl QueryFragment<Pg> for Open<'_> {
@@ -100,12 +100,10 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_sql(" AND role = ");
         out.push_bind_param::<Text, str>(v.role)?;
         out.push_sql(" AND NOT disabled FOR SHARE), ");
-        // The head moves only for a matching user, and the session and its token are
-        // written only with the head moved: all three, or nothing.
-        self.audit
-            .walk_head(out.reborrow(), Some("EXISTS (SELECT 1 FROM u)"))?;
+        // The session, its token and the event are each written once per matching user:
+        // all three, or nothing.
         out.push_sql(
-            ", s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
+            "s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
              expires_at, user_agent, ip, refresh_delivery) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&s.id)?;
@@ -121,9 +119,10 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_bind_param::<Nullable<Text>, _>(&s.ip)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(s.refresh_delivery)?;
-        out.push_sql(" FROM u, head), ");
-        r.walk_insert(out.reborrow(), "u, head")?;
-        self.audit.walk_insert(out.reborrow())
+        out.push_sql(" FROM u), ");
+        r.walk_insert(out.reborrow(), "u")?;
+        out.push_sql(" ");
+        self.audit.walk_insert(out.reborrow(), Some("u"))
     }
 }
 
@@ -134,9 +133,9 @@ impl QueryId for Open<'_> {
 
 /// What a refresh writes once the presented token proved unspent and its session usable:
 /// the token spent, its successor, the session touched and the audit row, in one statement
-/// (the session and the token are already locked by the caller's transaction; the audit
-/// head is taken last, as everywhere). Run it inside that transaction: an error, including
-/// `NotFound` when no audit row was written, means roll it all back.
+/// (the session and the token are already locked by the caller's transaction). Run it
+/// inside that transaction: an error, including `NotFound` when no audit event was
+/// written, means roll it all back.
 pub struct Rotation<'a> {
     pub spent: Uuid,
     pub successor: &'a NewRefresh<'a>,
@@ -148,20 +147,20 @@ pub async fn rotate(
     rotation: &Rotation<'_>,
     audit: &AuditEntry<'_>,
 ) -> QueryResult<()> {
-    let audit = AppendRow::new(audit);
+    let audit = PendingRow::new(audit);
     let rows = Rotate {
         rotation,
         audit: &audit,
     }
     .execute(conn)
     .await?;
-    crate::store::audit::appended(rows)
+    crate::store::audit::recorded(rows)
 }
 
 /// `rotate`'s statement, prepared once per connection like `Open`.
 struct Rotate<'a> {
     rotation: &'a Rotation<'a>,
-    audit: &'a AppendRow<'a>,
+    audit: &'a PendingRow<'a>,
 }
 
 impl QueryFragment<Pg> for Rotate<'_> {
@@ -184,14 +183,11 @@ impl QueryFragment<Pg> for Rotate<'_> {
         out.push_sql(" WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
         out.push_sql(" RETURNING id), ");
-        // The successor only with the token spent and the session touched; the head moves
-        // (and the audit row is written) only with the successor written, so its unique
-        // check is done before the head is taken.
+        // The successor only with the token spent and the session touched, and the event
+        // only with the successor written.
         r.walk_insert(out.reborrow(), "spent, touched")?;
-        out.push_sql(", ");
-        self.audit
-            .walk_head(out.reborrow(), Some("EXISTS (SELECT 1 FROM r)"))?;
-        self.audit.walk_insert(out.reborrow())
+        out.push_sql(" ");
+        self.audit.walk_insert(out.reborrow(), Some("r"))
     }
 }
 
