@@ -95,6 +95,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         request_id -> Nullable<Text>,
         details -> Jsonb,
+        content -> Bytea,
     }
 }
 

@@ -19,6 +19,9 @@ use crate::store::audit_chain::{self, SEAL_WITHIN, Sealed};
 /// Rows sealed per statement.
 const BATCH: i64 = 1000;
 
+/// Batches of waiting events chained per pass at most (a pass runs every half second).
+const CHAIN_PASS: usize = 20;
+
 /// Why sealing stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -37,7 +40,9 @@ pub async fn seal_once(state: &AppState, all: bool) -> anyhow::Result<Option<(i6
         .ok_or_else(|| anyhow::anyhow!("AUTH_AUDIT_HMAC_KEY is not set"))?;
     let mut conn = state.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     // What waits to be chained first: a command seals the events it just wrote.
-    audit_chain::chain_all(&mut conn).await?;
+    if let Err(err) = audit_chain::chain_all(&mut conn, CHAIN_PASS).await {
+        tracing::warn!(error = %err, "chaining audit events before sealing failed");
+    }
     let last_sealed = audit_chain::last_sealed(&mut conn).await?;
     // Nothing sealed yet (the first run with seals): the rows before are sealed as they are.
     let not_before = (!all && last_sealed.is_some()).then(|| Utc::now() - SEAL_WITHIN);
@@ -90,7 +95,7 @@ fn hex(bytes: &[u8]) -> String {
 /// One run of the background chainer: every event waiting now.
 pub async fn chain_logged(state: &AppState) {
     let chained = match state.pool.get().await {
-        Ok(mut conn) => audit_chain::chain_all(&mut conn)
+        Ok(mut conn) => audit_chain::chain_all(&mut conn, CHAIN_PASS)
             .await
             .map_err(anyhow::Error::from),
         Err(err) => Err(anyhow::anyhow!("{err}")),

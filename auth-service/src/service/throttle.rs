@@ -211,9 +211,9 @@ return 1
 const REFUSAL_AUDIT_WINDOW_MS: u64 = 60_000;
 
 /// Whether a refused attempt should be audited: the first refusal per subject (account or
-/// client) and per ip in a minute is; the rest only count in `auth_refusals_total`. Every
-/// audit append takes the chain's one row lock, so a flood of refused attempts must not turn
-/// into a flood of appends that stalls every login, refresh and logout. When Redis cannot
+/// client) and per ip in a minute is; the rest only count in `auth_refusals_total`, so that
+/// a flood of refused attempts does not become a flood of audit rows (written, chained and
+/// sealed, and kept forever) at an attacker's pace. When Redis cannot
 /// say, the refusal is not audited (the limiter is then on its per-process fallback).
 pub async fn audit_refusal(state: &AppState, subject: Subject<'_>, ip: &str) -> bool {
     let base = format!("{}bf:audited:", state.settings.auth.redis_prefix);

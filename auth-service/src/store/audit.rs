@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bytea, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -69,7 +69,8 @@ pub struct AuditRow {
 }
 
 /// The hash of a row: SHA-256 over the previous hash and the row's content
-/// ([`chain_content`]); the chainer computes it, and `audit verify` again.
+/// ([`chain_content`]). The chainer computes it in PostgreSQL (`sha256(prev || content)`,
+/// with the content written with the event); `audit verify` recomputes it here.
 pub(crate) fn chain_hash(prev: Option<&[u8]>, content: &str) -> Vec<u8> {
     let mut hasher = Sha256::new();
     hasher.update(prev.unwrap_or_default());
@@ -124,8 +125,9 @@ pub(crate) fn recorded(rows: usize) -> QueryResult<()> {
     }
 }
 
-/// An event ready to record.
+/// An event ready to record, with the content its chain hash will cover.
 pub(crate) struct PendingRow<'a> {
+    content: String,
     occurred_at: DateTime<Utc>,
     event: &'a str,
     actor_id: Option<Uuid>,
@@ -141,10 +143,23 @@ impl<'a> PendingRow<'a> {
     pub(crate) fn new(entry: &'a AuditEntry<'a>) -> Self {
         shared::metrics::auth_event(entry.event);
         let meta = entry.meta;
+        // Stored with microsecond precision: hash exactly what `audit verify` reads back.
+        let occurred_at =
+            DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+        let content = chain_content(
+            occurred_at,
+            entry.event,
+            entry.actor_id,
+            entry.subject_id,
+            entry.session_id,
+            Some(&meta.ip),
+            meta.user_agent.as_deref(),
+            Some(&meta.request_id),
+            &entry.details,
+        );
         Self {
-            // Stored with microsecond precision: what the chain will hash is what is read back.
-            occurred_at: DateTime::from_timestamp_micros(Utc::now().timestamp_micros())
-                .unwrap_or_default(),
+            content,
+            occurred_at,
             event: entry.event,
             actor_id: entry.actor_id,
             subject_id: entry.subject_id,
@@ -166,7 +181,7 @@ impl<'a> PendingRow<'a> {
     ) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO audit_pending (occurred_at, event, actor_id, subject_id, session_id, \
-             ip, user_agent, request_id, details) SELECT ",
+             ip, user_agent, request_id, details, content) SELECT ",
         );
         out.push_bind_param::<Timestamptz, _>(&self.occurred_at)?;
         out.push_sql(", ");
@@ -185,6 +200,8 @@ impl<'a> PendingRow<'a> {
         out.push_bind_param::<Text, str>(self.request_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Jsonb, Value>(self.details)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, [u8]>(self.content.as_bytes())?;
         if let Some(from) = from {
             out.push_sql(" FROM ");
             out.push_sql(from);

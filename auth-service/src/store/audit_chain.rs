@@ -3,7 +3,9 @@
 //!
 //! Requests write events to `audit_pending` (in their own transactions, in parallel);
 //! [`chain_pending`] moves them into `audit_log` in batches, each hashed onto the previous
-//! row, holding the chain's head (one row) so that one chainer runs at a time.
+//! row, holding the chain's head (one row) so that one chainer runs at a time. The move is
+//! a function of the migrations that runs with the owner's rights: the service's role can
+//! neither delete a waiting event nor write the chain itself.
 //!
 //! A seal is HMAC-SHA256 of a row's chain hash under a key kept in the service's config,
 //! not in the database. The chain alone can be recomputed by anyone who can write the table;
@@ -20,111 +22,43 @@ use sha2::Sha256;
 use crate::schema::{audit_head, audit_log, audit_pending, audit_seals};
 use crate::store::audit::{AuditRow, chain_content, chain_hash};
 
-/// An event waiting to be chained.
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = audit_pending)]
-struct Pending {
-    id: i64,
-    occurred_at: chrono::DateTime<chrono::Utc>,
-    event: String,
-    actor_id: Option<uuid::Uuid>,
-    subject_id: Option<uuid::Uuid>,
-    session_id: Option<uuid::Uuid>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-    request_id: Option<String>,
-    details: serde_json::Value,
+/// Events chained per call of `audit_chain()`.
+pub const CHAIN_BATCH: i32 = 1000;
+
+diesel::define_sql_function! {
+    /// The migrations' `audit_chain(max_rows)`: chains up to `max_rows` waiting events,
+    /// holding the head; returns how many.
+    fn audit_chain(max_rows: diesel::sql_types::Integer) -> diesel::sql_types::Integer;
 }
 
-/// Events chained per transaction.
-pub const CHAIN_BATCH: i64 = 1000;
-
-/// Chain up to `limit` waiting events, oldest first, in one transaction: take the chain's
-/// head (its row lock makes other chainers wait), delete the events from `audit_pending`,
-/// insert them into `audit_log` in order, each hashed onto the one before, and move the
-/// head to the last. Returns how many were chained.
-pub async fn chain_pending(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<usize> {
+/// Chain up to `limit` waiting events, oldest first (`audit_chain()` in the migrations: it
+/// runs with the owner's rights, takes the chain's head, moves the events from
+/// `audit_pending` into `audit_log` each hashed onto the one before, and moves the head).
+/// Waits at most five seconds for the head. Returns how many were chained.
+pub async fn chain_pending(conn: &mut AsyncPgConnection, limit: i32) -> QueryResult<usize> {
     conn.transaction(async |conn| {
-        let head: Option<Vec<u8>> = audit_head::table
-            .select(audit_head::hash)
-            .for_update()
-            .first(conn)
-            .await?;
-        let oldest: Vec<i64> = audit_pending::table
-            .select(audit_pending::id)
-            .order(audit_pending::id.asc())
-            .limit(limit)
-            .load(conn)
-            .await?;
-        if oldest.is_empty() {
-            return Ok(0);
-        }
-        let mut events: Vec<Pending> =
-            diesel::delete(audit_pending::table.filter(audit_pending::id.eq_any(oldest)))
-                .returning(Pending::as_returning())
-                .get_results(conn)
-                .await?;
-        if events.is_empty() {
-            return Ok(0);
-        }
-        events.sort_by_key(|e| e.id);
-        let mut prev = head;
-        let mut before_last = None;
-        let mut rows = Vec::with_capacity(events.len());
-        for e in &events {
-            let content = chain_content(
-                e.occurred_at,
-                &e.event,
-                e.actor_id,
-                e.subject_id,
-                e.session_id,
-                e.ip.as_deref(),
-                e.user_agent.as_deref(),
-                e.request_id.as_deref(),
-                &e.details,
-            );
-            let hash = chain_hash(prev.as_deref(), &content);
-            rows.push((
-                audit_log::occurred_at.eq(e.occurred_at),
-                audit_log::event.eq(&e.event),
-                audit_log::actor_id.eq(e.actor_id),
-                audit_log::subject_id.eq(e.subject_id),
-                audit_log::session_id.eq(e.session_id),
-                audit_log::ip.eq(&e.ip),
-                audit_log::user_agent.eq(&e.user_agent),
-                audit_log::request_id.eq(&e.request_id),
-                audit_log::details.eq(&e.details),
-                audit_log::prev_hash.eq(prev.clone()),
-                audit_log::hash.eq(Some(hash.clone())),
-            ));
-            before_last = prev;
-            prev = Some(hash);
-        }
-        // One multi-row insert: its rows take their ids in this order, the chain's.
-        diesel::insert_into(audit_log::table)
-            .values(&rows)
+        diesel::sql_query("SET LOCAL lock_timeout = '5s'")
             .execute(conn)
             .await?;
-        diesel::update(audit_head::table)
-            .set((audit_head::prev.eq(before_last), audit_head::hash.eq(prev)))
-            .execute(conn)
-            .await?;
-        Ok(events.len())
+        let chained: i32 = diesel::select(audit_chain(limit)).get_result(conn).await?;
+        Ok(chained as usize)
     })
     .await
 }
 
-/// Chain every event waiting now, a batch at a time (what the admin listing does before it
-/// reads, so that it shows what was just done). Returns how many were chained.
-pub async fn chain_all(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+/// Chain what waits, a batch at a time, until a batch comes back short or `max_batches`
+/// were chained (writes arriving as fast as they are chained do not keep the caller
+/// forever). Returns how many were chained.
+pub async fn chain_all(conn: &mut AsyncPgConnection, max_batches: usize) -> QueryResult<usize> {
     let mut total = 0;
-    loop {
+    for _ in 0..max_batches {
         let chained = chain_pending(conn, CHAIN_BATCH).await?;
         total += chained;
-        if (chained as i64) < CHAIN_BATCH {
-            return Ok(total);
+        if chained < CHAIN_BATCH as usize {
+            break;
         }
     }
+    Ok(total)
 }
 
 /// Events written but not chained yet.
@@ -188,8 +122,8 @@ pub async fn last_sealed(conn: &mut AsyncPgConnection) -> QueryResult<Option<Sea
 }
 
 /// Seal up to `limit` chained rows after the last sealed one, in order, stopping at the first
-/// chained before `not_before` (rows that old were not sealed when they were chained, which
-/// is for an operator to look into: `audit seal` seals them). Returns the last row sealed.
+/// written before `not_before` (rows that old were not sealed within minutes of the event,
+/// which is for an operator to look into: `audit seal` seals them). Returns the last row sealed.
 /// Several processes may run this at once: a row sealed twice keeps its first seal (both
 /// are equal).
 pub async fn seal_pending(
@@ -207,12 +141,12 @@ pub async fn seal_pending(
         .filter(audit_log::hash.is_not_null())
         .order(audit_log::id.asc())
         .limit(limit)
-        .select((audit_log::id, audit_log::hash, audit_log::created_at))
+        .select((audit_log::id, audit_log::hash, audit_log::occurred_at))
         .load(conn)
         .await?;
     let mut sealed = Vec::new();
-    for (id, hash, chained_at) in rows {
-        if not_before.is_some_and(|t| chained_at < t) {
+    for (id, hash, occurred_at) in rows {
+        if not_before.is_some_and(|t| occurred_at < t) {
             break;
         }
         let Some(hash) = hash else { continue };
@@ -257,8 +191,8 @@ pub enum ChainCheck {
     BadSeal {
         id: i64,
     },
-    /// The chain and seals hold, but a row chained long ago was never sealed: chained while
-    /// no sealer ran, or put there by someone who could not seal it.
+    /// The chain and seals hold, but an event of long ago was never sealed: written while no
+    /// sealer ran, or put there by someone who could not seal it.
     LongUnsealed {
         id: i64,
     },
@@ -296,22 +230,17 @@ async fn verify_in_snapshot(
     // The first row without a seal; any seal after it means one was removed.
     let mut first_unsealed: Option<i64> = None;
     loop {
-        type Row = (AuditRow, chrono::DateTime<chrono::Utc>, Option<Vec<u8>>);
-        let rows: Vec<Row> = audit_log::table
+        let rows: Vec<(AuditRow, Option<Vec<u8>>)> = audit_log::table
             .left_join(audit_seals::table)
             .filter(audit_log::id.gt(after))
             .order(audit_log::id.asc())
             .limit(1000)
-            .select((
-                AuditRow::as_select(),
-                audit_log::created_at,
-                audit_seals::mac.nullable(),
-            ))
+            .select((AuditRow::as_select(), audit_seals::mac.nullable()))
             .load(conn)
             .await?;
-        let Some((last, ..)) = rows.last() else { break };
+        let Some((last, _)) = rows.last() else { break };
         after = last.id;
-        for (row, chained_at, mac) in rows {
+        for (row, mac) in rows {
             let Some(hash) = &row.hash else {
                 // Rows written before the chain existed; they were never sealed.
                 if mac.is_some() {
@@ -343,7 +272,7 @@ async fn verify_in_snapshot(
                 }
                 None => {
                     first_unsealed.get_or_insert(row.id);
-                    if chained_at < long_ago {
+                    if row.occurred_at < long_ago {
                         long_unsealed.get_or_insert(row.id);
                     }
                     unsealed += 1;

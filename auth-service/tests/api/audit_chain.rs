@@ -50,7 +50,18 @@ async fn audit_verify_passes_then_fails_after_a_row_is_altered_by_hand() {
             .unwrap()
     };
     use diesel_async::RunQueryDsl;
-    for sql in ["UPDATE audit_log SET event = 'x'", "DELETE FROM audit_log"] {
+    // Nor the chain: only audit_chain() (the owner's rights) moves waiting events into
+    // it, so the role can neither drop a waiting event nor hold the head.
+    for sql in [
+        "UPDATE audit_log SET event = 'x'",
+        "DELETE FROM audit_log",
+        "INSERT INTO audit_log (event, prev_hash, hash) VALUES ('forged', NULL, NULL)",
+        "DELETE FROM audit_pending",
+        "UPDATE audit_pending SET event = 'x'",
+        "UPDATE audit_head SET hash = NULL",
+        "SELECT hash FROM audit_head FOR UPDATE",
+        "SELECT hash FROM audit_head FOR SHARE",
+    ] {
         let denied = diesel::sql_query(sql).execute(&mut conn).await;
         assert!(
             denied
@@ -175,6 +186,29 @@ async fn chainers_racing_writers_chain_every_event_once_in_one_chain() {
         String::from_utf8_lossy(&ok.stdout),
         String::from_utf8_lossy(&ok.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_written_with_a_content_that_is_not_its_own_breaks_the_chain() {
+    let app = spawn_app().await;
+    app.user_session().await;
+    // The service's role writes an event whose hashed content says something else.
+    let as_app = shared::testing::as_role(&app.db_url, "auth_service_app");
+    let mut conn = {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncPgConnection::establish(&as_app)
+            .await
+            .unwrap()
+    };
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "INSERT INTO audit_pending (occurred_at, event, details, content) \
+         VALUES (now(), 'user_deleted', '{}', convert_to('[0,\"login_succeeded\"]', 'UTF8'))",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_verify_fails(&app, "the chain breaks at row");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -223,7 +223,7 @@ impl TestApp {
     /// second), so that `audit_log` holds every event of the requests made so far.
     pub async fn chain_audit(&self) {
         let mut conn = self.db().await;
-        auth_service::store::audit_chain::chain_all(&mut conn)
+        auth_service::store::audit_chain::chain_all(&mut conn, usize::MAX)
             .await
             .unwrap();
     }

@@ -51,7 +51,7 @@ pub struct Verified<'a> {
     pub role: &'a str,
 }
 
-/// A new session with its first refresh token and the audit row that records it, in one
+/// A new session with its first refresh token and the audit event that records it, in one
 /// statement: a login writes with one round trip and no explicit transaction. The statement
 /// first reads the user row under a share lock and writes nothing unless it is still enabled
 /// with the verified epoch and role; a change that revokes the user's sessions holds the
@@ -132,7 +132,7 @@ impl QueryId for Open<'_> {
 }
 
 /// What a refresh writes once the presented token proved unspent and its session usable:
-/// the token spent, its successor, the session touched and the audit row, in one statement
+/// the token spent, its successor, the session touched and the audit event, in one statement
 /// (the session and the token are already locked by the caller's transaction). Run it
 /// inside that transaction: an error, including `NotFound` when no audit event was
 /// written, means roll it all back.
