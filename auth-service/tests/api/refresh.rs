@@ -211,3 +211,87 @@ async fn cookie_refresh_without_an_allowed_origin_is_csrf_failed() {
         0
     );
 }
+
+/// The usual refresh is one statement: all of it, or nothing, and nothing for a token
+/// that is spent, of another session, or of a revoked session (those go the long way,
+/// which tells reuse from the rest).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_one_statement_refresh_writes_everything_or_nothing() {
+    use auth_service::crypto::tokens::hash_token;
+    use auth_service::domain::RequestMeta;
+    use auth_service::store::audit::{AuditEntry, event};
+    use auth_service::store::sessions::{QuickRotation, rotate_quick};
+    let app = spawn_app().await;
+    let (_, pair) = app.user_session().await;
+    let (_, other) = app.user_session().await;
+    let session_id: uuid::Uuid = pair["session_id"].as_str().unwrap().parse().unwrap();
+    let meta = RequestMeta {
+        ip: "127.0.0.1".into(),
+        ip_key: "127.0.0.1".into(),
+        user_agent: None,
+        request_id: "quick".into(),
+    };
+    let entry = AuditEntry {
+        event: event::REFRESH,
+        actor_id: None,
+        subject_id: None,
+        session_id: Some(session_id),
+        meta: &meta,
+        details: json!({}),
+    };
+    let mut conn = app.db().await;
+    // Presents `presented`, with `successor` as the next token's hash.
+    let rotate =
+        async |conn: &mut diesel_async::AsyncPgConnection, presented: &[u8], successor: &[u8]| {
+            let rotation = QuickRotation {
+                session_id,
+                presented_hash: presented,
+                successor_id: uuid::Uuid::now_v7(),
+                successor_hash: successor,
+                at: chrono::Utc::now(),
+                idle: chrono::Duration::days(14),
+            };
+            rotate_quick(conn, &rotation, &entry).await.unwrap()
+        };
+    let tokens = format!("refresh_tokens WHERE session_id = '{session_id}'");
+    let unspent = format!("{tokens} AND used_at IS NULL");
+    let events = "audit_pending WHERE request_id = 'quick'";
+    let first = hash_token(pair["refresh_token"].as_str().unwrap());
+    let second = hash_token("the second token");
+    let third = hash_token("the third token");
+
+    // Another session's token, presented for this session: nothing.
+    let foreign = hash_token(other["refresh_token"].as_str().unwrap());
+    assert!(rotate(&mut conn, &foreign, &second).await.is_none());
+    assert_eq!((app.count(&tokens).await, app.count(events).await), (1, 0));
+
+    // The usual case: spent, successor written, event recorded, the session's user back.
+    let (user, expires) = rotate(&mut conn, &first, &second).await.expect("rotated");
+    let owner = format!(
+        "sessions WHERE id = '{session_id}' AND user_id = '{}'",
+        user.id
+    );
+    assert_eq!(app.count(&owner).await, 1);
+    assert!(expires > chrono::Utc::now());
+    assert_eq!(
+        (app.count(&tokens).await, app.count(&unspent).await),
+        (2, 1)
+    );
+    assert_eq!(app.count(events).await, 1);
+
+    // Spent now: nothing more.
+    assert!(rotate(&mut conn, &first, &third).await.is_none());
+    assert_eq!((app.count(&tokens).await, app.count(events).await), (2, 1));
+
+    // The successor, once its session is revoked: nothing, and it stays unspent.
+    app.exec(&format!(
+        "UPDATE sessions SET revoked_at = now() WHERE id = '{session_id}'"
+    ))
+    .await;
+    assert!(rotate(&mut conn, &second, &third).await.is_none());
+    assert_eq!(
+        (app.count(&tokens).await, app.count(&unspent).await),
+        (2, 1)
+    );
+    assert_eq!(app.count(events).await, 1);
+}

@@ -14,7 +14,7 @@ use crate::error::AuthError;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::revocations::RevocationRow;
-use crate::store::sessions::{self, NewRefresh, Revoke, Rotation, SessionRow};
+use crate::store::sessions::{self, NewRefresh, QuickRotation, Revoke, Rotation, SessionRow};
 use crate::store::users::{self, UserRow};
 
 enum RefreshOutcome {
@@ -47,8 +47,8 @@ pub async fn refresh(
     // Redis call.
     let known = sessions::find_refresh(&mut conn, &hash)
         .await?
-        .map(|(_, s)| s.id);
-    let session_key = known.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
+        .map(|(_, s)| (s.id, s.user_id));
+    let session_key = known.map_or_else(|| "unknown".to_owned(), |(id, _)| id.to_string());
     let a = &state.settings.auth;
     state
         .limiter
@@ -61,12 +61,45 @@ pub async fn refresh(
     let idle = state.idle_ttl();
     let successor = RefreshToken::generate();
     let successor_hash = hash_token(&successor.0);
+    let successor_id = Uuid::now_v7();
+    // The usual case in one statement; anything else (a spent token is reuse) is looked at
+    // closer in a transaction below.
+    if let Some((session_id, user_id)) = known {
+        let rotation = QuickRotation {
+            session_id,
+            presented_hash: &hash,
+            successor_id,
+            successor_hash: &successor_hash,
+            at: now,
+            idle,
+        };
+        let audit = AuditEntry {
+            event: event::REFRESH,
+            actor_id: Some(user_id),
+            subject_id: Some(user_id),
+            session_id: Some(session_id),
+            meta,
+            details: json!({}),
+        };
+        if let Some((user, refresh_expires)) =
+            sessions::rotate_quick(&mut conn, &rotation, &audit).await?
+        {
+            return Issued::for_session(
+                state,
+                &user,
+                session_id,
+                successor.0,
+                (refresh_expires - now).num_seconds(),
+                delivery,
+            );
+        }
+    }
     let outcome = conn
         .transaction(async |conn| {
             // Rows are locked in the order every transaction here takes them: the session,
             // then its token (then, at the end, the audit head); a revocation or a deletion
             // takes the session before the tokens, so the two can never wait on each other.
-            let Some(session_id) = known else {
+            let Some((session_id, _)) = known else {
                 return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
             };
             sessions::lock(conn, session_id).await?;
@@ -116,7 +149,7 @@ pub async fn refresh(
             }
             let refresh_expires = (now + idle).min(session.expires_at);
             let successor = NewRefresh {
-                id: Uuid::now_v7(),
+                id: successor_id,
                 session_id: session.id,
                 parent_id: Some(token.id),
                 token_hash: &successor_hash,

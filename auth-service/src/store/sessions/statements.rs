@@ -195,3 +195,118 @@ impl QueryId for Rotate<'_> {
     type QueryId = Rotate<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
+
+/// The usual refresh, whole, in one statement and without an explicit transaction: when
+/// the presented token is unspent and unexpired, its session live and its user enabled,
+/// the token is spent, its successor written (expiring with the idle lifetime, never after
+/// the session), the session touched and the event recorded; the user (for the access
+/// token) and the successor's expiry come back. Otherwise nothing is written and `None`
+/// comes back: the caller then looks closer in a transaction (a spent token is reuse).
+///
+/// The session row is locked first (as everywhere: session, then its token), and every
+/// condition is checked again on the newest row versions when a concurrent change made
+/// the statement wait: of concurrent refreshes with one token, the first spends it and the
+/// others find it spent; a revocation that commits first leaves the session unusable.
+pub struct QuickRotation<'a> {
+    pub session_id: Uuid,
+    pub presented_hash: &'a [u8],
+    pub successor_id: Uuid,
+    pub successor_hash: &'a [u8],
+    pub at: DateTime<Utc>,
+    pub idle: chrono::Duration,
+}
+
+pub async fn rotate_quick(
+    conn: &mut AsyncPgConnection,
+    rotation: &QuickRotation<'_>,
+    audit: &AuditEntry<'_>,
+) -> QueryResult<Option<(crate::store::users::UserRow, DateTime<Utc>)>> {
+    let audit = PendingRow::new(audit);
+    let idle_cutoff = rotation.at - rotation.idle;
+    let idle_expiry = rotation.at + rotation.idle;
+    RotateQuick {
+        rotation,
+        idle_cutoff,
+        idle_expiry,
+        audit: &audit,
+    }
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+struct RotateQuick<'a> {
+    rotation: &'a QuickRotation<'a>,
+    idle_cutoff: DateTime<Utc>,
+    idle_expiry: DateTime<Utc>,
+    audit: &'a PendingRow<'a>,
+}
+
+impl QueryFragment<Pg> for RotateQuick<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        type SqlUuid = diesel::sql_types::Uuid;
+        let rot = self.rotation;
+        out.push_sql("WITH s AS (SELECT id, user_id, expires_at FROM sessions WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&rot.session_id)?;
+        out.push_sql(" AND revoked_at IS NULL AND expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(" AND last_used_at > ");
+        out.push_bind_param::<Timestamptz, _>(&self.idle_cutoff)?;
+        out.push_sql(
+            " FOR UPDATE), t AS (SELECT refresh_tokens.id FROM refresh_tokens, s \
+             WHERE refresh_tokens.token_hash = ",
+        );
+        out.push_bind_param::<Bytea, [u8]>(rot.presented_hash)?;
+        out.push_sql(
+            " AND refresh_tokens.session_id = s.id AND refresh_tokens.used_at IS NULL \
+             AND refresh_tokens.expires_at > ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(
+            " FOR UPDATE OF refresh_tokens), u AS (SELECT users.id, users.email, \
+             users.password_hash, users.display_name, users.role, users.disabled, \
+             users.created_at, users.updated_at, users.auth_epoch FROM users, s \
+             WHERE users.id = s.user_id AND NOT users.disabled), \
+             spent AS (UPDATE refresh_tokens SET used_at = ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(
+            " FROM t, u WHERE refresh_tokens.id = t.id AND refresh_tokens.used_at IS NULL \
+             RETURNING refresh_tokens.id), touched AS (UPDATE sessions SET last_used_at = ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(
+            " FROM spent WHERE sessions.id = (SELECT id FROM s) RETURNING sessions.id), \
+             r AS (INSERT INTO refresh_tokens (id, session_id, parent_id, token_hash, \
+             issued_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&rot.successor_id)?;
+        out.push_sql(", s.id, spent.id, ");
+        out.push_bind_param::<Bytea, [u8]>(rot.successor_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
+        out.push_sql(", LEAST(");
+        out.push_bind_param::<Timestamptz, _>(&self.idle_expiry)?;
+        out.push_sql(", s.expires_at) FROM s, spent, touched RETURNING expires_at), a AS (");
+        // The event only with the successor written.
+        self.audit.walk_insert(out.reborrow(), Some("r"))?;
+        out.push_sql(
+            " RETURNING 1) SELECT u.id, u.email, u.password_hash, u.display_name, u.role, \
+             u.disabled, u.created_at, u.updated_at, u.auth_epoch, r.expires_at FROM u, r, a",
+        );
+        Ok(())
+    }
+}
+
+impl QueryId for RotateQuick<'_> {
+    type QueryId = RotateQuick<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for RotateQuick<'_> {
+    type SqlType = (crate::schema::users::SqlType, Timestamptz);
+}
