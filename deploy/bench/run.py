@@ -262,10 +262,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid):
+def rss_mib(pid, field="VmHWM"):
+    """A process's peak (VmHWM) or current (VmRSS) resident memory."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -293,7 +294,9 @@ def wrk(url, script, seconds, pids):
     after = [cpu_seconds(p) for p in pids]
     os.unlink(f.name)
     try:
-        return parse_wrk(out, total_cpu=[a - b for a, b in zip(after, before)])
+        result = parse_wrk(out, total_cpu=[a - b for a, b in zip(after, before)])
+        result["peak"] = [rss_mib(p) for p in pids]
+        return result
     except (AttributeError, ValueError) as err:
         sys.exit(f"bench: cannot read wrk's output ({err}):\n{out}")
 
@@ -309,6 +312,16 @@ def parse_wrk(out, total_cpu):
     cpu = [c * 1000 / max(total, 1) for c in total_cpu]
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors, "cpu": cpu,
             "socket": sock.group(1) if sock else ""}
+
+
+def redis_pings(port, seconds):
+    """Redis alone: PING round trips per second from 32 connections (redis-benchmark)."""
+    out = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(CONNECTIONS),
+         "-n", str(10_000 * seconds), "-t", "ping", "--csv"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return float(re.search(r'"PING_MBULK","([\d.]+)"', out).group(1))
 
 
 def psql(pg, db, sql):
@@ -408,6 +421,7 @@ def main():
     ap.add_argument("--report", required=True)
     ap.add_argument("--auth-db", required=True)
     ap.add_argument("--auth-bin", required=True, help="the auth service's binary (its purge)")
+    ap.add_argument("--redis-port", required=True, type=int)
     ap.add_argument("--grow", action="store_true",
                     help="then seed a million todos, sessions and refresh tokens straight into "
                          "PostgreSQL, run every scenario again, and show the hot queries' plans")
@@ -447,7 +461,8 @@ def main():
                                       text=True, check=True).stdout)
         return {"insert": pgbench(args.pg, scratch, insert_sql, seconds),
                 "select": pgbench(args.pg, scratch, select_sql, seconds),
-                "argon2": argon2}
+                "argon2": argon2,
+                "redis": redis_pings(args.redis_port, seconds)}
 
     accounts = users(args.auth, OWNERS)
     tokens = [pair["access_token"] for _, pair in accounts]
@@ -524,10 +539,11 @@ def main():
         f"{first['insert']:,.0f}, {last['insert']:,.0f}), point select {limit['select']:,.0f} tps "
         f"(runs: {first['select']:,.0f}, {last['select']:,.0f}); argon2id alone on every core at "
         f"the configured parameters {limit['argon2']:,.1f} hashes/s (runs: {first['argon2']:,.1f}, "
-        f"{last['argon2']:,.1f}).",
+        f"{last['argon2']:,.1f}); Redis alone (redis-benchmark PING, -c{CONNECTIONS}) "
+        f"{limit['redis']:,.0f} round trips/s (runs: {first['redis']:,.0f}, {last['redis']:,.0f}).",
         "",
-        "| scenario | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req auth, todo | ratio to its limit | floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req auth, todo | peak RSS MiB auth, todo | ratio to its limit | floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, _, _, kind, floor, _), r in zip(scenarios, results):
         ratio = r["rps"] / limit[kind] if kind else 0
@@ -541,15 +557,17 @@ def main():
         errors = "all (401)" if expected_errors and r["errors"] else str(r["errors"])
         lines.append(
             f"| {name} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {errors} | "
-            f"{r['cpu'][0]:.2f}, {r['cpu'][1]:.2f} | {shown_ratio}{met} | {shown_floor} |"
+            f"{r['cpu'][0]:.2f}, {r['cpu'][1]:.2f} | {r['peak'][0]:.0f}, {r['peak'][1]:.0f} | "
+            f"{shown_ratio}{met} | {shown_floor} |"
         )
     lines += revocation_lines(results[-1]["beside"])
     if args.grow:
         lines += grown(args, scenarios, results, pids, accounts[0], todos[0],
                        build_scenarios, run, refresh_scenario)
     lines.append("")
-    lines.append(f"Peak RSS: auth-service {peak_rss_mib(pids[0]):.0f} MiB, "
-                 f"todo-service {peak_rss_mib(pids[1]):.0f} MiB.")
+    lines.append(f"Peak RSS: auth-service {rss_mib(pids[0]):.0f} MiB, "
+                 f"todo-service {rss_mib(pids[1]):.0f} MiB (now: {rss_mib(pids[0], 'VmRSS'):.0f} "
+                 f"and {rss_mib(pids[1], 'VmRSS'):.0f} MiB).")
     report = "\n".join(lines)
     print(report)
     with open(args.report, "w") as f:

@@ -112,7 +112,9 @@ pub(crate) fn chain_content(
 /// commits; it takes no lock another request waits on.
 pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> QueryResult<()> {
     let row = PendingRow::new(&entry);
-    recorded(Append(&row).execute(conn).await?)
+    recorded(Append(&row).execute(conn).await?)?;
+    row.count();
+    Ok(())
 }
 
 /// What a statement ending in the event's insert reports: one row, or the event (and what
@@ -129,7 +131,7 @@ pub(crate) fn recorded(rows: usize) -> QueryResult<()> {
 pub(crate) struct PendingRow<'a> {
     content: String,
     occurred_at: DateTime<Utc>,
-    event: &'a str,
+    event: &'static str,
     actor_id: Option<Uuid>,
     subject_id: Option<Uuid>,
     session_id: Option<Uuid>,
@@ -141,7 +143,6 @@ pub(crate) struct PendingRow<'a> {
 
 impl<'a> PendingRow<'a> {
     pub(crate) fn new(entry: &'a AuditEntry<'a>) -> Self {
-        shared::metrics::auth_event(entry.event);
         let meta = entry.meta;
         // Stored with microsecond precision: hash exactly what `audit verify` reads back.
         let occurred_at =
@@ -169,6 +170,11 @@ impl<'a> PendingRow<'a> {
             request_id: &meta.request_id,
             details: &entry.details,
         }
+    }
+
+    /// Count the event in `auth_events_total`, once it is written.
+    pub(crate) fn count(&self) {
+        shared::metrics::auth_event(self.event);
     }
 
     /// `INSERT INTO audit_pending ... SELECT ... [FROM <from>]`: the event, written once

@@ -295,3 +295,42 @@ async fn the_one_statement_refresh_writes_everything_or_nothing() {
     );
     assert_eq!(app.count(events).await, 1);
 }
+
+/// A refresh that arrives while a revocation of its session is being written (a demotion,
+/// a password change elsewhere, disabling) waits for it, and is refused once it commits:
+/// no successor, no access token with what the change took away.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_waiting_on_a_revocation_of_its_session_is_refused_when_it_commits() {
+    use diesel_async::RunQueryDsl;
+    let app = spawn_app().await;
+    let (_, pair) = app.user_session().await;
+    let session_id = pair["session_id"].as_str().unwrap();
+    let token = pair["refresh_token"].as_str().unwrap();
+    let mut revoker = app.db().await;
+    for sql in [
+        "BEGIN".to_owned(),
+        format!(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = 'role_changed' \
+             WHERE id = '{session_id}'"
+        ),
+    ] {
+        diesel::sql_query(sql).execute(&mut revoker).await.unwrap();
+    }
+
+    let commit_later = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        diesel::sql_query("COMMIT")
+            .execute(&mut revoker)
+            .await
+            .unwrap();
+    };
+    let (resp, ()) = tokio::join!(app.refresh(token), commit_later);
+
+    assert_problem(resp, 401, "REFRESH_TOKEN_INVALID").await;
+    assert_eq!(
+        app.count(&format!("refresh_tokens WHERE session_id = '{session_id}'"))
+            .await,
+        1,
+        "no successor"
+    );
+}

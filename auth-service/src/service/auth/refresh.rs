@@ -1,6 +1,6 @@
 //! Refresh-token rotation with reuse detection.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel_async::AsyncConnection;
 use serde_json::json;
 use shared::denylist::Revocation;
@@ -27,9 +27,13 @@ enum RefreshOutcome {
     Invalid,
 }
 
-/// Spend a refresh token and issue its successor, in one transaction. The token row is
-/// locked, so of concurrent refreshes with one token exactly one finds it unspent; the
-/// others see it spent, which is reuse: the whole session is revoked (RFC 9700 4.14).
+/// Spend a refresh token and issue its successor: in one statement when all is well
+/// ([`sessions::rotate_quick`]), else in a transaction that looks closer. The session and
+/// then the token row are locked either way, so of concurrent refreshes with one token
+/// exactly one finds it unspent; the others see it spent, which is reuse: the whole
+/// session is revoked (RFC 9700 4.14). Every change that must end a user's refreshes (a
+/// password change, a demotion, disabling, deletion) revokes the sessions' rows in its
+/// own transaction, so a refresh waiting on one finds its session revoked.
 pub async fn refresh(
     state: &AppState,
     presented: &str,
@@ -57,7 +61,9 @@ pub async fn refresh(
             Limit::new("refresh-session", a.rate_refresh_session, session_key),
         ])
         .await?;
-    let now = Utc::now();
+    // Microseconds, as stored: the expiry read back from the database is this plus the idle
+    // lifetime exactly.
+    let now = Utc::now().trunc_subsecs(6);
     let idle = state.idle_ttl();
     let successor = RefreshToken::generate();
     let successor_hash = hash_token(&successor.0);
@@ -97,8 +103,8 @@ pub async fn refresh(
     let outcome = conn
         .transaction(async |conn| {
             // Rows are locked in the order every transaction here takes them: the session,
-            // then its token (then, at the end, the audit head); a revocation or a deletion
-            // takes the session before the tokens, so the two can never wait on each other.
+            // then its token; a revocation or a deletion takes the session before the
+            // tokens, so the two can never wait on each other.
             let Some((session_id, _)) = known else {
                 return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
             };

@@ -1,5 +1,6 @@
-//! The two writes that are one statement each: a login's new session (`open`) and a
-//! refresh's rotation (`rotate`), with the audit event in the same statement. Types of their
+//! The writes that are one statement each: a login's new session (`open`), a refresh's
+//! rotation (`rotate`, inside the refresh's transaction) and the usual refresh whole
+//! (`rotate_quick`), each with its audit event in the same statement. Types of their
 //! own with a constant text, so that PostgreSQL prepares each once per connection.
 
 use chrono::{DateTime, Utc};
@@ -75,7 +76,11 @@ pub async fn open(
     .await?;
     match rows {
         0 => Ok(false),
-        rows => crate::store::audit::recorded(rows).map(|()| true),
+        rows => {
+            crate::store::audit::recorded(rows)?;
+            audit.count();
+            Ok(true)
+        }
     }
 }
 
@@ -154,7 +159,9 @@ pub async fn rotate(
     }
     .execute(conn)
     .await?;
-    crate::store::audit::recorded(rows)
+    crate::store::audit::recorded(rows)?;
+    audit.count();
+    Ok(())
 }
 
 /// `rotate`'s statement, prepared once per connection like `Open`.
@@ -224,7 +231,7 @@ pub async fn rotate_quick(
     let audit = PendingRow::new(audit);
     let idle_cutoff = rotation.at - rotation.idle;
     let idle_expiry = rotation.at + rotation.idle;
-    RotateQuick {
+    let rotated = RotateQuick {
         rotation,
         idle_cutoff,
         idle_expiry,
@@ -232,7 +239,11 @@ pub async fn rotate_quick(
     }
     .get_result(conn)
     .await
-    .optional()
+    .optional()?;
+    if rotated.is_some() {
+        audit.count();
+    }
+    Ok(rotated)
 }
 
 struct RotateQuick<'a> {
