@@ -24,14 +24,31 @@ pub fn handle() -> &'static PrometheusHandle {
                 ],
             )
             .expect("static bucket list is not empty");
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // Another recorder is installed (only possible in tests that install their own):
             // keep a detached handle so /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
+        };
+        // A histogram keeps every sample until upkeep folds them into its buckets, which
+        // the recorder installed this way leaves to its owner: without it, memory grew by
+        // some 20 bytes a request between scrapes (found by the benchmark's RSS column).
+        let upkept = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkept.run_upkeep();
+                }
+            })
+            .expect("spawning the metrics upkeep thread");
+        handle
     })
 }
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Record one finished request.
 pub fn record_request(route: &str, method: &str, status: u16, seconds: f64) {
