@@ -97,13 +97,7 @@ def lua_mixed(sessions):
     return f"""
 local all = {{{quoted}}}
 local every = {REFRESH_EVERY}
-local threads = 0
-function setup(thread)
-  thread:set("index", threads)
-  threads = threads + 1
-end
-local pool = {{}}
-local todo_of = {{}}
+{LUA_THREAD_SHARES}local todo_of = {{}}
 function init(args)
   for k, item in ipairs(all) do
     if k % 2 == index then
@@ -195,6 +189,17 @@ end
 """
 
 
+# Each wrk thread numbers itself (`index`) in `setup`, and keeps the items of `all` whose
+# position has its parity in its own `pool`.
+LUA_THREAD_SHARES = """local threads = 0
+function setup(thread)
+  thread:set("index", threads)
+  threads = threads + 1
+end
+local pool = {}
+"""
+
+
 def lua_rotating(items, make_request, take_from_response):
     """A wrk script whose requests each spend one item of a pool (a refresh token, a todo
     with its version) that the response gives back renewed. Each wrk thread has its own
@@ -202,13 +207,7 @@ def lua_rotating(items, make_request, take_from_response):
     quoted = ", ".join(json.dumps(i) for i in items)
     return f"""
 local all = {{{quoted}}}
-local threads = 0
-function setup(thread)
-  thread:set("index", threads)
-  threads = threads + 1
-end
-local pool = {{}}
-function init(args)
+{LUA_THREAD_SHARES}function init(args)
   for k, item in ipairs(all) do
     if k % 2 == index then table.insert(pool, item) end
   end

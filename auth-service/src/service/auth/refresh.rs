@@ -70,7 +70,7 @@ pub async fn refresh(
     let successor_id = Uuid::now_v7();
     // The usual case in one statement; anything else (a spent token is reuse) is looked at
     // closer in a transaction below.
-    if let Some((session_id, user_id)) = known {
+    let quick = if let Some((session_id, user_id)) = known {
         let rotation = QuickRotation {
             session_id,
             presented_hash: &hash,
@@ -87,105 +87,106 @@ pub async fn refresh(
             meta,
             details: json!({}),
         };
-        if let Some((user, refresh_expires)) =
-            sessions::rotate_quick(&mut conn, &rotation, &audit).await?
-        {
-            return Issued::for_session(
-                state,
-                &user,
+        sessions::rotate_quick(&mut conn, &rotation, &audit)
+            .await?
+            .map(|(user, refresh_expires)| RefreshOutcome::Rotated {
+                user,
                 session_id,
-                successor.0,
-                (refresh_expires - now).num_seconds(),
-                delivery,
-            );
-        }
-    }
-    let outcome = conn
-        .transaction(async |conn| {
-            // Rows are locked in the order every transaction here takes them: the session,
-            // then its token; a revocation or a deletion takes the session before the
-            // tokens, so the two can never wait on each other.
-            let Some((session_id, _)) = known else {
-                return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
-            };
-            sessions::lock(conn, session_id).await?;
-            let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?
-            else {
-                return Ok(RefreshOutcome::Invalid);
-            };
-            if token.used_at.is_some() {
-                let newly = !sessions::revoke(
-                    conn,
-                    Revoke::These(&[session.id]),
-                    "refresh_token_reuse",
-                    now,
-                )
-                .await?
-                .is_empty();
-                let rows = if newly {
-                    state
-                        .revocations
-                        .record(conn, &[Revocation::Session(session.id.to_string())], now)
-                        .await?
-                } else {
-                    Vec::new()
+                refresh_expires,
+            })
+    } else {
+        None
+    };
+    let outcome = match quick {
+        Some(rotated) => rotated,
+        None => {
+            conn.transaction(async |conn| {
+                // Rows are locked in the order every transaction here takes them: the session,
+                // then its token; a revocation or a deletion takes the session before the
+                // tokens, so the two can never wait on each other.
+                let Some((session_id, _)) = known else {
+                    return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
                 };
-                audit::record(
+                sessions::lock(conn, session_id).await?;
+                let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?
+                else {
+                    return Ok(RefreshOutcome::Invalid);
+                };
+                if token.used_at.is_some() {
+                    let newly = !sessions::revoke(
+                        conn,
+                        Revoke::These(&[session.id]),
+                        "refresh_token_reuse",
+                        now,
+                    )
+                    .await?
+                    .is_empty();
+                    let rows = if newly {
+                        state
+                            .revocations
+                            .record(conn, &[Revocation::Session(session.id.to_string())], now)
+                            .await?
+                    } else {
+                        Vec::new()
+                    };
+                    audit::record(
+                        conn,
+                        AuditEntry {
+                            event: event::REFRESH_REUSE_DETECTED,
+                            actor_id: None,
+                            subject_id: Some(session.user_id),
+                            session_id: Some(session.id),
+                            meta,
+                            details: json!({ "token_id": token.id, "session_was_live": newly }),
+                        },
+                    )
+                    .await?;
+                    return Ok(RefreshOutcome::Reused(rows));
+                }
+                if !session_usable(&session, now, idle) || token.expires_at <= now {
+                    return Ok(RefreshOutcome::Invalid);
+                }
+                let Some(user) = users::find(conn, session.user_id).await? else {
+                    return Ok(RefreshOutcome::Invalid);
+                };
+                if user.disabled {
+                    return Ok(RefreshOutcome::Invalid);
+                }
+                let refresh_expires = (now + idle).min(session.expires_at);
+                let successor = NewRefresh {
+                    id: successor_id,
+                    session_id: session.id,
+                    parent_id: Some(token.id),
+                    token_hash: &successor_hash,
+                    issued_at: now,
+                    expires_at: refresh_expires,
+                };
+                sessions::rotate(
                     conn,
-                    AuditEntry {
-                        event: event::REFRESH_REUSE_DETECTED,
-                        actor_id: None,
-                        subject_id: Some(session.user_id),
+                    &Rotation {
+                        spent: token.id,
+                        successor: &successor,
+                        at: now,
+                    },
+                    &AuditEntry {
+                        event: event::REFRESH,
+                        actor_id: Some(user.id),
+                        subject_id: Some(user.id),
                         session_id: Some(session.id),
                         meta,
-                        details: json!({ "token_id": token.id, "session_was_live": newly }),
+                        details: json!({}),
                     },
                 )
                 .await?;
-                return Ok(RefreshOutcome::Reused(rows));
-            }
-            if !session_usable(&session, now, idle) || token.expires_at <= now {
-                return Ok(RefreshOutcome::Invalid);
-            }
-            let Some(user) = users::find(conn, session.user_id).await? else {
-                return Ok(RefreshOutcome::Invalid);
-            };
-            if user.disabled {
-                return Ok(RefreshOutcome::Invalid);
-            }
-            let refresh_expires = (now + idle).min(session.expires_at);
-            let successor = NewRefresh {
-                id: successor_id,
-                session_id: session.id,
-                parent_id: Some(token.id),
-                token_hash: &successor_hash,
-                issued_at: now,
-                expires_at: refresh_expires,
-            };
-            sessions::rotate(
-                conn,
-                &Rotation {
-                    spent: token.id,
-                    successor: &successor,
-                    at: now,
-                },
-                &AuditEntry {
-                    event: event::REFRESH,
-                    actor_id: Some(user.id),
-                    subject_id: Some(user.id),
-                    session_id: Some(session.id),
-                    meta,
-                    details: json!({}),
-                },
-            )
-            .await?;
-            Ok(RefreshOutcome::Rotated {
-                user,
-                session_id: session.id,
-                refresh_expires,
+                Ok(RefreshOutcome::Rotated {
+                    user,
+                    session_id: session.id,
+                    refresh_expires,
+                })
             })
-        })
-        .await?;
+            .await?
+        }
+    };
 
     match outcome {
         RefreshOutcome::Invalid => Err(AuthError::RefreshInvalid),
