@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::schema::{refresh_tokens, revocations, sessions, users};
 
 mod statements;
-pub use statements::{QuickRotation, Rotation, Verified, open, rotate, rotate_quick};
+pub use statements::{QuickRotation, Verified, open, rotate_quick};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions)]

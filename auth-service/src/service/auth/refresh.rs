@@ -14,8 +14,8 @@ use crate::error::AuthError;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::revocations::RevocationRow;
-use crate::store::sessions::{self, NewRefresh, QuickRotation, Revoke, Rotation, SessionRow};
-use crate::store::users::{self, UserRow};
+use crate::store::sessions::{self, QuickRotation, Revoke};
+use crate::store::users::UserRow;
 
 enum RefreshOutcome {
     Rotated {
@@ -70,33 +70,33 @@ pub async fn refresh(
     let successor_id = Uuid::now_v7();
     // The usual case in one statement; anything else (a spent token is reuse) is looked at
     // closer in a transaction below.
-    let quick = if let Some((session_id, user_id)) = known {
-        let rotation = QuickRotation {
-            session_id,
-            presented_hash: &hash,
-            successor_id,
-            successor_hash: &successor_hash,
-            at: now,
-            idle,
-        };
-        let audit = AuditEntry {
-            event: event::REFRESH,
-            actor_id: Some(user_id),
-            subject_id: Some(user_id),
-            session_id: Some(session_id),
-            meta,
-            details: json!({}),
-        };
-        sessions::rotate_quick(&mut conn, &rotation, &audit)
-            .await?
-            .map(|(user, refresh_expires)| RefreshOutcome::Rotated {
-                user,
-                session_id,
-                refresh_expires,
-            })
-    } else {
-        None
+    let Some((session_id, user_id)) = known else {
+        return Err(AuthError::RefreshInvalid);
     };
+    let rotation = QuickRotation {
+        session_id,
+        presented_hash: &hash,
+        successor_id,
+        successor_hash: &successor_hash,
+        at: now,
+        idle,
+    };
+    let audit = AuditEntry {
+        event: event::REFRESH,
+        actor_id: Some(user_id),
+        subject_id: Some(user_id),
+        session_id: Some(session_id),
+        meta,
+        details: json!({}),
+    };
+    let rotated = |(user, refresh_expires)| RefreshOutcome::Rotated {
+        user,
+        session_id,
+        refresh_expires,
+    };
+    let quick = sessions::rotate_quick(&mut conn, &rotation, &audit)
+        .await?
+        .map(rotated);
     let outcome = match quick {
         Some(rotated) => rotated,
         None => {
@@ -104,13 +104,10 @@ pub async fn refresh(
                 // Rows are locked in the order every transaction here takes them: the session,
                 // then its token; a revocation or a deletion takes the session before the
                 // tokens, so the two can never wait on each other.
-                let Some((session_id, _)) = known else {
-                    return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
-                };
                 sessions::lock(conn, session_id).await?;
                 let Some((token, session)) = sessions::find_refresh_for_update(conn, &hash).await?
                 else {
-                    return Ok(RefreshOutcome::Invalid);
+                    return Ok::<_, diesel::result::Error>(RefreshOutcome::Invalid);
                 };
                 if token.used_at.is_some() {
                     let newly = !sessions::revoke(
@@ -143,46 +140,11 @@ pub async fn refresh(
                     .await?;
                     return Ok(RefreshOutcome::Reused(rows));
                 }
-                if !session_usable(&session, now, idle) || token.expires_at <= now {
-                    return Ok(RefreshOutcome::Invalid);
-                }
-                let Some(user) = users::find(conn, session.user_id).await? else {
-                    return Ok(RefreshOutcome::Invalid);
-                };
-                if user.disabled {
-                    return Ok(RefreshOutcome::Invalid);
-                }
-                let refresh_expires = (now + idle).min(session.expires_at);
-                let successor = NewRefresh {
-                    id: successor_id,
-                    session_id: session.id,
-                    parent_id: Some(token.id),
-                    token_hash: &successor_hash,
-                    issued_at: now,
-                    expires_at: refresh_expires,
-                };
-                sessions::rotate(
-                    conn,
-                    &Rotation {
-                        spent: token.id,
-                        successor: &successor,
-                        at: now,
-                    },
-                    &AuditEntry {
-                        event: event::REFRESH,
-                        actor_id: Some(user.id),
-                        subject_id: Some(user.id),
-                        session_id: Some(session.id),
-                        meta,
-                        details: json!({}),
-                    },
-                )
-                .await?;
-                Ok(RefreshOutcome::Rotated {
-                    user,
-                    session_id: session.id,
-                    refresh_expires,
-                })
+                // Unspent: the one statement again, now under the locks; it writes only if
+                // the session, the token and the user still allow it.
+                Ok(sessions::rotate_quick(conn, &rotation, &audit)
+                    .await?
+                    .map_or(RefreshOutcome::Invalid, rotated))
             })
             .await?
         }
@@ -208,8 +170,4 @@ pub async fn refresh(
             delivery,
         ),
     }
-}
-
-fn session_usable(session: &SessionRow, now: DateTime<Utc>, idle: chrono::Duration) -> bool {
-    session.revoked_at.is_none() && session.expires_at > now && session.last_used_at + idle > now
 }

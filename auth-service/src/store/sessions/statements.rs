@@ -1,6 +1,5 @@
-//! The writes that are one statement each: a login's new session (`open`), a refresh's
-//! rotation (`rotate`, inside the refresh's transaction) and the usual refresh whole
-//! (`rotate_quick`), each with its audit event in the same statement. Types of their
+//! The writes that are one statement each: a login's new session (`open`) and a refresh's
+//! rotation (`rotate_quick`), each with its audit event in the same statement. Types of their
 //! own with a constant text, so that PostgreSQL prepares each once per connection.
 
 use chrono::{DateTime, Utc};
@@ -133,73 +132,6 @@ impl QueryFragment<Pg> for Open<'_> {
 
 impl QueryId for Open<'_> {
     type QueryId = Open<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-/// What a refresh writes once the presented token proved unspent and its session usable:
-/// the token spent, its successor, the session touched and the audit event, in one statement
-/// (the session and the token are already locked by the caller's transaction). Run it
-/// inside that transaction: an error, including `NotFound` when no audit event was
-/// written, means roll it all back.
-pub struct Rotation<'a> {
-    pub spent: Uuid,
-    pub successor: &'a NewRefresh<'a>,
-    pub at: DateTime<Utc>,
-}
-
-pub async fn rotate(
-    conn: &mut AsyncPgConnection,
-    rotation: &Rotation<'_>,
-    audit: &AuditEntry<'_>,
-) -> QueryResult<()> {
-    let audit = PendingRow::new(audit);
-    let rows = Rotate {
-        rotation,
-        audit: &audit,
-    }
-    .execute(conn)
-    .await?;
-    crate::store::audit::recorded(rows)?;
-    audit.count();
-    Ok(())
-}
-
-/// `rotate`'s statement, prepared once per connection like `Open`.
-struct Rotate<'a> {
-    rotation: &'a Rotation<'a>,
-    audit: &'a PendingRow<'a>,
-}
-
-impl QueryFragment<Pg> for Rotate<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        type SqlUuid = diesel::sql_types::Uuid;
-        let (rot, r) = (self.rotation, self.rotation.successor);
-        out.push_sql("WITH spent AS (UPDATE refresh_tokens SET used_at = ");
-        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
-        out.push_sql(", updated_at = ");
-        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<SqlUuid, _>(&rot.spent)?;
-        // Spent once only, and only a token of this session, whatever the caller holds.
-        out.push_sql(" AND used_at IS NULL AND session_id = ");
-        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
-        out.push_sql(" RETURNING id), touched AS (UPDATE sessions SET last_used_at = ");
-        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
-        out.push_sql(", updated_at = ");
-        out.push_bind_param::<Timestamptz, _>(&rot.at)?;
-        out.push_sql(" WHERE id = ");
-        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
-        out.push_sql(" RETURNING id), ");
-        // The successor only with the token spent and the session touched, and the event
-        // only with the successor written.
-        r.walk_insert(out.reborrow(), "spent, touched")?;
-        out.push_sql(" ");
-        self.audit.walk_insert(out.reborrow(), Some("r"))
-    }
-}
-
-impl QueryId for Rotate<'_> {
-    type QueryId = Rotate<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
