@@ -33,6 +33,8 @@ missing_packages() {
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v wrk >/dev/null || missing+=(wrk)
     [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    # promtool checks the alert rules (deploy/dev test only; its service is never started).
+    if [ -n "${WANT_PROMTOOL:-}" ]; then command -v promtool >/dev/null || missing+=(prometheus); fi
     echo "${missing[@]:-}"
 }
 
@@ -292,12 +294,20 @@ stop_redis() {
 
 # --- the front: nginx, one origin for both services --------------------------------------
 
-# nginx on $1 in front of both services, as an SPA's deployment has them: /v1/auth/ and
-# /oauth/ to the auth service, the rest to the TODO service, over kept-alive upstream
-# connections. The benchmark's mixed load goes through it.
+# nginx on $1 in front of both services, as an SPA's deployment has them (the benchmark's
+# mixed load and the replicas' suite go through it): /v1/auth/, /oauth/ and /.well-known/ to
+# the auth service, the rest to the TODO service, each an upstream of the ports in FRONT_AUTH_PORTS and
+# FRONT_TODO_PORTS (default: the one instance of each). nginx appends the client's address to
+# X-Forwarded-For (services that list 127.0.0.1 in *_TRUSTED_PROXIES read it there). nginx
+# (open source) does not probe readiness: a replica that stops accepting refuses connections,
+# which nginx retries at the next replica whatever the method (nothing was sent) and then
+# leaves alone for fail_timeout; idle upstream connections are closed by nginx after 2 s,
+# before a stopping service would close them (which could race a request nginx is sending).
 start_front() {
-    local port="$1" dir="$DEV/front$SUFFIX" user=""
+    local port="$1" dir="$DEV/front$SUFFIX" user="" p auth_servers="" todo_servers=""
     mkdir -p "$dir/tmp" "$LOGS"
+    for p in ${FRONT_AUTH_PORTS:-$AUTH_PORT}; do auth_servers+="server 127.0.0.1:$p max_fails=1 fail_timeout=2s; "; done
+    for p in ${FRONT_TODO_PORTS:-$TODO_PORT}; do todo_servers+="server 127.0.0.1:$p max_fails=1 fail_timeout=2s; "; done
     # As root, nginx's workers would run as nobody and could not use the temp directory.
     is_root && user="user root;"
     cat >"$dir/nginx.conf" <<EOF
@@ -313,23 +323,29 @@ http {
     fastcgi_temp_path $dir/tmp/fastcgi;
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
-    upstream auth { server 127.0.0.1:$AUTH_PORT; keepalive 64; }
-    upstream todo { server 127.0.0.1:$TODO_PORT; keepalive 64; }
+    upstream auth { $auth_servers keepalive 64; keepalive_timeout 2s; }
+    upstream todo { $todo_servers keepalive 64; keepalive_timeout 2s; }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_set_header Host \$host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    proxy_next_upstream error timeout;
     server {
         listen 127.0.0.1:$port;
         location /v1/auth/ { proxy_pass http://auth; }
         location /oauth/ { proxy_pass http://auth; }
+        location /.well-known/ { proxy_pass http://auth; }
         location / { proxy_pass http://todo; }
+        # nginx's own answer: a probe of the front that marks no upstream as failed.
+        location = /front-alive { return 204; }
     }
 }
 EOF
     start_service "front$SUFFIX" "$port" /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
     local i
     for i in $(seq 1 50); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && return 0
+        # Not through to a service: one not started yet would be left alone for fail_timeout.
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/front-alive" 2>/dev/null && return 0
         sleep 0.1
     done
     die "nginx (the front) did not start; see $LOGS/front$SUFFIX.log"
@@ -397,6 +413,20 @@ auth_env() {
         # Tokens that expire within a browser test (a minute, no leeway).
         AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS="$E2E_ACCESS_TOKEN_TTL_SECS" AUTH_CLOCK_LEEWAY_SECS=0)
     fi
+    if [ "$STACK" = replicas ]; then
+        # Behind nginx (the only trusted proxy), one issuer for every replica, and the
+        # production login limits and throttling: the suite checks them across replicas
+        # from addresses of its own (127.0.0.x). Requests are not logged one by one.
+        AUTH_ENV+=(
+            AUTH_TRUSTED_PROXIES=127.0.0.1/32
+            AUTH_ISSUER="http://127.0.0.1:$FRONT_PORT"
+            AUTH_RATE_LOGIN_IP=30/60s
+            AUTH_RATE_LOGIN_ACCOUNT=10/60s
+            AUTH_THROTTLE_IP_FAILURES=5
+            AUTH_THROTTLE_ACCOUNT_FAILURES=20
+            AUTH_LOG_LEVEL="warn,shared_edge::server=info"
+        )
+    fi
     if [ "$STACK" = bench ]; then
         # Production hashing; tokens that outlive a run; no log line per request; the purge
         # only when the benchmark runs it (`auth-service purge`, timed at size with --grow).
@@ -418,6 +448,14 @@ todo_env() {
     fi
     if [ "$STACK" = e2e ]; then
         TODO_ENV+=(TODO_CLOCK_LEEWAY_SECS=0)
+    fi
+    if [ "$STACK" = replicas ]; then
+        TODO_ENV+=(
+            TODO_TRUSTED_PROXIES=127.0.0.1/32
+            TODO_ISSUER="http://127.0.0.1:$FRONT_PORT"
+            TODO_JWKS_URL="http://127.0.0.1:$FRONT_PORT/.well-known/jwks.json"
+            TODO_LOG_LEVEL="warn,shared_edge::server=info"
+        )
     fi
     if [ "$STACK" = bench ]; then
         TODO_ENV+=(TODO_MAX_TODOS_PER_OWNER=100000000 TODO_DATABASE_POOL_SIZE=32 TODO_LOG_LEVEL=warn)

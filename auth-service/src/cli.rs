@@ -22,7 +22,8 @@ pub enum Command {
     /// Publish a new signing key now; it starts signing after AUTH_KEY_PUBLISH_LEAD_SECS
     /// (so verifiers have fetched it), and old keys stay published until their tokens expire.
     RotateKeys {
-        /// Sign with the new key at once (after a key compromise).
+        /// Sign with the new key as soon as every replica has loaded it (12 s, after a key
+        /// compromise), rather than after the publish lead.
         #[arg(long)]
         now: bool,
     },
@@ -99,7 +100,11 @@ pub async fn run(
             let pool = startup::pool(&settings)?;
             let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
             let lead = if now {
-                chrono::Duration::zero()
+                // Not at once: a replica signing with a key that another replica does not
+                // publish yet would have its tokens refused by verifiers that fetch the JWKS
+                // from that other one. Every replica re-reads the keys this often.
+                chrono::Duration::from_std(startup::KEY_RELOAD_INTERVAL)?
+                    + chrono::Duration::seconds(2)
             } else {
                 chrono::Duration::seconds(settings.auth.key_publish_lead_secs)
             };

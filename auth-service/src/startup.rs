@@ -38,6 +38,9 @@ pub struct Application {
     background: Background,
 }
 
+/// How often every replica re-reads the signing keys.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How long a background run in progress may take to finish at shutdown.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(5);
 
@@ -59,7 +62,7 @@ fn start_background(state: &Arc<AppState>) -> (Background, Background) {
     let mut bg = Background::new();
     bg.every(
         "signing keys",
-        Duration::from_secs(10),
+        KEY_RELOAD_INTERVAL,
         &state.keys,
         |ring| async move {
             ring.reload_throttled().await;
@@ -174,6 +177,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
     ));
     Ok(Arc::new(AppState {
         settings,
+        drain: Default::default(),
         pool,
         redis,
         hashing,
@@ -215,9 +219,12 @@ impl Application {
 
     /// The whole HTTP surface.
     pub fn endpoint(state: Arc<AppState>) -> impl Endpoint + 'static {
-        let health = HealthApi::new(Arc::new(Deps {
-            state: state.clone(),
-        }));
+        let health = HealthApi::new(
+            Arc::new(Deps {
+                state: state.clone(),
+            }),
+            state.drain.clone(),
+        );
         let authenticator: Arc<dyn Authenticator> = Arc::new(api::edge::SessionAuthenticator {
             state: state.clone(),
         });
@@ -241,7 +248,9 @@ impl Application {
         let opts = ServeOptions::from(http);
         tracing::info!(addr = %self.addr, "auth-service listening");
         let ep = Self::endpoint(self.state.clone());
-        let drained = shared::server::serve(self.listener, ep, opts, shutdown).await;
+        let drained =
+            shared::server::serve(self.listener, ep, opts, shutdown, self.state.drain.clone())
+                .await;
         // The sync's last pass ends before the lease is left, and nothing renews it after.
         self.denylist_sync.stop(BACKGROUND_GRACE).await;
         self.state.revocations.leave(drained).await;
@@ -266,9 +275,19 @@ impl Readiness for Deps {
     }
 
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
-        Box::pin(shared::health::refresh_dependency_gauges(
-            &self.state.pool,
-            &self.state.redis,
-        ))
+        Box::pin(async move {
+            shared::health::refresh_dependency_gauges(
+                &self.state.pool,
+                &self.state.redis,
+                &self.state.limiter,
+            )
+            .await;
+            metrics::gauge!("hash_queue_depth").set(self.state.hashing.waiting() as f64);
+            // Counters an alert watches, shown at zero before their first event.
+            metrics::counter!("hash_refusals_total").increment(0);
+            metrics::counter!("denylist_sync_failures_total").increment(0);
+            metrics::counter!("audit_chain_rewritten_total").increment(0);
+            metrics::counter!("redis_errors_total", "op" => "denylist_publish").increment(0);
+        })
     }
 }

@@ -76,6 +76,7 @@ impl Application {
         let prefix = t.redis_prefix.clone();
         let state = Arc::new(AppState {
             settings,
+            drain: Default::default(),
             pool,
             redis,
             keys,
@@ -129,9 +130,12 @@ impl Application {
     }
 
     pub fn endpoint(state: Arc<AppState>) -> impl Endpoint + 'static {
-        let health = HealthApi::new(Arc::new(Deps {
-            state: state.clone(),
-        }));
+        let health = HealthApi::new(
+            Arc::new(Deps {
+                state: state.clone(),
+            }),
+            state.drain.clone(),
+        );
         let authenticator: Arc<dyn Authenticator> = state.authenticator.clone();
         shared::http::mount(
             api::service(state.clone(), health),
@@ -151,7 +155,7 @@ impl Application {
         let opts = ServeOptions::from(http);
         tracing::info!(addr = %self.addr, "todo-service listening");
         let ep = Self::endpoint(self.state.clone());
-        shared::server::serve(self.listener, ep, opts, shutdown).await;
+        shared::server::serve(self.listener, ep, opts, shutdown, self.state.drain.clone()).await;
         self.background.stop(Duration::from_secs(5)).await;
         self.state.pool.close();
         tracing::info!("todo-service stopped");
@@ -181,8 +185,15 @@ impl Readiness for Deps {
 
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            shared::health::refresh_dependency_gauges(&self.state.pool, &self.state.redis).await;
+            shared::health::refresh_dependency_gauges(
+                &self.state.pool,
+                &self.state.redis,
+                &self.state.limiter,
+            )
+            .await;
             metrics::gauge!("denylist_entries").set(self.state.denylist.len() as f64);
+            metrics::gauge!("denylist_stale_seconds")
+                .set(self.state.denylist.stale_for().as_secs_f64());
         })
     }
 }

@@ -13,6 +13,8 @@ use crate::config::Settings;
 
 pub struct AppState {
     pub settings: Settings,
+    /// Set when shutdown begins: readiness answers 503 while requests are still served.
+    pub drain: shared::server::Drain,
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub keys: Arc<JwksKeySource>,

@@ -89,6 +89,7 @@ impl PasswordHashing {
             Err(_) => {
                 if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    metrics::counter!("hash_refusals_total").increment(1);
                     return Err(Overloaded);
                 }
                 let _guard = WaitGuard(&self.waiting);
@@ -110,6 +111,11 @@ impl PasswordHashing {
         .in_current_span()
         .await
         .map_err(|_| Overloaded)
+    }
+
+    /// Requests waiting for a hashing slot now (the queue's depth).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// Hash a new password.

@@ -155,10 +155,12 @@ impl RevocationPublisher {
                     }
                 }
                 Ok(Err(err)) => {
+                    shared::metrics::redis_error("denylist_publish");
                     tracing::warn!(error = %err, "publishing revocations to Redis failed; will retry");
                     return false;
                 }
                 Err(_) => {
+                    shared::metrics::redis_error("denylist_publish");
                     tracing::warn!("publishing revocations to Redis timed out; will retry");
                     return false;
                 }
@@ -251,6 +253,8 @@ impl RevocationPublisher {
             tracing::info!(count = ids.len(), "published pending revocations");
         }
         let waiting = store::oldest_unpublished_age(&mut conn).await?;
+        metrics::gauge!("revocation_publish_lag_seconds")
+            .set(waiting.unwrap_or_default().as_secs_f64());
         let mut renewed = false;
         if waiting.is_none_or(|age| age <= MAX_UNPUBLISHED_AGE) {
             let done: i64 = self
@@ -306,6 +310,16 @@ impl RevocationPublisher {
     /// stops failing.
     pub async fn sync_logged(&self) {
         let outcome = self.sync_once().await;
+        // 1 while this writer vouches for the denylist; 0 while verifiers may be failing
+        // closed because of it (Redis unreachable, a publishing backlog).
+        metrics::gauge!("denylist_lease_renewed").set(if matches!(outcome, Ok(true)) {
+            1.0
+        } else {
+            0.0
+        });
+        if outcome.is_err() {
+            metrics::counter!("denylist_sync_failures_total").increment(1);
+        }
         let failing = self
             .failing
             .swap(!matches!(outcome, Ok(true)), Ordering::Relaxed);

@@ -40,11 +40,13 @@ pub async fn dependency_checks(
     ]
 }
 
-/// Pool and Redis gauges, before `/metrics` renders.
+/// Pool, Redis and rate-limit gauges, before `/metrics` renders.
 pub async fn refresh_dependency_gauges(
     pool: &shared_infra::db::PgPool,
     redis: &redis::aio::ConnectionManager,
+    limiter: &crate::ratelimit::RateLimiter,
 ) {
+    metrics::gauge!("rate_limits_degraded").set(if limiter.is_degraded() { 1.0 } else { 0.0 });
     let redis_up = shared_infra::redis_client::ping(redis).await;
     shared_infra::metrics::set_dependency_gauges(
         Some(shared_infra::db::status(pool)),
@@ -100,11 +102,12 @@ error_set!(pub ReadyErrors: 503);
 
 pub struct HealthApi {
     readiness: Arc<dyn Readiness>,
+    drain: crate::server::Drain,
 }
 
 impl HealthApi {
-    pub fn new(readiness: Arc<dyn Readiness>) -> Self {
-        Self { readiness }
+    pub fn new(readiness: Arc<dyn Readiness>, drain: crate::server::Drain) -> Self {
+        Self { readiness, drain }
     }
 }
 
@@ -120,8 +123,16 @@ impl HealthApi {
     }
 
     /// Readiness: 200 only when PostgreSQL and Redis answer; a 503 names what is down.
+    ///
+    /// From SIGTERM on, also 503 (draining) while requests are still served before the
+    /// process stops.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> Result<HealthResponse, ApiErr<ReadyErrors>> {
+        if self.drain.is_draining() {
+            return Err(
+                ApiError::unavailable("Not ready: draining before shutdown.".to_string()).into(),
+            );
+        }
         let checks = self.readiness.check().await;
         let named = |status: &str| -> Vec<&str> {
             checks

@@ -193,7 +193,8 @@ pub enum LogFormat {
 /// | `TRUSTED_PROXIES` | empty | comma-separated CIDRs whose forwarding header is believed |
 /// | `FORWARDED_HEADER` | `X-Forwarded-For` | the one header those proxies set: `X-Forwarded-For`, `Forwarded` (RFC 7239) or another list of addresses such as `X-Real-IP`; any other is ignored |
 /// | `HSTS` | `false` | send `Strict-Transport-Security` (when served over TLS) |
-/// | `SHUTDOWN_TIMEOUT_SECS` | `20` | how long SIGTERM waits for in-flight requests |
+/// | `SHUTDOWN_DRAIN_SECS` | `0` | after SIGTERM, how long requests are still served while `/readyz` answers 503 (set it above your load balancer's readiness-probe interval) |
+/// | `SHUTDOWN_TIMEOUT_SECS` | `20` | then, how long in-flight requests may take to finish |
 /// | `LOG_FORMAT` | `pretty` | `pretty` or `json` |
 /// | `LOG_LEVEL` | `info` | a `tracing` filter such as `info,auth_service=debug` |
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +211,7 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<IpNet>,
     pub forwarded_header: ForwardedHeader,
     pub hsts: bool,
+    pub shutdown_drain_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -227,6 +229,7 @@ impl Default for HttpSettings {
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
             hsts: false,
+            shutdown_drain_secs: 0,
             shutdown_timeout_secs: 20,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),

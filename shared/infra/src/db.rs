@@ -117,8 +117,14 @@ pub struct DbUnavailable;
 pub async fn conn(pool: &PgPool) -> Result<PgConn, DbUnavailable> {
     pool.get().await.map_err(|err| {
         match &err {
-            PoolError::Timeout(_) => tracing::warn!("database pool exhausted"),
-            _ => tracing::error!(error = %err, "database unavailable"),
+            PoolError::Timeout(_) => {
+                crate::metrics::db_pool_failure("timeout");
+                tracing::warn!("database pool exhausted");
+            }
+            _ => {
+                crate::metrics::db_pool_failure("backend");
+                tracing::error!(error = %err, "database unavailable");
+            }
         }
         DbUnavailable
     })

@@ -5,7 +5,12 @@
 //!   is the OpenAPI operation id (`unmatched` for unknown routes, so made-up paths cannot
 //!   blow up the label set);
 //! - `db_pool_connections{state}` and `redis_up`, refreshed on every scrape;
-//! - `auth_events_total{kind}` for audited auth events (login success and failure, ...).
+//! - `auth_events_total{kind}` for audited auth events (login success and failure, ...);
+//! - what an operator needs to see a fault: `db_pool_failures_total{reason}` (no connection
+//!   within the acquire timeout, or PostgreSQL refusing), `redis_errors_total{op}`,
+//!   `rate_limits_degraded` (1 while limits fall back to process memory), and per service
+//!   the rest (the auth service's hashing queue and revocation publishing, the TODO
+//!   service's denylist staleness): docs/operations.md lists them all.
 
 use std::sync::OnceLock;
 
@@ -43,6 +48,13 @@ pub fn handle() -> &'static PrometheusHandle {
                 }
             })
             .expect("spawning the metrics upkeep thread");
+        // Counters an alert watches exist from the start (at zero), so that `increase()`
+        // sees their first event and a dashboard shows them before anything went wrong.
+        for reason in ["timeout", "backend"] {
+            metrics::counter!("db_pool_failures_total", "reason" => reason).increment(0);
+        }
+        metrics::counter!("redis_errors_total", "op" => "rate_limit").increment(0);
+        metrics::counter!("http_handler_panics_total").increment(0);
         handle
     })
 }
@@ -64,6 +76,16 @@ pub fn record_request(route: &str, method: &str, status: u16, seconds: f64) {
 /// Count one auth event (`login_succeeded`, `login_failed`, `refresh_reused`, ...).
 pub fn auth_event(kind: &'static str) {
     metrics::counter!("auth_events_total", "kind" => kind).increment(1);
+}
+
+/// A connection could not be had: `timeout` (pool exhausted) or `backend` (PostgreSQL down).
+pub fn db_pool_failure(reason: &'static str) {
+    metrics::counter!("db_pool_failures_total", "reason" => reason).increment(1);
+}
+
+/// A Redis operation failed (`rate_limit`, `denylist_sync`, `denylist_publish`, ...).
+pub fn redis_error(op: &'static str) {
+    metrics::counter!("redis_errors_total", "op" => op).increment(1);
 }
 
 /// Pool and Redis health, set just before rendering.

@@ -84,6 +84,17 @@ impl Denylist {
         }
     }
 
+    /// How long the view has not been known to be current (zero while it is; since the
+    /// process started when it never was).
+    pub fn stale_for(&self) -> Duration {
+        let since = match self.stale_since.load(Ordering::Acquire) {
+            FRESH => return Duration::ZERO,
+            NEVER => 0,
+            since => since,
+        };
+        Duration::from_millis((self.now_ms() - since).max(0) as u64)
+    }
+
     /// Declare the view current. The Redis feed does this after each full sync; a process
     /// that embeds a view without Redis (benchmarks, tests) may call it directly.
     pub fn mark_fresh(&self) {

@@ -13,3 +13,4 @@ mod pagination;
 mod redis_outage;
 mod revocation;
 mod service_clients;
+mod shutdown;

@@ -183,6 +183,7 @@ impl RateLimiter {
                 decision
             }
             Err(err) => {
+                shared_infra::metrics::redis_error("rate_limit");
                 if !self.degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %err, "Redis unreachable: rate limits fall back to this process");
                 }
