@@ -33,8 +33,6 @@ missing_packages() {
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v wrk >/dev/null || missing+=(wrk)
     [ -x /usr/sbin/nginx ] || missing+=(nginx)
-    # promtool checks the alert rules (deploy/dev test only; its service is never started).
-    if [ -n "${WANT_PROMTOOL:-}" ]; then command -v promtool >/dev/null || missing+=(prometheus); fi
     echo "${missing[@]:-}"
 }
 
@@ -67,6 +65,27 @@ ensure_packages() {
     [ "$rc" = 0 ] || die "apt-get install $missing failed; see ${TMPDIR:-/tmp}/dev-apt.log"
     missing="$(missing_packages)"
     [ -z "$missing" ] || die "still missing after install: $missing"
+}
+
+# promtool, to check the alert rules: the system's, or the one in Debian's prometheus
+# package, unpacked under .dev/tools (the package is not installed: no server, no service).
+PROMTOOL=""
+ensure_promtool() {
+    if command -v promtool >/dev/null; then
+        PROMTOOL="$(command -v promtool)"
+        return 0
+    fi
+    PROMTOOL="$DEV/tools/promtool"
+    [ -x "$PROMTOOL" ] && return 0
+    local tmp
+    tmp="$(mktemp -d)"
+    say "fetching promtool (Debian's prometheus package, unpacked under .dev/tools)"
+    (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 ||
+        { is_root && apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; } &&
+        dpkg-deb -x prometheus_*.deb x) || { rm -rf "$tmp"; die "could not fetch Debian's prometheus package for promtool"; }
+    mkdir -p "$DEV/tools"
+    cp "$tmp/x/usr/bin/promtool" "$PROMTOOL"
+    rm -rf "$tmp"
 }
 
 ensure_rust() {
@@ -114,13 +133,13 @@ pg_home() {
         echo "$PG_HOME_CACHED"
         return
     fi
-    local home="$DEV/pg"
+    local home="$DEV/pg${DB_INSTANCE:-}"
     mkdir -p "$home"
     if is_root; then
         id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/false postgres
         chown postgres: "$home"
         if ! runuser -u postgres -- test -w "$home" 2>/dev/null; then
-            home="/var/tmp/authsvc-dev-$(printf '%s' "$ROOT" | md5sum | cut -c1-10)/pg"
+            home="/var/tmp/authsvc-dev-$(printf '%s' "$ROOT" | md5sum | cut -c1-10)/pg${DB_INSTANCE:-}"
             mkdir -p "$home"
             chown postgres: "$home" "$(dirname "$home")"
         fi
@@ -150,8 +169,8 @@ start_postgres() {
     if [ ! -f "$home/data/PG_VERSION" ]; then
         say "initialising PostgreSQL in $home/data"
         as_pg mkdir -p "$home/data" "$home/run"
-        as_pg "$bin/initdb" -D "$home/data" -U postgres -A trust -E UTF8 --no-locale >"$LOGS/postgres-init.log" 2>&1 ||
-            die "initdb failed; see $LOGS/postgres-init.log"
+        as_pg "$bin/initdb" -D "$home/data" -U postgres -A trust -E UTF8 --no-locale >"$LOGS/postgres${DB_INSTANCE:-}-init.log" 2>&1 ||
+            die "initdb failed; see $LOGS/postgres${DB_INSTANCE:-}-init.log"
         # A development and test instance: durability traded for speed.
         cat <<EOF | as_pg tee -a "$home/data/postgresql.conf" >/dev/null
 listen_addresses = '127.0.0.1'
@@ -167,7 +186,7 @@ EOF
     as_pg "$bin/pg_ctl" -D "$home/data" -l "$log" -w -t 60 \
         -o "-p $PG_PORT -k $home/run" start >/dev/null ||
         die "PostgreSQL did not start; see $log"
-    ln -sf "$log" "$LOGS/postgres.log" 2>/dev/null || true
+    ln -sf "$log" "$LOGS/postgres${DB_INSTANCE:-}.log" 2>/dev/null || true
     say "PostgreSQL on 127.0.0.1:$PG_PORT"
 }
 
@@ -270,7 +289,7 @@ wait_redis_ready() {
         redis_ready && return 0
         sleep 0.1
     done
-    die "Redis did not become ready; see $LOGS/redis.log"
+    die "Redis did not become ready; see $LOGS/redis${DB_INSTANCE:-}.log"
 }
 
 start_redis() {
@@ -279,10 +298,11 @@ start_redis() {
         return 0
     fi
     port_in_use "$REDIS_PORT" && die "port $REDIS_PORT is taken (another Redis?); set DEV_REDIS_PORT to a free port"
-    mkdir -p "$DEV/redis" "$LOGS"
+    local dir="$DEV/redis${DB_INSTANCE:-}"
+    mkdir -p "$dir" "$LOGS"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
-        --pidfile "$DEV/redis/redis.pid" --logfile "$LOGS/redis.log" --dir "$DEV/redis" \
-        --appendonly yes --save '' >/dev/null || die "Redis did not start; see $LOGS/redis.log"
+        --pidfile "$dir/redis.pid" --logfile "$LOGS/redis${DB_INSTANCE:-}.log" --dir "$dir" \
+        --appendonly yes --save '' >/dev/null || die "Redis did not start; see $LOGS/redis${DB_INSTANCE:-}.log"
     wait_redis_ready
     say "Redis on 127.0.0.1:$REDIS_PORT"
 }
@@ -455,6 +475,7 @@ todo_env() {
             TODO_ISSUER="http://127.0.0.1:$FRONT_PORT"
             TODO_JWKS_URL="http://127.0.0.1:$FRONT_PORT/.well-known/jwks.json"
             TODO_LOG_LEVEL="warn,shared_edge::server=info"
+            TODO_MAX_TODOS_PER_OWNER=1000000
         )
     fi
     if [ "$STACK" = bench ]; then
@@ -473,6 +494,8 @@ start_service() {
     port_in_use "$port" && die "port $port is taken; stop what uses it or set DEV_$(echo "$name" | tr a-z A-Z)_PORT"
     nohup setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
+    # Not this shell's job: a fault test's kill -9 is not reported as "Killed" here.
+    disown
 }
 
 wait_ready() {
@@ -492,6 +515,7 @@ wait_ready() {
 
 stop_pidfile() {
     local name="$1" file="$RUN/$1.pid" i
+    STOP_KILLED=0
     pid_alive "$file" || {
         rm -f "$file"
         return 0
@@ -499,10 +523,14 @@ stop_pidfile() {
     local pid
     pid="$(cat "$file")"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for i in $(seq 1 150); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.2
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$name did not stop within 30 s of SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        STOP_KILLED=1
+    fi
     rm -f "$file"
 }

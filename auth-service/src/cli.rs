@@ -22,7 +22,7 @@ pub enum Command {
     /// Publish a new signing key now; it starts signing after AUTH_KEY_PUBLISH_LEAD_SECS
     /// (so verifiers have fetched it), and old keys stay published until their tokens expire.
     RotateKeys {
-        /// Sign with the new key as soon as every replica has loaded it (12 s, after a key
+        /// Sign with the new key as soon as every replica has loaded it (22 s, after a key
         /// compromise), rather than after the publish lead.
         #[arg(long)]
         now: bool,
@@ -103,7 +103,8 @@ pub async fn run(
                 // Not at once: a replica signing with a key that another replica does not
                 // publish yet would have its tokens refused by verifiers that fetch the JWKS
                 // from that other one. Every replica re-reads the keys this often.
-                chrono::Duration::from_std(startup::KEY_RELOAD_INTERVAL)?
+                // Two intervals: one reload may fail, and clocks differ a little.
+                chrono::Duration::from_std(startup::KEY_RELOAD_INTERVAL * 2)?
                     + chrono::Duration::seconds(2)
             } else {
                 chrono::Duration::seconds(settings.auth.key_publish_lead_secs)

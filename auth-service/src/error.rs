@@ -92,7 +92,10 @@ impl From<AuthError> for ApiError {
             }
             AuthError::RateLimited(limited) => limited.into(),
             AuthError::Unavailable(unavailable) => unavailable.into(),
-            AuthError::Database(err) => shared::problem::internal_error("database error", &err),
+            AuthError::Database(err) => match shared::db::unavailable(&err) {
+                Some(unavailable) => unavailable.into(),
+                None => shared::problem::internal_error("database error", &err),
+            },
             AuthError::Internal(err) => {
                 shared::problem::internal_error("internal error", &format!("{err:#}"))
             }

@@ -59,7 +59,10 @@ impl From<TodoError> for ApiError {
             }
             TodoError::RateLimited(limited) => limited.into(),
             TodoError::Unavailable(unavailable) => unavailable.into(),
-            TodoError::Database(err) => shared::problem::internal_error("database error", &err),
+            TodoError::Database(err) => match shared::db::unavailable(&err) {
+                Some(unavailable) => unavailable.into(),
+                None => shared::problem::internal_error("database error", &err),
+            },
         }
     }
 }

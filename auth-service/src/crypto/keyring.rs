@@ -215,7 +215,8 @@ pub async fn rotate(
     retention: chrono::Duration,
 ) -> anyhow::Result<(String, DateTime<Utc>)> {
     let key = SealedKey::generate(cipher, alg).await?;
-    let activates_at = Utc::now() + lead;
+    // The database's clock, which every replica reads the key from, not this host's.
+    let activates_at = store::now(conn).await? + lead;
     store::insert(conn, key.row(activates_at)).await?;
     let generated = key.generated;
     // Keys superseded longer ago than the retention are of no use to anyone.

@@ -203,6 +203,11 @@ impl RevocationPublisher {
         let mut redis = self.redis.clone();
         let mut conn = self.pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         store::heartbeat(&mut conn, &self.instance).await?;
+        // Read before anything Redis may fail: the lag grows while Redis is unreachable,
+        // which is when it matters.
+        let lag = store::oldest_unpublished_age(&mut conn).await?;
+        metrics::gauge!("revocation_publish_lag_seconds")
+            .set(lag.unwrap_or_default().as_secs_f64());
         let now = Utc::now().timestamp();
         // PostgreSQL first: a row is marked published only after Redis took it, so read in
         // this order Redis can hold fewer members only if it lost some.
@@ -253,8 +258,6 @@ impl RevocationPublisher {
             tracing::info!(count = ids.len(), "published pending revocations");
         }
         let waiting = store::oldest_unpublished_age(&mut conn).await?;
-        metrics::gauge!("revocation_publish_lag_seconds")
-            .set(waiting.unwrap_or_default().as_secs_f64());
         let mut renewed = false;
         if waiting.is_none_or(|age| age <= MAX_UNPUBLISHED_AGE) {
             let done: i64 = self
@@ -310,8 +313,8 @@ impl RevocationPublisher {
     /// stops failing.
     pub async fn sync_logged(&self) {
         let outcome = self.sync_once().await;
-        // 1 while this writer vouches for the denylist; 0 while verifiers may be failing
-        // closed because of it (Redis unreachable, a publishing backlog).
+        // 1 while this writer renews the denylist's lease. Any writer's renewal keeps
+        // verifiers going: only when no replica renews (0 everywhere) do they fail closed.
         metrics::gauge!("denylist_lease_renewed").set(if matches!(outcome, Ok(true)) {
             1.0
         } else {

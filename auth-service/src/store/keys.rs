@@ -59,6 +59,13 @@ pub async fn insert_if_none(conn: &mut AsyncPgConnection, key: NewKey<'_>) -> Qu
     .await
 }
 
+/// The database's clock.
+pub async fn now(conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()"))
+        .get_result(conn)
+        .await
+}
+
 pub async fn insert(conn: &mut AsyncPgConnection, key: NewKey<'_>) -> QueryResult<()> {
     diesel::insert_into(signing_keys::table)
         .values(&key)

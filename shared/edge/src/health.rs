@@ -46,8 +46,11 @@ pub async fn refresh_dependency_gauges(
     redis: &redis::aio::ConnectionManager,
     limiter: &crate::ratelimit::RateLimiter,
 ) {
-    metrics::gauge!("rate_limits_degraded").set(if limiter.is_degraded() { 1.0 } else { 0.0 });
     let redis_up = shared_infra::redis_client::ping(redis).await;
+    // The limiter learns Redis is back at its next check; a quiet service should not keep
+    // reporting the fallback once Redis answers.
+    let degraded = limiter.is_degraded() && !redis_up;
+    metrics::gauge!("rate_limits_degraded").set(if degraded { 1.0 } else { 0.0 });
     shared_infra::metrics::set_dependency_gauges(
         Some(shared_infra::db::status(pool)),
         Some(redis_up),

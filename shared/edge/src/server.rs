@@ -171,6 +171,7 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::select! {
+        biased;
         () = graceful.shutdown() => {
             tracing::info!("all connections closed");
             true
@@ -186,19 +187,30 @@ where
 /// server closes them itself (a proxy in front should close its idle ones sooner).
 const IDLE_GRACE: Duration = Duration::from_secs(5);
 
+/// The most queued connections taken at shutdown (Linux's default `somaxconn` is 4096).
+const QUEUED_AT_MOST: usize = 4096;
+
 /// Every connection already waiting in the listener's queue, then the listener closed.
 fn accept_queued(listener: TcpListener) -> Vec<(tokio::net::TcpStream, std::net::SocketAddr)> {
     let mut out = Vec::new();
     let Ok(listener) = listener.into_std() else {
         return out;
     };
-    // Already non-blocking (tokio's): accept until the queue is empty.
-    while let Ok((stream, peer)) = listener.accept() {
-        let ready = stream
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpStream::from_std(stream));
-        if let Ok(stream) = ready {
-            out.push((stream, peer));
+    // Already non-blocking (tokio's): accept until the queue is empty (bounded: a queue
+    // refilling as fast as it is read must not keep the process from stopping; what is
+    // left is reset). A connection aborted while queued is skipped; another error ends it.
+    for _ in 0..QUEUED_AT_MOST {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let ready = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                if let Ok(stream) = ready {
+                    out.push((stream, peer));
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+            Err(_) => break,
         }
     }
     out

@@ -113,6 +113,36 @@ pub fn build_pool(url: &str, opts: &PoolOptions) -> anyhow::Result<PgPool> {
 #[error("the database is unavailable")]
 pub struct DbUnavailable;
 
+/// A query that failed because the database went away or gave up on it (the connection
+/// closed, the server shutting down or restarting, a statement timeout) rather than because
+/// of the query: the request may be tried again shortly, so it answers 503, not 500. Logged
+/// here. (Server messages are matched in English, PostgreSQL's default `lc_messages`.)
+pub fn unavailable(err: &diesel::result::Error) -> Option<DbUnavailable> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    let lost = match err {
+        Error::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let message = info.message();
+            message.starts_with("terminating connection")
+                || message.starts_with("the database system is")
+                || message == "canceling statement due to statement timeout"
+        }
+        Error::RollbackErrorOnCommit { commit_error, .. } => {
+            return unavailable(commit_error);
+        }
+        _ => false,
+    };
+    if lost {
+        crate::metrics::db_pool_failure("lost");
+        tracing::warn!(error = %err, "database connection lost or statement cancelled");
+    }
+    lost.then_some(DbUnavailable)
+}
+
 /// Take a connection; exhaustion and outages are logged and become [`DbUnavailable`].
 pub async fn conn(pool: &PgPool) -> Result<PgConn, DbUnavailable> {
     pool.get().await.map_err(|err| {
@@ -149,14 +179,24 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow
 
 /// Whether the database answers, for readiness.
 pub async fn ping(pool: &PgPool) -> bool {
-    let Ok(mut conn) = pool.get().await else {
-        return false;
+    // A PostgreSQL that accepts connections and never answers is down for readiness within
+    // this bound, not after the request's own timeout.
+    let probe = async {
+        let Ok(mut conn) = pool.get().await else {
+            return false;
+        };
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .is_ok()
     };
-    diesel::sql_query("SELECT 1")
-        .execute(&mut conn)
+    tokio::time::timeout(PING_TIMEOUT, probe)
         .await
-        .is_ok()
+        .unwrap_or(false)
 }
+
+/// How long a readiness probe waits for PostgreSQL.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn status(pool: &PgPool) -> PoolStatus {
     let s = pool.status();
@@ -208,5 +248,59 @@ pub async fn purge_in_batches(
             return Ok(purged);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    fn db_error(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::DatabaseError(kind, Box::new(message.to_string()))
+    }
+
+    #[test]
+    fn a_lost_connection_or_a_stopping_server_is_unavailable_not_internal() {
+        for err in [
+            db_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            db_error(DatabaseErrorKind::ClosedConnection, "closed"),
+            db_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            db_error(
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            db_error(
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to statement timeout",
+            ),
+            Error::BrokenTransactionManager,
+            Error::RollbackErrorOnCommit {
+                rollback_error: Box::new(Error::NotFound),
+                commit_error: Box::new(db_error(
+                    DatabaseErrorKind::UnableToSendCommand,
+                    "connection closed",
+                )),
+            },
+        ] {
+            assert!(super::unavailable(&err).is_some(), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_query_that_fails_on_its_own_is_not() {
+        for err in [
+            db_error(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            db_error(DatabaseErrorKind::Unknown, "syntax error at or near"),
+            db_error(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize",
+            ),
+            Error::NotFound,
+        ] {
+            assert!(super::unavailable(&err).is_none(), "{err:?}");
+        }
     }
 }
