@@ -1,0 +1,283 @@
+"""Faults, each bounded in time: the auth service stopped, an auth replica killed amid
+refreshes, PostgreSQL stopped and hanging, Redis stopped, emptied and hanging."""
+
+import hashlib
+import sys
+import time
+import uuid
+
+from common import PASSWORD, Loop, call, check, fault, forged_kid, psql, source, timed
+
+def auth_outage(args, accounts):
+    """Every auth replica stopped: the TODO replicas keep verifying with the keys they hold,
+    and a token naming an unknown key is refused at once (its JWKS fetch fails fast)."""
+    token = accounts.login(accounts.take()[0])["access_token"]
+    for i in range(1, len(args.auth) + 1):
+        fault(args, f"auth-{i}", "stop")
+    try:
+        forged = forged_kid(token)
+        results = []
+        for _ in range(3):
+            for p in args.todo:
+                base = f"http://127.0.0.1:{p}"
+                results.append(("known", *timed(base, "GET", "/v1/todos", token=token)[:2]))
+                results.append(("unknown", *timed(base, "GET", "/v1/todos", token=forged)[:2]))
+        known = [r for r in results if r[0] == "known"]
+        unknown = [r for r in results if r[0] == "unknown"]
+        slowest = max(r[2] for r in results)
+        check(all(r[1] == 200 for r in known) and all(r[1] == 401 for r in unknown)
+              and slowest < 1.0,
+              f"every auth replica stopped: {len(known)} requests with a held key answered 200, "
+              f"{len(unknown)} naming an unknown key 401, the slowest in {slowest * 1000:.0f} ms "
+              f"(statuses {sorted(set((r[0], r[1]) for r in results))})")
+    finally:
+        for i in range(1, len(args.auth) + 1):
+            fault(args, f"auth-{i}", "start")
+        time.sleep(3)  # nginx's fail_timeout
+    status, _, _ = call(args.front, "POST", "/v1/auth/login",
+                        {"email": accounts.take()[0], "password": PASSWORD}, source=source(7))
+    check(status == 200, f"logins resume once the auth replicas are back ({status})")
+
+
+def kill_mid_refresh(args, accounts, clients):
+    """kill -9 of an auth replica while clients refresh through nginx as fast as they can;
+    a client whose answer is lost retries with the token it holds, as an SPA would."""
+    held = [accounts.login(e) for e in accounts.take(clients)]
+    sessions = [h["session_id"] for h in held]
+    state = [{"token": h["refresh_token"], "ok": 0, "errors": 0, "ended": None} for h in held]
+
+    def step(i):
+        st = state[i]
+        if st["ended"]:
+            time.sleep(0.05)
+            return None
+        status, _, body = timed(args.front, "POST", "/v1/auth/refresh",
+                                body={"refresh_token": st["token"]})
+        if status == 200:
+            st["token"] = body["refresh_token"]
+            st["ok"] += 1
+        elif status == 401:
+            st["ended"] = (body or {}).get("code") if isinstance(body, dict) else "401"
+        else:
+            st["errors"] += 1
+            time.sleep(0.05)
+        return status
+    loop = Loop(clients, step)
+    time.sleep(2)
+    fault(args, "auth-1", "kill")
+    time.sleep(2)
+    fault(args, "auth-1", "start")
+    time.sleep(4)
+    loop.finish()
+    ids = ",".join(f"'{s}'" for s in sessions)
+    doubled = int(psql(args, f"""SELECT count(*) FROM (SELECT session_id FROM refresh_tokens
+        WHERE session_id IN ({ids}) AND used_at IS NULL GROUP BY session_id
+        HAVING count(*) > 1) x"""))
+    hashes = ",".join("'\\x" + hashlib.sha256(st["token"].encode()).hexdigest() + "'"
+                      for st in state)
+    known = int(psql(args, f"SELECT count(*) FROM refresh_tokens WHERE token_hash IN ({hashes})"))
+    live_unspent = int(psql(args, f"""SELECT count(*) FROM refresh_tokens t
+        WHERE token_hash IN ({hashes}) AND used_at IS NULL"""))
+    errors = sum(st["errors"] for st in state)
+    ended = [st["ended"] for st in state if st["ended"]]
+    check(doubled == 0 and known == clients,
+          f"kill -9 of auth-1 amid {sum(st['ok'] for st in state)} refreshes by {clients} "
+          f"clients: no session with two usable refresh tokens ({doubled}), every token a client "
+          f"holds is in the database ({known} of {clients}); {errors} answers lost to the kill "
+          f"(502), {len(ended)} sessions ended by a retry the database saw as reuse {ended}, "
+          f"{live_unspent} clients hold a usable token")
+
+
+def postgres_outage(args, accounts, seconds):
+    """PostgreSQL stopped under creates with an Idempotency-Key (each retried with its key
+    until acknowledged), then started again."""
+    token = accounts.login(accounts.take()[0])["access_token"]
+    gone = accounts.login(accounts.take()[0])["access_token"]
+    status, _, _ = call(args.front, "POST", "/v1/auth/logout", token=gone)
+    assert status == 204, status
+    acked = {}
+    pending = {}
+
+    def step(i):
+        key = pending.get(i) or uuid.uuid4().hex
+        pending[i] = key
+        status, secs, body = timed(args.front, "POST", "/v1/todos", body={"title": key},
+                                   token=token, headers={"Idempotency-Key": key})
+        if status in (200, 201):
+            acked[key] = body["id"]
+            pending.pop(i)
+            return status, secs
+        time.sleep(0.05)
+        return status, secs, (body or {}).get("detail") if isinstance(body, dict) else body
+    # Beside the creates, a client refreshing its session through the outage, and logins.
+    pair = accounts.login(accounts.take()[0])
+    refresh = {"token": pair["refresh_token"]}
+    login_email = accounts.take()[0]
+
+    def auth_step(i):
+        if i == 0:
+            status, secs, body = timed(args.front, "POST", "/v1/auth/refresh",
+                                       body={"refresh_token": refresh["token"]})
+            if status == 200:
+                refresh["token"] = body["refresh_token"]
+        else:
+            status, secs, body = timed(args.front, "POST", "/v1/auth/login",
+                                       body={"email": login_email, "password": PASSWORD},
+                                       source=source(9))
+        time.sleep(0.1)
+        return status, secs
+    loop = Loop(4, step)
+    auth_loop = Loop(2, auth_step)
+    time.sleep(2)
+    asked = time.monotonic()
+    fault(args, "postgres", "stop")
+    stopped = time.monotonic()
+    ready = [timed(f"http://127.0.0.1:{p}", "GET", "/readyz") for p in args.auth + args.todo]
+    verifying = [timed(f"http://127.0.0.1:{p}", "GET", "/v1/todos", token=gone)[0] for p in args.todo]
+    time.sleep(seconds)
+    fault(args, "postgres", "start")
+    started = time.monotonic()
+    time.sleep(4)
+    records = loop.finish()
+    auth_records = auth_loop.finish()
+    # Whatever was in flight when it stopped included: never a 500.
+    auth_statuses = sorted({r[0] for t, r in auth_records if t > asked})
+    auth_back = [t for t, r in auth_records if t > started and r[0] == 200]
+    check(set(auth_statuses) <= {200, 429, 503} and auth_back and
+          all(r[0] == 200 for t, r in auth_records if t > min(auth_back) + 0.5 and r[0] != 429),
+          f"refreshes and logins through the outage answered {auth_statuses} (503 while it was "
+          f"down), and the session refreshes again afterwards")
+    during = [r for t, r in records if stopped + 0.2 < t < started]
+    # From the moment the stop was asked for (requests in flight included): never a 500.
+    odd = sorted({r[0] for t, r in records if t > asked} - {200, 201, 503})
+    after = [t for t, r in records if t > started and r[0] in (200, 201)]
+    back = (min(after) - started) if after else float("inf")
+    later = sorted({r[0] for t, r in records if t > started + back + 0.5} - {200, 201})
+    unexpected = sorted({r[0] for r in during} - {503}) + odd
+    if unexpected or later:
+        print("timeline (s from the stop; status, s taken, detail):", file=sys.stderr)
+        for t, r in records:
+            if t > asked and (r[0] not in (200, 201, 503)
+                              or stopped + 0.2 < t < started and r[0] != 503
+                              or t > started + back + 0.5 and r[0] not in (200, 201)):
+                print(f"  {t - stopped:7.3f} {r}  (PostgreSQL back at {started - stopped:.3f})",
+                      file=sys.stderr)
+    slowest = max((r[1] for r in during), default=0)
+    check(during and not unexpected and slowest < 1.0,
+          f"PostgreSQL stopped for {seconds} s: {len(during)} creates answered 503 "
+          f"(other statuses, also of requests in flight at the stop: {unexpected or 'none'}), "
+          f"the slowest in {slowest * 1000:.0f} ms")
+    check(all(s == 503 and "postgres" in str(b) for s, _, b in ready),
+          f"readiness of every replica names postgres ({[(s, str(b)[:60]) for s, _, b in ready][:2]} ...)")
+    check(all(s == 401 for s in verifying),
+          f"meanwhile the TODO replicas still refuse a revoked token ({verifying})")
+    check(back < 5 and not later, f"2xx resumed {back:.1f} s after PostgreSQL was back, and "
+          f"then every create succeeded (other statuses: {later or 'none'})")
+    keys = ",".join(f"'{k}'" for k in acked)
+    rows = psql(args, f"SELECT title, count(*) FROM todos WHERE title IN ({keys}) GROUP BY title",
+                db=args.todo_db) if acked else ""
+    counts = dict(line.split("|") for line in rows.splitlines() if line)
+    missing = [k for k in acked if k not in counts]
+    twice = [k for k, c in counts.items() if int(c) > 1]
+    check(acked and not missing and not twice,
+          f"{len(acked)} acknowledged creates (retried with their Idempotency-Key through the "
+          f"outage): every one stored, none twice (missing {len(missing)}, twice {len(twice)})")
+
+
+def postgres_hang(args, accounts, seconds):
+    """PostgreSQL hanging (its processes stopped: connections accepted, nothing answered):
+    requests fail by the service's own timeouts, not later, and recover."""
+    token = accounts.login(accounts.take()[0])["access_token"]
+    loop = Loop(4, lambda i: timed(args.front, "GET", "/v1/todos", token=token)[:2])
+    time.sleep(1)
+    fault(args, "postgres", "hang")
+    hung = time.monotonic()
+    ready = timed(f"http://127.0.0.1:{args.todo[0]}", "GET", "/readyz")
+    time.sleep(seconds)
+    fault(args, "postgres", "resume")
+    resumed = time.monotonic()
+    time.sleep(3)
+    records = loop.finish()
+    # Requests that were in flight while it hung, and started early enough to meet their
+    # timeout before it answered again.
+    started_during = [(t - r[1], r) for t, r in records if t > hung + 0.5 and t - r[1] < resumed - 16]
+    slowest = max((r[1] for _, r in started_during), default=0)
+    statuses = sorted({r[0] for _, r in started_during})
+    back = [t for t, r in records if t > resumed and r[0] == 200]
+    check(started_during and statuses == [503] and slowest <= 16,
+          f"PostgreSQL hanging for {seconds} s: requests started in it answered {statuses}, "
+          f"the slowest after {slowest:.1f} s (REQUEST_TIMEOUT_SECS 15 bounds a statement on a "
+          f"held connection, the pool's 5 s a new one)")
+    check(ready[0] == 503 and ready[1] < 3,
+          f"readiness says postgres is down within {ready[1]:.1f} s of asking ({ready[0]})")
+    check(back and min(back) - resumed < 5,
+          f"2xx resumed {(min(back) - resumed) if back else float('inf'):.1f} s after it answered again")
+
+
+def redis_faults(args, accounts, seconds):
+    """Redis stopped, then started empty; then hanging: a token revoked before or during
+    the outage is never accepted, valid tokens fail closed once the denylist is stale and
+    work again after, and logins go on (limits per process)."""
+    valid = accounts.login(accounts.take()[0])["access_token"]
+    before = accounts.login(accounts.take()[0])["access_token"]
+    during_pair = accounts.login(accounts.take()[0])
+    assert call(args.front, "POST", "/v1/auth/logout", token=before)[0] == 204
+    revoked_seen = []
+    valid_statuses = []
+
+    def step(i):
+        p = args.todo[i % len(args.todo)]
+        base = f"http://127.0.0.1:{p}"
+        for name, tok in (("before", before), ("during", during_pair["access_token"])):
+            asked = time.monotonic()
+            s = timed(base, "GET", "/v1/todos", token=tok)[0]
+            revoked_seen.append((asked, name, s, p))
+        s, secs, _ = timed(base, "GET", "/v1/todos", token=valid)
+        valid_statuses.append((time.monotonic(), s, secs))
+        time.sleep(0.02)
+    loop = Loop(len(args.todo), step)
+    time.sleep(1)
+    fault(args, "redis", "stop")
+    t_stop = time.monotonic()
+    status, _, _ = call(args.front, "POST", "/v1/auth/logout", token=during_pair["access_token"])
+    login_status = call(args.front, "POST", "/v1/auth/login",
+                        {"email": accounts.take()[0], "password": PASSWORD}, source=source(8))[0]
+    ready = [timed(f"http://127.0.0.1:{p}", "GET", "/readyz") for p in args.auth + args.todo]
+    time.sleep(seconds)
+    fault(args, "redis", "empty")
+    t_back = time.monotonic()
+    time.sleep(5)
+    fault(args, "redis", "hang")
+    t_hang = time.monotonic()
+    time.sleep(3)
+    fault(args, "redis", "resume")
+    t_resume = time.monotonic()
+    time.sleep(5)
+    loop.finish()
+    check(status == 204 and login_status == 200,
+          f"with Redis stopped, logout ({status}) and login ({login_status}) still answer")
+    check(all(s == 503 and "redis" in str(b) for s, _, b in ready),
+          "readiness of every replica names redis while it is stopped")
+    # A logout while Redis is down cannot reach the TODO replicas; they stop trusting their
+    # denylist (503 for every token) once it is TODO_DENYLIST_MAX_STALENESS_SECS (5 s) stale.
+    bound = t_stop + 5 + 0.5
+    accepted = [(round(t - t_stop, 1), name, p) for t, name, s, p in revoked_seen
+                if s == 200 and (name == "before" or t > bound)]
+    during_window = [s for t, name, s, p in revoked_seen if name == "during" and t <= bound]
+    check(not accepted,
+          f"a token revoked before the outage was never accepted by a TODO replica through "
+          f"stop, empty restart and hang, nor one revoked during it after the 5 s staleness "
+          f"bound (accepted: {accepted[:3]}; within the bound it got {sorted(set(during_window))})")
+    stale = [s for t, s, _ in valid_statuses if t_stop + 6 < t < t_back]
+    recovered = [t for t, s, _ in valid_statuses if t > t_back and s == 200]
+    check(stale and set(stale) == {503},
+          f"a valid token fails closed (503) once the denylist is stale past its 5 s bound "
+          f"({sorted(set(stale))})")
+    check(recovered and min(recovered) - t_back < 5,
+          f"and works again {(min(recovered) - t_back) if recovered else float('inf'):.1f} s "
+          f"after Redis is back empty (the auth service replays the denylist)")
+    hang_slowest = max((secs for t, s, secs in valid_statuses if t_hang < t < t_resume + 1), default=0)
+    check(hang_slowest < 2, f"while Redis hangs, TODO requests answer within "
+          f"{hang_slowest * 1000:.0f} ms (slowest)")
+
+
