@@ -84,7 +84,7 @@ ensure_promtool() {
         { is_root && apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; } &&
         dpkg-deb -x prometheus_*.deb x) || { rm -rf "$tmp"; die "could not fetch Debian's prometheus package for promtool"; }
     mkdir -p "$DEV/tools"
-    cp "$tmp/x/usr/bin/promtool" "$PROMTOOL"
+    cp "$tmp/x/usr/bin/promtool" "$PROMTOOL" || { rm -rf "$tmp"; die "unpacking promtool failed"; }
     rm -rf "$tmp"
 }
 
@@ -279,9 +279,10 @@ drop_test_databases() {
 
 # --- Redis -----------------------------------------------------------------------------
 
-redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+# (Bounded: a Redis stopped with SIGSTOP accepts connections and never answers.)
+redis_running() { timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
 # Answering PONG: not still loading its append-only file.
-redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+redis_ready() { [ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
 wait_redis_ready() {
     local i
@@ -310,6 +311,11 @@ start_redis() {
 stop_redis() {
     redis_running || return 0
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 50); do
+        redis_running || return 0
+        sleep 0.1
+    done
 }
 
 # --- the front: nginx, one origin for both services --------------------------------------

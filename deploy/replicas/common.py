@@ -128,7 +128,7 @@ def timed(base, method, path, **kw):
     t = time.monotonic()
     try:
         status, body, _ = call(base, method, path, **kw)
-    except OSError:
+    except (OSError, http.client.HTTPException):
         status, body = 0, None
     return status, time.monotonic() - t, body
 
@@ -151,9 +151,15 @@ class Loop:
         self.records = []
         self.lock = threading.Lock()
 
+        self.crashed = []
+
         def run(i):
             while not self.stop.is_set():
-                rec = step(i)
+                try:
+                    rec = step(i)
+                except Exception as err:  # a client that broke is a failure, not silence
+                    self.crashed.append(f"{type(err).__name__}: {err}")
+                    return
                 with self.lock:
                     self.records.append((time.monotonic(), rec))
         self.threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
@@ -161,9 +167,14 @@ class Loop:
             t.start()
 
     def finish(self):
+        """Stop the clients; their records, after checking none broke or hung."""
         self.stop.set()
         for t in self.threads:
             t.join(timeout=60)
-        return self.records
+        alive = sum(t.is_alive() for t in self.threads)
+        check(not self.crashed and not alive,
+              f"every client thread ran to the end (broke: {self.crashed[:2]}, still running: {alive})")
+        with self.lock:
+            return list(self.records)
 
 

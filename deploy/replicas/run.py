@@ -38,7 +38,8 @@ def main():
     args.auth = [int(x) for x in args.auth_ports.split()]
     args.todo = [int(x) for x in args.todo_ports.split()]
     rounds, users, restarts, outage = (3, 40, 1, 8) if args.quick else (10, 200, 3, 20)
-    accounts = Accounts(args, 5 * rounds + users + 60)
+    # The outage's logins take a new account each (a few a second).
+    accounts = Accounts(args, 5 * rounds + users + 60 + 20 * outage)
     started = time.monotonic()
     for name, run in [("rate limits", lambda: rate_limits(args, accounts)),
                       ("throttling", lambda: throttling(args, accounts)),

@@ -113,34 +113,51 @@ pub fn build_pool(url: &str, opts: &PoolOptions) -> anyhow::Result<PgPool> {
 #[error("the database is unavailable")]
 pub struct DbUnavailable;
 
-/// A query that failed because the database went away or gave up on it (the connection
-/// closed, the server shutting down or restarting, a statement timeout) rather than because
-/// of the query: the request may be tried again shortly, so it answers 503, not 500. Logged
-/// here. (Server messages are matched in English, PostgreSQL's default `lc_messages`.)
+/// A query that failed because the database went away, could not take it, or gave up on it
+/// (the connection closed, the server shutting down or restarting, a read-only server after
+/// a failover, a statement timeout) rather than because of the query: the request may be
+/// tried again shortly, so it answers 503, not 500. Logged and counted here. (Server
+/// messages are matched in English, PostgreSQL's default `lc_messages`.)
 pub fn unavailable(err: &diesel::result::Error) -> Option<DbUnavailable> {
     use diesel::result::{DatabaseErrorKind, Error};
-    let lost = match err {
-        Error::DatabaseError(
-            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
-            _,
-        )
-        | Error::BrokenTransactionManager => true,
+    let reason = match err {
+        // diesel-async reports every client-side error without a SQLSTATE this way, bugs
+        // (a wrong parameter count) included: only the connection's own failures count.
+        Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+            let message = info.message();
+            [
+                "connection closed",
+                "error communicating with the server",
+                "timeout",
+            ]
+            .iter()
+            .any(|m| message.starts_with(m))
+            .then_some("lost")
+        }
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | Error::BrokenTransactionManager => Some("lost"),
+        Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => Some("read_only"),
         Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let message = info.message();
-            message.starts_with("terminating connection")
+            if message == "canceling statement due to statement timeout" {
+                Some("statement_timeout")
+            } else if message.starts_with("terminating connection")
                 || message.starts_with("the database system is")
-                || message == "canceling statement due to statement timeout"
+                || message.starts_with("canceling statement due to conflict with recovery")
+            {
+                Some("lost")
+            } else {
+                None
+            }
         }
         Error::RollbackErrorOnCommit { commit_error, .. } => {
             return unavailable(commit_error);
         }
-        _ => false,
-    };
-    if lost {
-        crate::metrics::db_pool_failure("lost");
-        tracing::warn!(error = %err, "database connection lost or statement cancelled");
-    }
-    lost.then_some(DbUnavailable)
+        _ => None,
+    }?;
+    crate::metrics::db_pool_failure(reason);
+    tracing::warn!(error = %err, reason, "database unavailable for this request");
+    Some(DbUnavailable)
 }
 
 /// Take a connection; exhaustion and outages are logged and become [`DbUnavailable`].
@@ -264,6 +281,14 @@ mod unavailable_tests {
         for err in [
             db_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
             db_error(DatabaseErrorKind::ClosedConnection, "closed"),
+            db_error(
+                DatabaseErrorKind::UnableToSendCommand,
+                "error communicating with the server: Connection reset by peer",
+            ),
+            db_error(
+                DatabaseErrorKind::ReadOnlyTransaction,
+                "read-only transaction",
+            ),
             db_error(
                 DatabaseErrorKind::Unknown,
                 "terminating connection due to administrator command",

@@ -50,7 +50,13 @@ pub fn handle() -> &'static PrometheusHandle {
             .expect("spawning the metrics upkeep thread");
         // Counters an alert watches exist from the start (at zero), so that `increase()`
         // sees their first event and a dashboard shows them before anything went wrong.
-        for reason in ["timeout", "backend", "lost"] {
+        for reason in [
+            "timeout",
+            "backend",
+            "lost",
+            "read_only",
+            "statement_timeout",
+        ] {
             metrics::counter!("db_pool_failures_total", "reason" => reason).increment(0);
         }
         metrics::counter!("redis_errors_total", "op" => "rate_limit").increment(0);
@@ -78,8 +84,9 @@ pub fn auth_event(kind: &'static str) {
     metrics::counter!("auth_events_total", "kind" => kind).increment(1);
 }
 
-/// A connection could not be had, `timeout` (pool exhausted) or `backend` (PostgreSQL
-/// down), or was `lost` under a query (or the statement timed out).
+/// No connection, `timeout` (pool exhausted) or `backend` (PostgreSQL down), or a query
+/// that could not be run: the connection `lost`, the server `read_only`, or a
+/// `statement_timeout`.
 pub fn db_pool_failure(reason: &'static str) {
     metrics::counter!("db_pool_failures_total", "reason" => reason).increment(1);
 }
