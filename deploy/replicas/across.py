@@ -195,10 +195,12 @@ def rolling_restart(args, accounts, users, rounds):
     wrk.send_signal(signal.SIGINT)
     out, err = wrk.communicate(timeout=30)
     os.unlink(f.name)
-    total = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m|h)", out)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
-    requests, seconds = (int(total.group(1)), float(total.group(2))) if total else (0, 0)
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    requests, seconds = ((int(total.group(1)), float(total.group(2)) * unit[total.group(3)])
+                         if total else (0, 0))
     check(requests > 0 and not bad and not sock,
           f"{requests} requests of mixed load through nginx over {seconds:.0f} s while "
           f"{len(restarted)} restarts, one at a time (each: stop, start, ready, nginx's fail_timeout): "
