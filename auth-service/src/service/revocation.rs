@@ -247,6 +247,7 @@ impl RevocationPublisher {
         }
         // A bounded number of chunks per pass; a backlog beyond it just leaves the lease
         // unrenewed until it is through.
+        let mut published_any = false;
         for _ in 0..50 {
             let pending = store::unpublished(&mut conn, CHUNK as i64).await?;
             if pending.is_empty() {
@@ -256,8 +257,15 @@ impl RevocationPublisher {
             let ids: Vec<i64> = pending.iter().map(|r| r.id).collect();
             store::mark_published(&mut conn, &ids, Utc::now()).await?;
             tracing::info!(count = ids.len(), "published pending revocations");
+            published_any = true;
         }
-        let waiting = store::oldest_unpublished_age(&mut conn).await?;
+        // Nothing was pending just now (the usual pass): nothing has waited long, and the
+        // age need not be read a second time.
+        let waiting = if published_any {
+            store::oldest_unpublished_age(&mut conn).await?
+        } else {
+            None
+        };
         let mut renewed = false;
         if waiting.is_none_or(|age| age <= MAX_UNPUBLISHED_AGE) {
             let done: i64 = self
