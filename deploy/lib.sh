@@ -33,6 +33,8 @@ missing_packages() {
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v wrk >/dev/null || missing+=(wrk)
     [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    # The SMTP sink of the local stacks and the tests (Debian's system Python, not a venv).
+    /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
     echo "${missing[@]:-}"
 }
 

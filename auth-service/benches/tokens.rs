@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
                         role: "user",
                         scope: "todos:read todos:write".into(),
                         client_id: None,
+                        email_verified: None,
                         ttl_secs: 900,
                     },
                 )

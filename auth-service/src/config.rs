@@ -91,6 +91,19 @@ pub struct AuthSettings {
     pub throttle_account_failures: u32,
     pub throttle_max_secs: u64,
     pub throttle_window_secs: u64,
+    pub smtp_url: SecretString,
+    pub mail_from: String,
+    pub public_app_url: String,
+    pub mail_max_attempts: u32,
+    pub verify_token_ttl_secs: i64,
+    pub reset_token_ttl_secs: i64,
+    pub require_verified_email: bool,
+    pub rate_reset_ip: Rate,
+    pub rate_reset_account: Rate,
+    pub rate_reset_confirm_ip: Rate,
+    pub rate_verify_ip: Rate,
+    pub rate_verify_resend: Rate,
+    pub rate_email_change: Rate,
 }
 
 impl Default for AuthSettings {
@@ -134,6 +147,19 @@ impl Default for AuthSettings {
             throttle_account_failures: 20,
             throttle_max_secs: 900,
             throttle_window_secs: 900,
+            smtp_url: SecretString::from(""),
+            mail_from: "Auth service <no-reply@localhost>".into(),
+            public_app_url: "http://127.0.0.1:5173".into(),
+            mail_max_attempts: 12,
+            verify_token_ttl_secs: 24 * 3600,
+            reset_token_ttl_secs: 1800,
+            require_verified_email: false,
+            rate_reset_ip: Rate::new(10, 900),
+            rate_reset_account: Rate::new(3, 900),
+            rate_reset_confirm_ip: Rate::new(20, 900),
+            rate_verify_ip: Rate::new(30, 900),
+            rate_verify_resend: Rate::new(3, 900),
+            rate_email_change: Rate::new(5, 900),
         }
     }
 }
@@ -240,6 +266,39 @@ impl Settings {
                 "throttle_max_secs",
                 "AUTH_THROTTLE_MAX_SECS and AUTH_THROTTLE_WINDOW_SECS must be at least 1",
             );
+        }
+        if a.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return err(
+                "mail_from",
+                "must be a mailbox: `Name <address>` or `address`",
+            );
+        }
+        let app = a.public_app_url.trim();
+        if !(app.starts_with("http://") || app.starts_with("https://")) || app.contains('#') {
+            return err(
+                "public_app_url",
+                "must be the SPA's http(s) URL, without a fragment (mail links go to it)",
+            );
+        }
+        if !a.smtp_url.expose_secret().is_empty()
+            && lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(
+                a.smtp_url.expose_secret(),
+            )
+            .is_err()
+        {
+            return err(
+                "smtp_url",
+                "must be an SMTP URL: smtp://host:port (plain, or STARTTLS with ?tls=required), smtps://user:password@host:465",
+            );
+        }
+        if a.mail_max_attempts == 0 {
+            return err("mail_max_attempts", "must be at least 1");
+        }
+        if !(300..=7 * 24 * 3600).contains(&a.verify_token_ttl_secs) {
+            return err("verify_token_ttl_secs", "must be between 300 and 604800");
+        }
+        if !(300..=24 * 3600).contains(&a.reset_token_ttl_secs) {
+            return err("reset_token_ttl_secs", "must be between 300 and 86400");
         }
         Ok(())
     }

@@ -21,6 +21,12 @@ pub enum AuthError {
     RefreshInvalid,
     #[error("refresh token reused")]
     RefreshReused,
+    #[error("reset token invalid")]
+    ResetTokenInvalid,
+    #[error("verification token invalid")]
+    VerifyTokenInvalid,
+    #[error("email not verified")]
+    EmailNotVerified,
     #[error("origin not allowed for cookie use")]
     CsrfFailed,
     #[error("not found")]
@@ -76,6 +82,21 @@ impl From<AuthError> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 Code::RefreshTokenReused,
                 "The refresh token was already used; the session has been revoked.",
+            ),
+            AuthError::ResetTokenInvalid => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::ResetTokenInvalid,
+                "The reset link is invalid, used, expired or replaced by a newer one.",
+            ),
+            AuthError::VerifyTokenInvalid => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::VerifyTokenInvalid,
+                "The verification link is invalid, used or expired.",
+            ),
+            AuthError::EmailNotVerified => ApiError::new(
+                StatusCode::FORBIDDEN,
+                Code::EmailNotVerified,
+                "Verify your email address first: follow the link in the mail we sent.",
             ),
             AuthError::CsrfFailed => ApiError::new(
                 StatusCode::FORBIDDEN,

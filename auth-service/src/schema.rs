@@ -11,6 +11,35 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         auth_epoch -> Int8,
+        email_verified_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    mail_outbox (id) {
+        id -> Int8,
+        kind -> Text,
+        user_id -> Nullable<Uuid>,
+        recipient -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    email_tokens (token_hash) {
+        token_hash -> Bytea,
+        purpose -> Text,
+        user_id -> Uuid,
+        email -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -144,7 +173,9 @@ diesel::table! {
 }
 
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(audit_seals -> audit_log (audit_id));
 diesel::allow_tables_to_appear_in_same_query!(audit_log, audit_seals);
 diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, revocations);
+diesel::allow_tables_to_appear_in_same_query!(users, email_tokens, mail_outbox);

@@ -94,6 +94,16 @@ fn start_background(state: &Arc<AppState>) -> (Background, Background) {
             ControlFlow::Continue(())
         },
     );
+    if state.mail.enabled() {
+        bg.every("mail", second, state, |state| async move {
+            if let Err(err) = crate::service::mail::send_due(&state).await {
+                tracing::warn!(error = %format!("{err:#}"), "the mail worker's pass failed");
+            }
+            ControlFlow::Continue(())
+        });
+    } else {
+        tracing::warn!("AUTH_SMTP_URL is unset: mail waits in the outbox until it is set");
+    }
     let mark = Arc::new(tokio::sync::Mutex::new(None));
     bg.every("audit seal", second, state, move |state| {
         let mark = mark.clone();
@@ -175,7 +185,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         redis.clone(),
         &a.redis_prefix,
     ));
+    let mail = crate::service::mail::Mailer::new(&settings)?;
     Ok(Arc::new(AppState {
+        mail,
         settings,
         drain: Default::default(),
         pool,

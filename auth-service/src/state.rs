@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::crypto::hashing::PasswordHashing;
 use crate::crypto::keyring::KeyRing;
 use crate::service::events::EventPublisher;
+use crate::service::mail::Mailer;
 use crate::service::revocation::RevocationPublisher;
 
 pub struct AppState {
@@ -23,6 +24,7 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     pub revocations: Arc<RevocationPublisher>,
     pub events: Arc<EventPublisher>,
+    pub mail: Mailer,
     pub limiter: RateLimiter,
     /// Checks signatures and claims of access tokens with this service's own keys.
     pub verifier: Verifier,

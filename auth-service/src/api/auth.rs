@@ -18,10 +18,14 @@ use shared::verify::BearerAuth;
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::dto::{LoginRequest, RefreshRequest, Session, SignupRequest, TokenPair, User};
+use crate::api::dto::{
+    Accepted, EmailTokenRequest, LoginRequest, PasswordResetConfirmRequest, PasswordResetRequest,
+    RefreshRequest, Session, SignupRequest, TokenPair, User,
+};
 use crate::api::request_meta;
 use crate::error::AuthError;
 use crate::service::auth::{self, Delivery, Issued, SessionSelector, SignupInput};
+use crate::service::recovery;
 use crate::state::AppState;
 use crate::store::audit::event;
 
@@ -63,6 +67,13 @@ pub enum NoContent {
 }
 
 #[derive(ApiResponse)]
+pub enum AcceptedResponse {
+    /// Taken; a mail follows.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+#[derive(ApiResponse)]
 pub enum SessionsResponse {
     /// The caller's live sessions, newest first.
     #[oai(status = 200)]
@@ -76,6 +87,10 @@ error_set!(pub LogoutErrors: 401, 403, 413, 415, 422);
 error_set!(pub BearerErrors: 401, 403);
 error_set!(pub ListErrors: 401, 403, 422);
 error_set!(pub SessionErrors: 401, 403, 404);
+error_set!(pub VerifyErrors: 400, 409, 413, 415, 422, 429);
+error_set!(pub ResendErrors: 401, 403, 409, 429);
+error_set!(pub ResetErrors: 413, 415, 422, 429);
+error_set!(pub ResetConfirmErrors: 400, 413, 415, 422, 429);
 
 // Logout accepts a bearer token that is well signed whatever the state of its session:
 // logging out of an already revoked session is harmless, not an error.
@@ -339,6 +354,92 @@ impl AuthApi {
             &meta,
         )
         .await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Follow a verification link: the token from `<app>/#verify-email=<token>` verifies the
+    /// account's address, or, for a link sent by an email change, makes the new address
+    /// the account's (409 `EMAIL_TAKEN` if another account took it meanwhile). A token is
+    /// single use; an unknown, used or expired one is 400 `VERIFY_TOKEN_INVALID`.
+    ///
+    /// Rate limit: per client ip (`AUTH_RATE_VERIFY_IP`, default 30 per 900 s).
+    #[oai(path = "/verify-email", method = "post", operation_id = "verifyEmail")]
+    async fn verify_email(
+        &self,
+        req: &Request,
+        body: JsonBody<EmailTokenRequest>,
+    ) -> Result<NoContent, ApiErr<VerifyErrors>> {
+        let meta = request_meta(req);
+        recovery::verify_email(&self.state, &body.0.token, &meta).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Mail the caller's address a new verification link. 409 `CONFLICT` when it is
+    /// verified already.
+    ///
+    /// Rate limit: per user (`AUTH_RATE_VERIFY_RESEND`, default 3 per 900 s).
+    #[oai(
+        path = "/verify-email/resend",
+        method = "post",
+        operation_id = "resendVerification"
+    )]
+    async fn resend_verification(
+        &self,
+        auth_: BearerAuth,
+    ) -> Result<AcceptedResponse, ApiErr<ResendErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        recovery::resend_verification(&self.state, user_id).await?;
+        Ok(AcceptedResponse::Accepted(Json(Accepted {
+            message: "A new verification link is on its way.".into(),
+        })))
+    }
+
+    /// Ask for a password reset link. The answer is the same 202, in the same time, whether
+    /// or not an account has the address; when one does, it is mailed a link
+    /// (`<app>/#reset-password=<token>`) that works once, for `AUTH_RESET_TOKEN_TTL_SECS`
+    /// (30 minutes), and stops working when the password changes or a newer link is sent.
+    ///
+    /// Rate limits: per client ip (`AUTH_RATE_RESET_IP`, default 10 per 900 s) and per
+    /// address (`AUTH_RATE_RESET_ACCOUNT`, 3 per 900 s; an ip the account logged in from
+    /// has a budget of its own).
+    #[oai(
+        path = "/password-reset",
+        method = "post",
+        operation_id = "requestPasswordReset"
+    )]
+    async fn password_reset(
+        &self,
+        req: &Request,
+        body: JsonBody<PasswordResetRequest>,
+    ) -> Result<AcceptedResponse, ApiErr<ResetErrors>> {
+        let meta = request_meta(req);
+        recovery::request_password_reset(&self.state, &body.0.email, &meta).await?;
+        Ok(AcceptedResponse::Accepted(Json(Accepted {
+            message: "If an account has this address, a reset link is on its way.".into(),
+        })))
+    }
+
+    /// Set a new password with the token of a reset link. Every session of the account is
+    /// revoked, and every other reset link; the address counts as verified, and a notice
+    /// is mailed. An unknown, used, expired or replaced token is 400 `RESET_TOKEN_INVALID`;
+    /// a password the rules refuse is 422 and leaves the token usable.
+    ///
+    /// Rate limits: per client ip (`AUTH_RATE_RESET_CONFIRM_IP`, default 20 per 900 s) and
+    /// per account (`AUTH_RATE_PASSWORD_CHANGE`).
+    #[oai(
+        path = "/password-reset/confirm",
+        method = "post",
+        operation_id = "confirmPasswordReset"
+    )]
+    async fn password_reset_confirm(
+        &self,
+        req: &Request,
+        body: JsonBody<PasswordResetConfirmRequest>,
+    ) -> Result<NoContent, ApiErr<ResetConfirmErrors>> {
+        let meta = request_meta(req);
+        let body = body.0;
+        recovery::confirm_password_reset(&self.state, &body.token, body.new_password, &meta)
+            .await?;
         Ok(NoContent::Done)
     }
 

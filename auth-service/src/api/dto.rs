@@ -16,6 +16,8 @@ use crate::store::users::UserRow;
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    /// Whether the owner proved the address (a verification link, or a password reset).
+    pub email_verified: bool,
     /// 1 to 100 characters, or null.
     #[oai(nullable)]
     pub display_name: Option<String>,
@@ -30,6 +32,7 @@ impl From<UserRow> for User {
         Self {
             id: u.id,
             email: u.email,
+            email_verified: u.email_verified_at.is_some(),
             display_name: u.display_name,
             role: u.role.parse().unwrap_or(Role::User),
             disabled: u.disabled,
@@ -171,4 +174,47 @@ pub struct ChangePasswordRequest {
     /// 8 to 256 characters (after Unicode NFKC); common and breached passwords are refused.
     #[oai(validator(min_length = 8, max_length = 256))]
     pub new_password: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct EmailTokenRequest {
+    /// The token from the mailed link (the part after `#verify-email=`).
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub token: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    #[oai(validator(max_length = 254, pattern = r"\S"))]
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasswordResetConfirmRequest {
+    /// The token from the mailed link (the part after `#reset-password=`).
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub token: String,
+    /// 8 to 256 characters (after Unicode NFKC); common and breached passwords are refused.
+    #[oai(validator(min_length = 8, max_length = 256))]
+    pub new_password: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ChangeEmailRequest {
+    /// Trimmed; unique regardless of case.
+    #[oai(validator(max_length = 254, pattern = r"\S"))]
+    pub new_email: String,
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub current_password: String,
+}
+
+/// A request taken; what follows goes by mail.
+#[derive(Debug, Object)]
+pub struct Accepted {
+    /// What happens next, for humans.
+    pub message: String,
 }

@@ -12,10 +12,10 @@ use shared::problem::ApiErr;
 use shared::verify::BearerAuth;
 
 use crate::api::ApiTags;
-use crate::api::auth::{NoContent, user_of};
-use crate::api::dto::{ChangePasswordRequest, UpdateMeRequest, User};
+use crate::api::auth::{AcceptedResponse, NoContent, user_of};
+use crate::api::dto::{Accepted, ChangeEmailRequest, ChangePasswordRequest, UpdateMeRequest, User};
 use crate::api::request_meta;
-use crate::service::users;
+use crate::service::{recovery, users};
 use crate::state::AppState;
 
 pub struct UsersApi {
@@ -32,6 +32,7 @@ pub enum UserResponse {
 error_set!(pub MeErrors: 401, 403, 404);
 error_set!(pub UpdateMeErrors: 401, 403, 404, 413, 415, 422);
 error_set!(pub PasswordErrors: 401, 403, 413, 415, 422, 429);
+error_set!(pub EmailChangeErrors: 401, 403, 409, 413, 415, 422, 429);
 
 #[OpenApi(prefix_path = "/v1/users/me", tag = "ApiTags::Users")]
 impl UsersApi {
@@ -90,5 +91,35 @@ impl UsersApi {
         )
         .await?;
         Ok(NoContent::Done)
+    }
+
+    /// Change the account's email address. The new address is mailed a verification link;
+    /// the change applies, verified, when it is followed (until then the account keeps
+    /// its address). The current address is told at once. A wrong `current_password` is
+    /// 401 `INVALID_CREDENTIALS`; an address another account has is 409 `EMAIL_TAKEN`.
+    ///
+    /// Rate limit: per user (`AUTH_RATE_EMAIL_CHANGE`, default 5 per 900 s).
+    #[oai(path = "/email", method = "post", operation_id = "changeEmail")]
+    async fn change_email(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: JsonBody<ChangeEmailRequest>,
+    ) -> Result<AcceptedResponse, ApiErr<EmailChangeErrors>> {
+        let meta = request_meta(req);
+        let user_id = user_of(&auth_.0)?;
+        let body = body.0;
+        recovery::change_email(
+            &self.state,
+            user_id,
+            auth_.0.session_id,
+            &body.new_email,
+            body.current_password,
+            &meta,
+        )
+        .await?;
+        Ok(AcceptedResponse::Accepted(Json(Accepted {
+            message: "A verification link is on its way to the new address.".into(),
+        })))
     }
 }

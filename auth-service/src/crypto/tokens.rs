@@ -35,6 +35,7 @@ pub struct AccessGrant<'a> {
     pub role: &'a str,
     pub scope: String,
     pub client_id: Option<String>,
+    pub email_verified: Option<bool>,
     pub ttl_secs: i64,
 }
 
@@ -57,6 +58,7 @@ pub fn sign_access_token(
         role: grant.role.to_owned(),
         scope: grant.scope,
         client_id: grant.client_id,
+        email_verified: grant.email_verified,
     };
     let mut header = Header::new(signer.alg.jwt());
     header.typ = Some(ACCESS_TOKEN_TYP.to_owned());

@@ -161,6 +161,7 @@ pub async fn client_credentials(
             role: Role::Service.as_str(),
             scope: granted.to_claim(),
             client_id: Some(client_id),
+            email_verified: None,
             ttl_secs: a.access_token_ttl_secs,
         },
     )

@@ -54,7 +54,23 @@ const PURGES: &[(&str, &str, chrono::Duration)] = &[
          WHERE heartbeat_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         GRACE,
     ),
+    (
+        "mail sent, skipped or given up",
+        "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox \
+         WHERE status <> 'pending' AND created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        MAIL_KEPT,
+    ),
+    (
+        "expired email tokens",
+        "DELETE FROM email_tokens WHERE token_hash IN (SELECT token_hash FROM email_tokens \
+         WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        GRACE,
+    ),
 ];
+
+/// How long a mail's row stays after it was sent (or skipped, or given up): a week, to
+/// answer "did my mail go out?" (it holds no token; see `store::mail`).
+const MAIL_KEPT: chrono::Duration = chrono::Duration::days(7);
 
 /// One table's part of a pass: what it holds, and what the purge did there.
 #[derive(Debug, Clone)]

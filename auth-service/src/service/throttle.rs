@@ -36,6 +36,11 @@ impl Subject<'_> {
     }
 }
 
+/// How a subject appears in Redis keys (a digest, never the email itself).
+pub fn subject_key(subject: Subject<'_>) -> String {
+    subject.key()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -13,6 +13,7 @@ use crate::error::AuthError;
 use crate::service::throttle;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
+use crate::store::mail::{self, MailKind};
 use crate::store::sessions;
 use crate::store::users::{self, UserRow};
 
@@ -112,41 +113,87 @@ pub async fn change_password(
     drop(conn);
     let hash = state.hashing.hash(new.into_inner()).await?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let now = Utc::now();
     let rows = conn
         .transaction(async |conn| {
-            users::set_password_hash(conn, user_id, &hash).await?;
-            let revoked = sessions::revoke(
+            apply_new_password(
+                state,
                 conn,
-                sessions::Revoke::AllOf {
+                NewPasswordApplied {
                     user_id,
-                    except: current_session,
-                },
-                "password_changed",
-                now,
-            )
-            .await?;
-            let revocations: Vec<Revocation> = revoked
-                .iter()
-                .map(|sid| Revocation::Session(sid.to_string()))
-                .collect();
-            let rows = state.revocations.record(conn, &revocations, now).await?;
-            audit::record(
-                conn,
-                AuditEntry {
+                    email: &user.email,
+                    hash: &hash,
+                    keep_session: current_session,
+                    how: "changed",
                     event: event::PASSWORD_CHANGED,
-                    actor_id: Some(user_id),
-                    subject_id: Some(user_id),
-                    session_id: current_session,
                     meta,
-                    details: json!({ "sessions_revoked": revoked.len() }),
                 },
             )
-            .await?;
-            Ok::<_, diesel::result::Error>(rows)
+            .await
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
     Ok(())
+}
+
+/// A password set by its owner (a change, or a reset by mail).
+pub(crate) struct NewPasswordApplied<'a> {
+    pub user_id: Uuid,
+    /// Where the notice goes.
+    pub email: &'a str,
+    pub hash: &'a str,
+    /// The session that stays (the caller's, on a change); `None` ends every session.
+    pub keep_session: Option<Uuid>,
+    /// `changed` or `reset`, for the notice.
+    pub how: &'static str,
+    pub event: &'static str,
+    pub meta: &'a RequestMeta,
+}
+
+/// In the caller's transaction: set the hash (which moves the epoch and spends every reset
+/// link), revoke the sessions, audit it and queue the notice mail. Returns the revocations to
+/// publish once committed.
+pub(crate) async fn apply_new_password(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    p: NewPasswordApplied<'_>,
+) -> Result<Vec<crate::store::revocations::RevocationRow>, diesel::result::Error> {
+    let now = Utc::now();
+    users::set_password_hash(conn, p.user_id, p.hash).await?;
+    let revoked = sessions::revoke(
+        conn,
+        sessions::Revoke::AllOf {
+            user_id: p.user_id,
+            except: p.keep_session,
+        },
+        "password_changed",
+        now,
+    )
+    .await?;
+    let revocations: Vec<Revocation> = revoked
+        .iter()
+        .map(|sid| Revocation::Session(sid.to_string()))
+        .collect();
+    let rows = state.revocations.record(conn, &revocations, now).await?;
+    audit::record(
+        conn,
+        AuditEntry {
+            event: p.event,
+            actor_id: Some(p.user_id),
+            subject_id: Some(p.user_id),
+            session_id: p.keep_session,
+            meta: p.meta,
+            details: json!({ "sessions_revoked": revoked.len() }),
+        },
+    )
+    .await?;
+    mail::enqueue(
+        conn,
+        MailKind::PasswordChanged,
+        p.user_id,
+        p.email,
+        &json!({ "how": p.how, "at": now.format("%Y-%m-%d %H:%M").to_string() }),
+    )
+    .await?;
+    Ok(rows)
 }

@@ -39,6 +39,11 @@ pub mod event {
     pub const CLIENT_AUTH_FAILED: &str = "client_auth_failed";
     pub const TOKEN_ISSUED: &str = "client_token_issued";
     pub const TOKEN_REVOKED: &str = "token_revoked";
+    pub const EMAIL_VERIFIED: &str = "email_verified";
+    pub const EMAIL_CHANGE_REQUESTED: &str = "email_change_requested";
+    pub const EMAIL_CHANGED: &str = "email_changed";
+    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
+    pub const PASSWORD_RESET: &str = "password_reset";
 }
 
 /// One event. Never a password, hash or token in `details`.

@@ -36,6 +36,7 @@ pub mod audit;
 pub mod audit_chain;
 pub mod clients;
 pub mod keys;
+pub mod mail;
 pub mod outbox;
 pub mod revocations;
 pub mod sessions;

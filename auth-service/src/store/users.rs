@@ -21,6 +21,8 @@ pub struct UserRow {
     pub updated_at: DateTime<Utc>,
     /// Moved by every change a login must not outlive (see [`bump_epoch`]).
     pub auth_epoch: i64,
+    /// When the owner proved the address; `None` while unverified.
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Insertable)]
@@ -90,7 +92,8 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
         .map(drop)
 }
 
-/// Set a new password hash and move the epoch (see [`bump_epoch`]).
+/// Set a new password hash and move the epoch (see [`bump_epoch`]); every outstanding
+/// password reset link of the user is spent with it. Call it in a transaction.
 pub async fn set_password_hash(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -103,8 +106,29 @@ pub async fn set_password_hash(
             users::updated_at.eq(Utc::now()),
         ))
         .execute(conn)
+        .await?;
+    crate::store::mail::spend_outstanding(conn, id, crate::store::mail::Purpose::PasswordReset)
         .await
         .map(drop)
+}
+
+/// Change the address to one just proved (verified as of now).
+pub async fn set_verified_email(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    email: &str,
+) -> QueryResult<Option<UserRow>> {
+    let now = Utc::now();
+    diesel::update(users::table.find(id))
+        .set((
+            users::email.eq(email),
+            users::email_verified_at.eq(Some(now)),
+            users::updated_at.eq(now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Replace the hash only if it is still `old` (a rehash on login must not undo a password

@@ -21,6 +21,12 @@ pub fn generous(s: &mut auth_service::config::Settings) {
     a.rate_token_ip = big;
     a.rate_token_client = big;
     a.rate_password_change = big;
+    a.rate_reset_ip = big;
+    a.rate_reset_account = big;
+    a.rate_reset_confirm_ip = big;
+    a.rate_verify_ip = big;
+    a.rate_verify_resend = big;
+    a.rate_email_change = big;
 }
 
 pub async fn login_from(

@@ -123,6 +123,7 @@ async fn an_expired_but_well_signed_token_is_token_expired() {
         role: "user".into(),
         scope: "todos:read".into(),
         client_id: None,
+        email_verified: None,
     };
     let mut header = jsonwebtoken::Header::new(signer.alg.jwt());
     header.typ = Some("at+jwt".into());

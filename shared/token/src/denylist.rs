@@ -177,6 +177,7 @@ mod tests {
             role: "user".into(),
             scope: String::new(),
             client_id: None,
+            email_verified: None,
         }
     }
 

@@ -266,6 +266,7 @@ mod tests {
             role: "user".into(),
             scope: String::new(),
             client_id: None,
+            email_verified: None,
         }
     }
 

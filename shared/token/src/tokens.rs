@@ -211,6 +211,10 @@ pub struct AccessClaims {
     /// The OAuth client, for service tokens (RFC 9068).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Whether the user proved their email address (OpenID Connect's claim): absent for a
+    /// service. Resource services may require it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519).
@@ -321,6 +325,7 @@ mod tests {
             role: role.into(),
             scope: scope.into(),
             client_id: None,
+            email_verified: None,
         }
     }
 

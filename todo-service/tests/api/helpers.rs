@@ -343,6 +343,7 @@ impl Stack {
             role: role.into(),
             scope: scope.into(),
             client_id: None,
+            email_verified: None,
         }
     }
 }

@@ -98,6 +98,11 @@ pub async fn login(
         }
     };
 
+    if state.settings.auth.require_verified_email && user.email_verified_at.is_none() {
+        // Only after the password was checked: this says nothing to someone without it.
+        return Err(AuthError::EmailNotVerified);
+    }
+
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let refresh = RefreshToken::generate();

@@ -60,8 +60,13 @@ impl Issued {
         refresh_expires_in: i64,
         delivery: Delivery,
     ) -> Result<Self, AuthError> {
-        let (access_token, expires_in, scope) =
-            access_token_for(state, user.id, role_of(user), session_id)?;
+        let (access_token, expires_in, scope) = access_token_for(
+            state,
+            user.id,
+            role_of(user),
+            session_id,
+            user.email_verified_at.is_some(),
+        )?;
         Ok(Self {
             access_token,
             expires_in,
@@ -84,6 +89,7 @@ pub fn access_token_for(
     user_id: Uuid,
     role: Role,
     session_id: Uuid,
+    email_verified: bool,
 ) -> Result<(String, i64, String), AuthError> {
     let signer = state
         .keys
@@ -101,6 +107,7 @@ pub fn access_token_for(
             role: role.as_str(),
             scope: scope.to_claim(),
             client_id: None,
+            email_verified: Some(email_verified),
             ttl_secs: a.access_token_ttl_secs,
         },
     )?;

@@ -11,6 +11,7 @@ use crate::error::AuthError;
 use crate::service::throttle;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
+use crate::store::mail::{self, MailKind};
 use crate::store::unique_violation;
 use crate::store::users::{self, NewUser, UserRow};
 
@@ -94,6 +95,7 @@ pub async fn signup(
                 },
             )
             .await?;
+            mail::enqueue(conn, MailKind::VerifyEmail, id, email.as_str(), &json!({})).await?;
             Ok::<_, diesel::result::Error>(user)
         })
         .await;

@@ -208,7 +208,8 @@ impl QueryFragment<Pg> for RotateQuick<'_> {
         out.push_sql(
             " FOR UPDATE OF refresh_tokens), u AS (SELECT users.id, users.email, \
              users.password_hash, users.display_name, users.role, users.disabled, \
-             users.created_at, users.updated_at, users.auth_epoch FROM users, s \
+             users.created_at, users.updated_at, users.auth_epoch, users.email_verified_at \
+             FROM users, s \
              WHERE users.id = s.user_id AND NOT users.disabled), \
              spent AS (UPDATE refresh_tokens SET used_at = ",
         );
@@ -239,7 +240,8 @@ impl QueryFragment<Pg> for RotateQuick<'_> {
         self.audit.walk_insert(out.reborrow(), Some("r"))?;
         out.push_sql(
             " RETURNING 1) SELECT u.id, u.email, u.password_hash, u.display_name, u.role, \
-             u.disabled, u.created_at, u.updated_at, u.auth_epoch, r.expires_at FROM u, r, a",
+             u.disabled, u.created_at, u.updated_at, u.auth_epoch, u.email_verified_at, \
+             r.expires_at FROM u, r, a",
         );
         Ok(())
     }

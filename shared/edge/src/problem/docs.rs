@@ -69,12 +69,14 @@ const ALWAYS: &[u16] = &[400, 500, 503];
 
 fn describe(status: u16) -> &'static str {
     match status {
-        400 => "The body is not valid JSON (`VALIDATION_FAILED`).",
+        400 => {
+            "The body is not valid JSON (`VALIDATION_FAILED`); or, where the operation takes one, the mailed token is unknown, spent or expired (`RESET_TOKEN_INVALID`, `VERIFY_TOKEN_INVALID`)."
+        }
         401 => {
             "Not authenticated: the bearer token is missing or invalid (`TOKEN_INVALID`), expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`); or, where the operation takes them, wrong credentials (`INVALID_CREDENTIALS`) or an unusable refresh token (`REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED`)."
         }
         403 => {
-            "Not allowed: the caller lacks the role or scope this needs (`FORBIDDEN`), or a cookie-carried request came from an origin not in the allowlist (`CSRF_FAILED`)."
+            "Not allowed: the caller lacks the role or scope this needs (`FORBIDDEN`), a cookie-carried request came from an origin not in the allowlist (`CSRF_FAILED`), or, where configured, the login's email address is not verified yet (`EMAIL_NOT_VERIFIED`)."
         }
         404 => "No such resource, or not the caller's (`NOT_FOUND`).",
         409 => "Conflicts with the current state (`CONFLICT`, or `EMAIL_TAKEN` at signup).",

@@ -1,0 +1,361 @@
+//! Sending the mail outbox over SMTP (lettre), from a background worker on every replica.
+//!
+//! Rows are claimed with a lease (`store::mail::claim_due`), so replicas share the work and
+//! a mail whose worker died is taken over when its lease ends. A failed send is retried with
+//! backoff (10 s, doubling, at most an hour) up to `AUTH_MAIL_MAX_ATTEMPTS`; a permanent SMTP
+//! refusal (5xx) gives up at once. Delivery is at least once: a worker that dies between the
+//! server's acceptance and marking the row sends it again.
+//!
+//! A mail carrying a link gets its token here, just before it is sent: a fresh 256-bit
+//! token whose hash is stored (`email_tokens`) and which appears nowhere but in the mail.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::config::Settings;
+use crate::crypto::tokens::{RefreshToken, hash_token};
+use crate::state::AppState;
+use crate::store::mail::{self, DueMail, MailKind, Purpose, Settled};
+use crate::store::users::{self, UserRow};
+
+/// Mails claimed per pass.
+const BATCH: i32 = 20;
+/// How long a claimed mail is this worker's before another may take it over: well past the
+/// SMTP timeout.
+const LEASE_SECS: i32 = 120;
+/// One SMTP exchange's bound.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the backlog gauges are read.
+const BACKLOG_EVERY: Duration = Duration::from_secs(10);
+
+pub struct Mailer {
+    /// `None` when `AUTH_SMTP_URL` is unset: mail waits in the outbox.
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    app_url: String,
+    backlog_read: Mutex<Option<Instant>>,
+}
+
+impl Mailer {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let a = &settings.auth;
+        let url = a.smtp_url.expose_secret();
+        let transport = if url.is_empty() {
+            None
+        } else {
+            Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .context("AUTH_SMTP_URL is not a valid SMTP URL")?
+                    .timeout(Some(SMTP_TIMEOUT))
+                    .build(),
+            )
+        };
+        let from = a
+            .mail_from
+            .parse()
+            .context("AUTH_MAIL_FROM is not a mailbox")?;
+        Ok(Self {
+            transport,
+            from,
+            app_url: a.public_app_url.trim_end_matches('/').to_owned(),
+            backlog_read: Mutex::new(None),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.transport.is_some()
+    }
+}
+
+/// One pass of the worker: claim what is due and settle each. Returns how many were sent.
+pub async fn send_due(state: &AppState) -> anyhow::Result<usize> {
+    let Some(transport) = &state.mail.transport else {
+        return Ok(0);
+    };
+    let mut conn = shared::db::conn(&state.pool).await?;
+    read_backlog(state, &mut conn).await;
+    let due = mail::claim_due(&mut conn, BATCH, LEASE_SECS).await?;
+    let mut sent = 0;
+    for row in due {
+        let kind = MailKind::parse(&row.kind);
+        let outcome = match kind {
+            Some(kind) => match render(state, &mut conn, kind, &row).await? {
+                Some(message) => match transport.send(message).await {
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(err),
+                },
+                None => {
+                    mail::settle(&mut conn, row.id, Settled::Skipped("nothing to send")).await?;
+                    continue;
+                }
+            },
+            None => {
+                mail::settle(&mut conn, row.id, Settled::Failed("unknown kind")).await?;
+                continue;
+            }
+        };
+        let kind = kind.map_or("unknown", MailKind::as_str);
+        match outcome {
+            Ok(()) => {
+                mail::settle(&mut conn, row.id, Settled::Sent).await?;
+                metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
+                tracing::info!(mail_id = row.id, kind, "mail sent");
+                sent += 1;
+            }
+            Err(err) => {
+                let permanent = err.is_permanent();
+                metrics::counter!(
+                    "mail_send_failures_total",
+                    "kind" => kind,
+                    "permanent" => if permanent { "true" } else { "false" }
+                )
+                .increment(1);
+                // lettre's errors name the server's answer, never the message.
+                let why = format!("{err}");
+                let give_up =
+                    permanent || row.attempts >= state.settings.auth.mail_max_attempts as i32;
+                tracing::warn!(mail_id = row.id, kind, attempts = row.attempts, give_up, error = %why, "sending mail failed");
+                let settled = if give_up {
+                    Settled::Failed(&why)
+                } else {
+                    Settled::Retry(Utc::now() + backoff(row.attempts), &why)
+                };
+                mail::settle(&mut conn, row.id, settled).await?;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// The wait before attempt `attempts + 1`: 10 s doubling, at most an hour.
+fn backoff(attempts: i32) -> chrono::Duration {
+    let exp = attempts.clamp(1, 20) as u32 - 1;
+    chrono::Duration::seconds((10i64 << exp.min(9)).min(3600))
+}
+
+async fn read_backlog(state: &AppState, conn: &mut diesel_async::AsyncPgConnection) {
+    let mut last = state.mail.backlog_read.lock().await;
+    if last.is_some_and(|at| at.elapsed() < BACKLOG_EVERY) {
+        return;
+    }
+    *last = Some(Instant::now());
+    match mail::backlog(conn).await {
+        Ok((waiting, oldest)) => {
+            metrics::gauge!("mail_outbox_waiting").set(waiting as f64);
+            metrics::gauge!("mail_outbox_oldest_seconds").set(oldest);
+        }
+        Err(err) => tracing::warn!(error = %err, "reading the mail backlog failed"),
+    }
+}
+
+/// The message for a claimed row, as the account is now; `None` when there is nothing to
+/// send (no such account, a disabled one, an address that changed or is verified already).
+async fn render(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    kind: MailKind,
+    row: &DueMail,
+) -> anyhow::Result<Option<Message>> {
+    let user = match row.user_id {
+        Some(id) => users::find(conn, id).await?,
+        None => None,
+    };
+    let Some(user) = user.filter(|u| !u.disabled) else {
+        return Ok(None);
+    };
+    let a = &state.settings.auth;
+    let (to, subject, body) = match kind {
+        MailKind::VerifyEmail => {
+            if user.email_verified_at.is_some() || !same_address(&user.email, &row.recipient) {
+                return Ok(None);
+            }
+            let token = new_token(
+                conn,
+                &user,
+                Purpose::VerifyEmail,
+                &user.email,
+                a.verify_token_ttl_secs,
+            )
+            .await?;
+            (
+                user.email.clone(),
+                "Confirm your email address",
+                format!(
+                    "Hello,\n\nplease confirm that this is your email address by opening this link:\n\n\
+                     {}/#verify-email={token}\n\n\
+                     The link works once, for {}. If you did not create an account, ignore this mail.\n",
+                    state.mail.app_url,
+                    duration_words(a.verify_token_ttl_secs),
+                ),
+            )
+        }
+        MailKind::EmailChange => {
+            let token = new_token(
+                conn,
+                &user,
+                Purpose::EmailChange,
+                &row.recipient,
+                a.verify_token_ttl_secs,
+            )
+            .await?;
+            (
+                row.recipient.clone(),
+                "Confirm your new email address",
+                format!(
+                    "Hello,\n\nyou asked to change your account's email address to this one. \
+                     To confirm it, open this link:\n\n\
+                     {}/#verify-email={token}\n\n\
+                     The link works once, for {}. Until it is opened, the account keeps its \
+                     old address. If you did not ask for this, ignore this mail.\n",
+                    state.mail.app_url,
+                    duration_words(a.verify_token_ttl_secs),
+                ),
+            )
+        }
+        MailKind::EmailChangeNotice => (
+            user.email.clone(),
+            "Your email address is being changed",
+            format!(
+                "Hello,\n\na change of your account's email address to {} was asked for at {} UTC. \
+                 It takes effect only when the new address is confirmed.\n\n\
+                 If this was not you, change your password now and log out of your other \
+                 sessions.\n",
+                payload_str(&row.payload, "new_email"),
+                payload_str(&row.payload, "at"),
+            ),
+        ),
+        MailKind::PasswordReset => {
+            let token = new_token(
+                conn,
+                &user,
+                Purpose::PasswordReset,
+                &user.email,
+                a.reset_token_ttl_secs,
+            )
+            .await?;
+            (
+                user.email.clone(),
+                "Reset your password",
+                format!(
+                    "Hello,\n\nsomeone, hopefully you, asked to reset the password of the account \
+                     with this email address. To choose a new password, open this link:\n\n\
+                     {}/#reset-password={token}\n\n\
+                     The link works once, for {}, and stops working when the password is changed \
+                     another way or a newer link is asked for. If this was not you, ignore this \
+                     mail: your password stays as it is.\n",
+                    state.mail.app_url,
+                    duration_words(a.reset_token_ttl_secs),
+                ),
+            )
+        }
+        MailKind::PasswordChanged => (
+            user.email.clone(),
+            "Your password was changed",
+            format!(
+                "Hello,\n\nthe password of your account was {} at {} UTC{}.\n\n\
+                 If this was not you, reset your password now from the login page ({}/) and \
+                 review your sessions.\n",
+                if payload_str(&row.payload, "how") == "reset" {
+                    "reset"
+                } else {
+                    "changed"
+                },
+                payload_str(&row.payload, "at"),
+                if payload_str(&row.payload, "how") == "reset" {
+                    ", and every session was logged out"
+                } else {
+                    ", and your other sessions were logged out"
+                },
+                state.mail.app_url,
+            ),
+        ),
+    };
+    let to: Mailbox = match to.parse() {
+        Ok(to) => to,
+        Err(_) => return Ok(None),
+    };
+    let message = Message::builder()
+        .from(state.mail.from.clone())
+        .to(to)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .context("building a mail")?;
+    Ok(Some(message))
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+fn payload_str<'a>(payload: &'a Value, key: &str) -> &'a str {
+    payload.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A new token for a link, its hash stored; a newer reset or email-change link spends the
+/// older ones.
+async fn new_token(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: &UserRow,
+    purpose: Purpose,
+    email: &str,
+    ttl_secs: i64,
+) -> anyhow::Result<String> {
+    let token = RefreshToken::generate().0;
+    let expires: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(ttl_secs);
+    let supersede = purpose != Purpose::VerifyEmail;
+    mail::insert_token(
+        conn,
+        &hash_token(&token),
+        purpose,
+        user.id,
+        email,
+        expires,
+        supersede,
+    )
+    .await?;
+    Ok(token)
+}
+
+fn duration_words(secs: i64) -> String {
+    match secs {
+        s if s % 3600 == 0 && s >= 3600 => {
+            let h = s / 3600;
+            format!("{h} hour{}", if h == 1 { "" } else { "s" })
+        }
+        s if s % 60 == 0 => {
+            let m = s / 60;
+            format!("{m} minute{}", if m == 1 { "" } else { "s" })
+        }
+        s => format!("{s} seconds"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_to_an_hour() {
+        let secs: Vec<i64> = (1..=12).map(|a| backoff(a).num_seconds()).collect();
+        assert_eq!(
+            secs,
+            [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]
+        );
+    }
+
+    #[test]
+    fn durations_read_as_words() {
+        assert_eq!(duration_words(1800), "30 minutes");
+        assert_eq!(duration_words(86400), "24 hours");
+        assert_eq!(duration_words(3600), "1 hour");
+        assert_eq!(duration_words(90), "90 seconds");
+    }
+}

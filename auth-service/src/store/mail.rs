@@ -1,0 +1,304 @@
+//! The mail outbox and the single-use tokens its links carry (see the migration
+//! `2026-12-04-000010_mail_recovery`).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::schema::{email_tokens, mail_outbox, users};
+
+diesel::define_sql_function!(fn lower(x: Text) -> Text);
+
+/// What a mail is for; the worker renders each kind from the user's row as it is then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// A link proving the account's address (signup, resend).
+    VerifyEmail,
+    /// A link to the new address of a requested change; the change applies when it is used.
+    EmailChange,
+    /// To the old address: a change to another was requested.
+    EmailChangeNotice,
+    /// A password reset link (the row's `user_id` is null when no account has the address).
+    PasswordReset,
+    /// The password was changed or reset.
+    PasswordChanged,
+}
+
+impl MailKind {
+    pub const ALL: [MailKind; 5] = [
+        MailKind::VerifyEmail,
+        MailKind::EmailChange,
+        MailKind::EmailChangeNotice,
+        MailKind::PasswordReset,
+        MailKind::PasswordChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::VerifyEmail => "verify_email",
+            MailKind::EmailChange => "email_change",
+            MailKind::EmailChangeNotice => "email_change_notice",
+            MailKind::PasswordReset => "password_reset",
+            MailKind::PasswordChanged => "password_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Queue a mail to a user (in the caller's transaction).
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    kind: MailKind,
+    user_id: Uuid,
+    recipient: &str,
+    payload: &Value,
+) -> QueryResult<()> {
+    diesel::insert_into(mail_outbox::table)
+        .values((
+            mail_outbox::kind.eq(kind.as_str()),
+            mail_outbox::user_id.eq(Some(user_id)),
+            mail_outbox::recipient.eq(recipient),
+            mail_outbox::payload.eq(payload),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Queue a reset request for an address, with the account that has it if any: one row
+/// either way, in one statement, so that an address with an account and one without cost
+/// the same (and commit the same way).
+pub async fn enqueue_reset_request(
+    conn: &mut AsyncPgConnection,
+    normalized_email: &str,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO mail_outbox (kind, user_id, recipient) \
+         VALUES ($1, (SELECT id FROM users WHERE lower(email) = $2), $2)",
+    )
+    .bind::<Text, _>(MailKind::PasswordReset.as_str())
+    .bind::<Text, _>(normalized_email)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DueMail {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub user_id: Option<Uuid>,
+    #[diesel(sql_type = Text)]
+    pub recipient: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: Value,
+    /// Including this one.
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+}
+
+/// Claim up to `limit` mails that are due: each is leased to this worker for `lease_secs`
+/// (its next attempt moves that far ahead, so another replica's worker skips it until then,
+/// and takes it over if this one dies before it is settled).
+pub async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    limit: i32,
+    lease_secs: i32,
+) -> QueryResult<Vec<DueMail>> {
+    diesel::sql_query(
+        "UPDATE mail_outbox SET attempts = attempts + 1, updated_at = now(), \
+             next_attempt_at = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM mail_outbox \
+             WHERE status = 'pending' AND next_attempt_at <= now() \
+             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, user_id, recipient, payload, attempts",
+    )
+    .bind::<Integer, _>(limit)
+    .bind::<Integer, _>(lease_secs)
+    .load(conn)
+    .await
+}
+
+/// How a claimed mail ended.
+pub enum Settled<'a> {
+    Sent,
+    /// Nothing to send (no account, or the account changed since).
+    Skipped(&'a str),
+    /// Try again at this time.
+    Retry(DateTime<Utc>, &'a str),
+    /// Given up.
+    Failed(&'a str),
+}
+
+pub async fn settle(conn: &mut AsyncPgConnection, id: i64, how: Settled<'_>) -> QueryResult<()> {
+    let now = Utc::now();
+    let (status, error, next) = match how {
+        Settled::Sent => ("sent", None, now),
+        Settled::Skipped(why) => ("skipped", Some(why), now),
+        Settled::Retry(at, why) => ("pending", Some(why), at),
+        Settled::Failed(why) => ("failed", Some(why), now),
+    };
+    diesel::update(mail_outbox::table.find(id))
+        .set((
+            mail_outbox::status.eq(status),
+            mail_outbox::last_error.eq(error),
+            mail_outbox::next_attempt_at.eq(next),
+            mail_outbox::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Mails waiting, and the age in seconds of the oldest (0 when none).
+pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, f64)> {
+    #[derive(QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        waiting: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        oldest: f64,
+    }
+    let row: Backlog = diesel::sql_query(
+        "SELECT count(*) AS waiting, \
+             coalesce(extract(epoch FROM now() - min(created_at))::float8, 0) AS oldest \
+         FROM mail_outbox WHERE status = 'pending'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((row.waiting, row.oldest))
+}
+
+/// What a mailed token is good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyEmail,
+    EmailChange,
+    PasswordReset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "verify_email",
+            Purpose::EmailChange => "email_change",
+            Purpose::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// Store a new token's hash. With `supersede`, the user's outstanding tokens of the same
+/// purpose are spent first (a newer reset link invalidates the older ones).
+pub async fn insert_token(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purpose: Purpose,
+    user_id: Uuid,
+    email: &str,
+    expires_at: DateTime<Utc>,
+    supersede: bool,
+) -> QueryResult<()> {
+    if supersede {
+        spend_outstanding(conn, user_id, purpose).await?;
+    }
+    diesel::insert_into(email_tokens::table)
+        .values((
+            email_tokens::token_hash.eq(hash),
+            email_tokens::purpose.eq(purpose.as_str()),
+            email_tokens::user_id.eq(user_id),
+            email_tokens::email.eq(email),
+            email_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Spend every outstanding token of a purpose for a user (a password change ends its
+/// resets). Returns how many.
+pub async fn spend_outstanding(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    purpose: Purpose,
+) -> QueryResult<usize> {
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::purpose.eq(purpose.as_str()))
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(Utc::now()))
+    .execute(conn)
+    .await
+}
+
+/// A usable token's user and address (not spent, not expired), without spending it.
+pub async fn find_usable(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purpose: Purpose,
+) -> QueryResult<Option<(Uuid, String)>> {
+    email_tokens::table
+        .find(hash)
+        .filter(email_tokens::purpose.eq(purpose.as_str()))
+        .filter(email_tokens::used_at.is_null())
+        .filter(email_tokens::expires_at.gt(Utc::now()))
+        .select((email_tokens::user_id, email_tokens::email))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Spend a usable token: of concurrent attempts exactly one gets its user and address.
+pub async fn spend(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purpose: Purpose,
+) -> QueryResult<Option<(Uuid, String)>> {
+    let now = Utc::now();
+    diesel::update(
+        email_tokens::table
+            .find(hash)
+            .filter(email_tokens::purpose.eq(purpose.as_str()))
+            .filter(email_tokens::used_at.is_null())
+            .filter(email_tokens::expires_at.gt(now)),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .returning((email_tokens::user_id, email_tokens::email))
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Mark the user's address verified if it is still `email` (a link to an address the
+/// account no longer has proves nothing). Returns whether it was.
+pub async fn mark_verified(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    email: &str,
+) -> QueryResult<bool> {
+    let now = Utc::now();
+    diesel::update(
+        users::table
+            .find(user_id)
+            .filter(lower(users::email).eq(email.to_lowercase())),
+    )
+    .set((
+        users::email_verified_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("coalesce(email_verified_at, now())")),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+    .map(|n| n > 0)
+}

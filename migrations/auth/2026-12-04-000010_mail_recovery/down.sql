@@ -1,0 +1,3 @@
+DROP TABLE email_tokens;
+DROP TABLE mail_outbox;
+ALTER TABLE users DROP COLUMN email_verified_at;
