@@ -272,6 +272,21 @@ serve_spa() {
     die "the SPA's server did not start; see $LOGS/spa$SUFFIX.log"
 }
 
+# The stack's SMTP sink: aiosmtpd (Debian's python3-aiosmtpd) on loopback, every mail a file
+# in $MAILDIR/new (deploy/dev mail prints them).
+start_mailsink() {
+    mkdir -p "$MAILDIR/tmp" "$MAILDIR/new" "$MAILDIR/cur"
+    pid_alive "$RUN/mail$SUFFIX.pid" && return 0
+    start_service "mail$SUFFIX" "$SMTP_PORT" /usr/bin/python3 -m aiosmtpd -n \
+        -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$MAILDIR"
+    local i
+    for i in $(seq 1 100); do
+        port_in_use "$SMTP_PORT" && return 0
+        sleep 0.1
+    done
+    die "the SMTP sink did not start; see $LOGS/mail$SUFFIX.log"
+}
+
 drop_test_databases() {
     local db
     for db in $(psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
@@ -418,6 +433,10 @@ auth_env() {
         AUTH_RATE_TOKEN_IP="${AUTH_RATE_TOKEN_IP:-600/60s}"
         AUTH_THROTTLE_IP_FAILURES="${AUTH_THROTTLE_IP_FAILURES:-20}"
         AUTH_THROTTLE_ACCOUNT_FAILURES="${AUTH_THROTTLE_ACCOUNT_FAILURES:-50}"
+        # Mail goes to the stack's SMTP sink (deploy/dev mail); its links to the SPA.
+        AUTH_SMTP_URL="${AUTH_SMTP_URL:-smtp://127.0.0.1:$SMTP_PORT}"
+        AUTH_MAIL_FROM="${AUTH_MAIL_FROM:-Local auth <no-reply@localhost>}"
+        AUTH_PUBLIC_APP_URL="${AUTH_PUBLIC_APP_URL:-http://127.0.0.1:$SPA_PORT}"
     )
     if [ "$STACK" != dev ]; then
         # The end-to-end and benchmark stacks: keys of their own in the shared Redis; limits
@@ -433,6 +452,12 @@ auth_env() {
             AUTH_RATE_TOKEN_IP=$wide
             AUTH_RATE_TOKEN_CLIENT=$wide
             AUTH_RATE_PASSWORD_CHANGE=$wide
+            AUTH_RATE_RESET_IP=$wide
+            AUTH_RATE_RESET_ACCOUNT=$wide
+            AUTH_RATE_RESET_CONFIRM_IP=$wide
+            AUTH_RATE_VERIFY_IP=$wide
+            AUTH_RATE_VERIFY_RESEND=$wide
+            AUTH_RATE_EMAIL_CHANGE=$wide
             AUTH_THROTTLE_IP_FAILURES=100000
             AUTH_THROTTLE_ACCOUNT_FAILURES=100000
         )
@@ -458,7 +483,7 @@ auth_env() {
     if [ "$STACK" = bench ]; then
         # Production hashing; tokens that outlive a run; no log line per request; the purge
         # only when the benchmark runs it (`auth-service purge`, timed at size with --grow).
-        AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS=3600 AUTH_LOG_LEVEL=warn AUTH_PURGE_INTERVAL_SECS=0)
+        AUTH_ENV+=(AUTH_ACCESS_TOKEN_TTL_SECS=3600 AUTH_LOG_LEVEL=warn AUTH_PURGE_INTERVAL_SECS=0 AUTH_SMTP_URL=)
     fi
 }
 

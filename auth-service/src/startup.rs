@@ -94,16 +94,15 @@ fn start_background(state: &Arc<AppState>) -> (Background, Background) {
             ControlFlow::Continue(())
         },
     );
-    if state.mail.enabled() {
-        bg.every("mail", second, state, |state| async move {
-            if let Err(err) = crate::service::mail::send_due(&state).await {
-                tracing::warn!(error = %format!("{err:#}"), "the mail worker's pass failed");
-            }
-            ControlFlow::Continue(())
-        });
-    } else {
+    if !state.mail.enabled() {
         tracing::warn!("AUTH_SMTP_URL is unset: mail waits in the outbox until it is set");
     }
+    bg.every("mail", second, state, |state| async move {
+        if let Err(err) = crate::service::mail::send_due(&state).await {
+            tracing::warn!(error = %format!("{err:#}"), "the mail worker's pass failed");
+        }
+        ControlFlow::Continue(())
+    });
     let mark = Arc::new(tokio::sync::Mutex::new(None));
     bg.every("audit seal", second, state, move |state| {
         let mark = mark.clone();
@@ -299,6 +298,7 @@ impl Readiness for Deps {
             metrics::counter!("hash_refusals_total").increment(0);
             metrics::counter!("denylist_sync_failures_total").increment(0);
             metrics::counter!("audit_chain_rewritten_total").increment(0);
+            metrics::counter!("mail_given_up_total").increment(0);
             metrics::counter!("redis_errors_total", "op" => "denylist_publish").increment(0);
         })
     }

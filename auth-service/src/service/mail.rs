@@ -76,11 +76,12 @@ impl Mailer {
 
 /// One pass of the worker: claim what is due and settle each. Returns how many were sent.
 pub async fn send_due(state: &AppState) -> anyhow::Result<usize> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    // Read even when nothing can be sent: the backlog is what tells of a missing mail server.
+    read_backlog(state, &mut conn).await;
     let Some(transport) = &state.mail.transport else {
         return Ok(0);
     };
-    let mut conn = shared::db::conn(&state.pool).await?;
-    read_backlog(state, &mut conn).await;
     let due = mail::claim_due(&mut conn, BATCH, LEASE_SECS).await?;
     let mut sent = 0;
     for row in due {
@@ -97,6 +98,7 @@ pub async fn send_due(state: &AppState) -> anyhow::Result<usize> {
                 }
             },
             None => {
+                metrics::counter!("mail_given_up_total", "kind" => "unknown").increment(1);
                 mail::settle(&mut conn, row.id, Settled::Failed("unknown kind")).await?;
                 continue;
             }
@@ -123,6 +125,7 @@ pub async fn send_due(state: &AppState) -> anyhow::Result<usize> {
                     permanent || row.attempts >= state.settings.auth.mail_max_attempts as i32;
                 tracing::warn!(mail_id = row.id, kind, attempts = row.attempts, give_up, error = %why, "sending mail failed");
                 let settled = if give_up {
+                    metrics::counter!("mail_given_up_total", "kind" => kind).increment(1);
                     Settled::Failed(&why)
                 } else {
                     Settled::Retry(Utc::now() + backoff(row.attempts), &why)
