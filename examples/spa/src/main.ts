@@ -1,6 +1,8 @@
 // The page: signup, login, the todo list (create, edit with If-Match, done, delete), the
-// sessions, logout here and everywhere. Every failure shows the problem's `code` and, for
-// validation errors, each field's.
+// sessions, logout here and everywhere; and the account's recovery: whether the email address
+// is verified (and a new verification mail), "forgot password", changing the address, and the
+// links the auth service mails (`#verify-email=<token>`, `#reset-password=<token>`). Every
+// failure shows the problem's `code` and, for validation errors, each field's.
 
 import { type Outcome, type Problem, type Todo, todos, withFreshToken } from "./api";
 import * as session from "./session";
@@ -20,8 +22,14 @@ function showProblem(problem: Problem | undefined, status?: number): void {
   $("problem").textContent = [`${problem.code}: ${problem.detail}`, ...fields].join("\n");
 }
 
+/** What went right, for humans (a mailed link sent, an address verified, ...). */
+function notice(message: string): void {
+  $("notice").textContent = message;
+}
+
 function clearProblem(): void {
   $("problem").textContent = "";
+  $("notice").textContent = "";
 }
 
 /** Show the problem of a failed outcome; true when the call succeeded. A success clears
@@ -32,7 +40,8 @@ function ok<T>(outcome: Outcome<T>): outcome is Outcome<T> & { data: T } {
   return false;
 }
 
-/** A user action: the last problem goes when it starts; a network failure is shown. */
+/** A user action: the last problem (and notice) goes when it starts; a network failure is
+ * shown. */
 function action(run: () => Promise<void>): () => void {
   return () => {
     clearProblem();
@@ -50,6 +59,8 @@ function render(signedIn: boolean): void {
     void loadSessions();
   } else {
     $("who").textContent = "";
+    $("email-status").textContent = "";
+    $("resend-verification").hidden = true;
     $("todos").replaceChildren();
     $("sessions").replaceChildren();
   }
@@ -134,10 +145,28 @@ async function loadSessions(): Promise<void> {
       return li;
     }),
   );
-  const me = await session.auth.GET("/v1/users/me", {
-    headers: { authorization: `Bearer ${session.accessToken()}` },
-  });
-  if (me.data) $("who").textContent = me.data.display_name ?? me.data.email;
+  await loadMe();
+}
+
+/** The bearer header of the auth service's own routes (read when the call is made). */
+function bearer(): { authorization: string } {
+  return { authorization: `Bearer ${session.accessToken() ?? ""}` };
+}
+
+/** Who is signed in, and whether their address is verified (if not: a button for a new
+ * verification mail). */
+async function loadMe(): Promise<void> {
+  const me = await withFreshToken(() => session.auth.GET("/v1/users/me", { headers: bearer() }));
+  if (!me.data) return;
+  const { email, email_verified: verified } = me.data;
+  $("who").textContent = me.data.display_name ?? email;
+  const status = $("email-status");
+  status.textContent = verified
+    ? `${email}: verified`
+    : `${email}: not verified yet (open the link in the mail sent to it)`;
+  status.dataset.verified = String(verified);
+  status.classList.toggle("unverified", !verified);
+  $("resend-verification").hidden = verified;
 }
 
 function onSubmit(id: string, run: (form: HTMLFormElement) => Promise<void>): void {
@@ -177,6 +206,111 @@ onSubmit("todo-form", async (form) => {
   await loadTodos();
 });
 
+onSubmit("forgot-form", async (form) => {
+  const email = String(new FormData(form).get("email"));
+  // The same answer whether or not an account has the address.
+  const outcome = await session.auth.POST("/v1/auth/password-reset", { body: { email } });
+  if (!ok(outcome)) return;
+  form.reset();
+  notice(outcome.data.message);
+});
+
+onSubmit("email-form", async (form) => {
+  const fields = new FormData(form);
+  const body = {
+    new_email: String(fields.get("new_email")),
+    current_password: String(fields.get("current_password")),
+  };
+  const outcome = await withFreshToken(() =>
+    session.auth.POST("/v1/users/me/email", { headers: bearer(), body }),
+  );
+  if (!ok(outcome)) return;
+  form.reset();
+  notice(outcome.data.message);
+});
+
+$("resend-verification").onclick = action(async () => {
+  const outcome = await withFreshToken(() =>
+    session.auth.POST("/v1/auth/verify-email/resend", { headers: bearer() }),
+  );
+  if (ok(outcome)) notice(outcome.data.message);
+  else if (outcome.response.status === 409) await loadMe(); // verified meanwhile
+});
+
+// Links from the mails: the token is in the fragment, which the browser never sends to a
+// server (nor in a Referer). A verification link is followed at once; a reset link asks for
+// the new password first. The fragment goes once the token is spent, so that a reload or
+// the history does not present it again.
+
+/** The token of `#<name>=<token>` in the address, if that is the fragment (tokens are
+ * base64url: nothing to decode). */
+function linkToken(name: string): string | null {
+  const prefix = `#${name}=`;
+  return location.hash.startsWith(prefix) ? location.hash.slice(prefix.length) : null;
+}
+
+function dropFragment(): void {
+  history.replaceState(history.state, "", location.pathname + location.search);
+}
+
+/** A link's token refused as unknown, used or expired (400): say so in words. */
+function invalidLink(outcome: Outcome<unknown>, what: string, hint: string): void {
+  if (outcome.response.status === 400 && outcome.error) {
+    $("problem").textContent =
+      `This ${what} link is invalid, used or expired. ${hint} (${outcome.error.code})`;
+  } else {
+    showProblem(outcome.error as Problem | undefined, outcome.response.status);
+  }
+}
+
+/** The token of the reset link being followed, while its form is shown. */
+let resetToken: string | null = null;
+
+function showReset(token: string | null): void {
+  resetToken = token;
+  $("reset").hidden = token === null;
+}
+
+async function followLink(): Promise<void> {
+  showReset(linkToken("reset-password"));
+  if (resetToken !== null) $("reset-form").querySelector("input")?.focus();
+  const verify = linkToken("verify-email");
+  if (verify === null) return;
+  dropFragment();
+  const outcome = await session.auth.POST("/v1/auth/verify-email", { body: { token: verify } });
+  if (outcome.response.status !== 204) {
+    invalidLink(outcome, "verification", "Log in to have a new one sent.");
+    return;
+  }
+  notice("Email verified.");
+  // Signed in: show the account's address as verified (it may be a new one).
+  if (session.accessToken()) await loadMe();
+}
+
+onSubmit("reset-form", async (form) => {
+  if (resetToken === null) return;
+  const body = { token: resetToken, new_password: String(new FormData(form).get("new_password")) };
+  const outcome = await session.auth.POST("/v1/auth/password-reset/confirm", { body });
+  const status = outcome.response.status;
+  if (status !== 204 && status !== 400) {
+    // A password the rules refuse (422, each field's message), or a refusal for now: the
+    // link still works; try again.
+    showProblem(outcome.error, status);
+    return;
+  }
+  // Spent, or dead: either way the link is done with.
+  form.reset();
+  showReset(null);
+  dropFragment();
+  if (status === 400) {
+    invalidLink(outcome, "reset", "Ask for a new one (\"Forgot password?\").");
+    return;
+  }
+  notice("Your password is changed. Log in with the new one.");
+  // Every session of the account ended: if this tab held one, it is signed out now.
+  if (session.accessToken()) await session.refresh();
+});
+
 $("reload").onclick = action(loadTodos);
 $("logout").onclick = action(async () => showProblem(await session.logout()));
 $("logout-all").onclick = action(async () => showProblem(await session.logoutEverywhere()));
@@ -196,3 +330,6 @@ render(false);
 action(async () => {
   await session.refresh();
 })();
+// A mailed link opened (in this tab, or into it while it is open).
+action(followLink)();
+window.addEventListener("hashchange", action(followLink));
