@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
                         scope: "todos:read todos:write".into(),
                         client_id: None,
                         email_verified: None,
+                        amr: None,
                         ttl_secs: 900,
                     },
                 )

@@ -104,6 +104,8 @@ pub struct AuthSettings {
     pub rate_verify_ip: Rate,
     pub rate_verify_resend: Rate,
     pub rate_email_change: Rate,
+    pub totp_issuer: String,
+    pub rate_mfa_change: Rate,
 }
 
 impl Default for AuthSettings {
@@ -160,6 +162,8 @@ impl Default for AuthSettings {
             rate_verify_ip: Rate::new(30, 900),
             rate_verify_resend: Rate::new(3, 900),
             rate_email_change: Rate::new(5, 900),
+            totp_issuer: "Auth service".into(),
+            rate_mfa_change: Rate::new(10, 900),
         }
     }
 }

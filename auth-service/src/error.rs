@@ -27,6 +27,8 @@ pub enum AuthError {
     VerifyTokenInvalid,
     #[error("email not verified")]
     EmailNotVerified,
+    #[error("second-factor code invalid")]
+    MfaCodeInvalid,
     #[error("origin not allowed for cookie use")]
     CsrfFailed,
     #[error("not found")]
@@ -97,6 +99,11 @@ impl From<AuthError> for ApiError {
                 StatusCode::FORBIDDEN,
                 Code::EmailNotVerified,
                 "Verify your email address first: follow the link in the mail we sent.",
+            ),
+            AuthError::MfaCodeInvalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                Code::MfaCodeInvalid,
+                "The code is wrong or used, or the login challenge expired or ran out of tries (then log in again).",
             ),
             AuthError::CsrfFailed => ApiError::new(
                 StatusCode::FORBIDDEN,

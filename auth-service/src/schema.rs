@@ -12,6 +12,41 @@ diesel::table! {
         updated_at -> Timestamptz,
         auth_epoch -> Int8,
         email_verified_at -> Nullable<Timestamptz>,
+        mfa_enabled -> Bool,
+    }
+}
+
+diesel::table! {
+    mfa_totp (user_id) {
+        user_id -> Uuid,
+        secret -> Bytea,
+        confirmed_at -> Nullable<Timestamptz>,
+        last_step -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (code_hash) {
+        code_hash -> Bytea,
+        user_id -> Uuid,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        auth_epoch -> Int8,
+        role -> Text,
+        refresh_delivery -> Text,
+        attempts -> Int4,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -56,6 +91,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         refresh_delivery -> Text,
+        amr -> Text,
     }
 }
 

@@ -185,8 +185,10 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
         &a.redis_prefix,
     ));
     let mail = crate::service::mail::Mailer::new(&settings)?;
+    let secrets = key_cipher(&settings)?;
     Ok(Arc::new(AppState {
         mail,
+        secrets,
         settings,
         drain: Default::default(),
         pool,

@@ -25,6 +25,8 @@ pub struct AppState {
     pub revocations: Arc<RevocationPublisher>,
     pub events: Arc<EventPublisher>,
     pub mail: Mailer,
+    /// Seals secrets at rest (TOTP secrets) with the key-encryption key.
+    pub secrets: crate::crypto::keys::KeyCipher,
     pub limiter: RateLimiter,
     /// Checks signatures and claims of access tokens with this service's own keys.
     pub verifier: Verifier,

@@ -297,6 +297,25 @@ impl AdminApi {
         Ok(NoContent::Done)
     }
 
+    /// Remove a user's second factors (the user lost them): the authenticator app and its
+    /// recovery codes. Every session of the user is revoked; audited as `mfa_reset`, and the
+    /// user is mailed a notice.
+    #[oai(
+        path = "/users/:id/mfa",
+        method = "delete",
+        operation_id = "adminResetMfa"
+    )]
+    async fn reset_mfa(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<NoContent, ApiErr<AdminWriteErrors>> {
+        let actor = admin(&auth.0)?;
+        crate::service::mfa::admin_reset(&self.state, actor, id.0, &request_meta(req)).await?;
+        Ok(NoContent::Done)
+    }
+
     /// Audit events, newest first; filter by `user_id` (subject or actor) and `event`.
     #[oai(path = "/audit", method = "get", operation_id = "adminListAudit")]
     async fn audit(

@@ -19,13 +19,14 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::dto::{
-    Accepted, EmailTokenRequest, LoginRequest, PasswordResetConfirmRequest, PasswordResetRequest,
-    RefreshRequest, Session, SignupRequest, TokenPair, User,
+    Accepted, EmailTokenRequest, LoginRequest, LoginResult, MfaChallenge, MfaRequest,
+    PasswordResetConfirmRequest, PasswordResetRequest, RefreshRequest, Session, SignupRequest,
+    TokenPair, User,
 };
 use crate::api::request_meta;
 use crate::error::AuthError;
 use crate::service::auth::{self, Delivery, Issued, SessionSelector, SignupInput};
-use crate::service::recovery;
+use crate::service::{mfa, recovery};
 use crate::state::AppState;
 use crate::store::audit::event;
 
@@ -46,6 +47,20 @@ pub enum TokenResponse {
     #[oai(status = 200)]
     Ok(
         Json<TokenPair>,
+        /// The refresh cookie (cookie delivery only).
+        #[oai(header = "Set-Cookie")]
+        Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// New tokens (with cookie delivery the refresh token is only in `Set-Cookie`); or,
+    /// for an account with a second factor, a challenge for `POST /v1/auth/mfa` (no
+    /// tokens, no cookie).
+    #[oai(status = 200)]
+    Ok(
+        Json<LoginResult>,
         /// The refresh cookie (cookie delivery only).
         #[oai(header = "Set-Cookie")]
         Option<String>,
@@ -255,11 +270,41 @@ impl AuthApi {
         &self,
         req: &Request,
         body: JsonBody<LoginRequest>,
-    ) -> Result<TokenResponse, ApiErr<LoginErrors>> {
+    ) -> Result<LoginResponse, ApiErr<LoginErrors>> {
         let meta = request_meta(req);
         let body = body.0;
         let delivery = body.refresh_delivery.unwrap_or_default().into();
-        let issued = auth::login(&self.state, body.email, body.password, delivery, &meta).await?;
+        match auth::login(&self.state, body.email, body.password, delivery, &meta).await? {
+            auth::LoginOutcome::Tokens(issued) => {
+                let TokenResponse::Ok(Json(pair), cookie) = token_response(&self.state, &issued);
+                Ok(LoginResponse::Ok(Json(LoginResult::Tokens(pair)), cookie))
+            }
+            auth::LoginOutcome::MfaRequired { mfa_token } => Ok(LoginResponse::Ok(
+                Json(LoginResult::Mfa(MfaChallenge {
+                    mfa_required: true,
+                    mfa_token,
+                    methods: vec!["totp".into(), "recovery_code".into()],
+                })),
+                None,
+            )),
+        }
+    }
+
+    /// Complete a login that answered `mfa_required` with a code from the authenticator app
+    /// or a recovery code: tokens, delivered as the login asked, with `amr` `["pwd","otp"]`
+    /// (or `["pwd","mfa"]` for a recovery code). A wrong or used code, or a challenge that
+    /// expired (5 minutes) or took 5 codes, is 401 `MFA_CODE_INVALID`. Each code is good
+    /// once.
+    ///
+    /// Rate limits and throttling: as for login, per ip and per account.
+    #[oai(path = "/mfa", method = "post", operation_id = "completeMfa")]
+    async fn mfa(
+        &self,
+        req: &Request,
+        body: JsonBody<MfaRequest>,
+    ) -> Result<TokenResponse, ApiErr<LoginErrors>> {
+        let meta = request_meta(req);
+        let issued = mfa::complete(&self.state, &body.0.mfa_token, &body.0.code, &meta).await?;
         Ok(token_response(&self.state, &issued))
     }
 

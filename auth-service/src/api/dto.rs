@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{Enum, Object};
+use poem_openapi::{Enum, Object, Union};
 use shared::patterned::SingleLine;
 use shared::tokens::Role;
 use uuid::Uuid;
@@ -23,6 +23,8 @@ pub struct User {
     pub display_name: Option<String>,
     pub role: Role,
     pub disabled: bool,
+    /// Whether a second factor is enrolled (login then asks for it).
+    pub mfa_enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -36,6 +38,7 @@ impl From<UserRow> for User {
             display_name: u.display_name,
             role: u.role.parse().unwrap_or(Role::User),
             disabled: u.disabled,
+            mfa_enabled: u.mfa_enabled,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -217,4 +220,59 @@ pub struct ChangeEmailRequest {
 pub struct Accepted {
     /// What happens next, for humans.
     pub message: String,
+}
+
+/// A login whose password was right, for an account with a second factor: no tokens yet.
+/// `POST /v1/auth/mfa` with `mfa_token` and a code completes it.
+#[derive(Debug, Object)]
+pub struct MfaChallenge {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Good for five minutes and five codes.
+    pub mfa_token: String,
+    /// What the code may be: `totp` (the authenticator app) or `recovery_code`.
+    pub methods: Vec<String>,
+}
+
+/// What a login answers: tokens, or, with a second factor enrolled, a challenge.
+#[derive(Debug, Union)]
+#[oai(one_of)]
+pub enum LoginResult {
+    Tokens(TokenPair),
+    Mfa(MfaChallenge),
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct MfaRequest {
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub mfa_token: String,
+    /// Six digits from the authenticator app, or a recovery code (`xxxx-xxxx-xxxx-xxxx`).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub code: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct TotpCodeRequest {
+    /// Six digits from the authenticator app (removal also takes a recovery code).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub code: String,
+}
+
+/// A new authenticator secret, shown once; `confirm` with a first code turns it on.
+#[derive(Debug, Object)]
+pub struct TotpEnrolment {
+    /// `otpauth://totp/...` for authenticator apps (SHA-1, 6 digits, 30 s).
+    pub otpauth_uri: String,
+    /// The secret in base32, to type in by hand.
+    pub secret: String,
+    /// A QR code of `otpauth_uri`: a PNG, base64.
+    pub qr_png: String,
+}
+
+/// The ten one-time recovery codes, shown once.
+#[derive(Debug, Object)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
 }

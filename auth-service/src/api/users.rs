@@ -13,9 +13,12 @@ use shared::verify::BearerAuth;
 
 use crate::api::ApiTags;
 use crate::api::auth::{AcceptedResponse, NoContent, user_of};
-use crate::api::dto::{Accepted, ChangeEmailRequest, ChangePasswordRequest, UpdateMeRequest, User};
+use crate::api::dto::{
+    Accepted, ChangeEmailRequest, ChangePasswordRequest, RecoveryCodes, TotpCodeRequest,
+    TotpEnrolment, UpdateMeRequest, User,
+};
 use crate::api::request_meta;
-use crate::service::{recovery, users};
+use crate::service::{mfa, recovery, users};
 use crate::state::AppState;
 
 pub struct UsersApi {
@@ -33,6 +36,22 @@ error_set!(pub MeErrors: 401, 403, 404);
 error_set!(pub UpdateMeErrors: 401, 403, 404, 413, 415, 422);
 error_set!(pub PasswordErrors: 401, 403, 413, 415, 422, 429);
 error_set!(pub EmailChangeErrors: 401, 403, 409, 413, 415, 422, 429);
+error_set!(pub EnrolErrors: 401, 403, 409, 429);
+error_set!(pub TotpCodeErrors: 401, 403, 404, 409, 413, 415, 422, 429);
+
+#[derive(ApiResponse)]
+pub enum EnrolResponse {
+    /// A new secret, shown once.
+    #[oai(status = 201)]
+    Created(Json<TotpEnrolment>),
+}
+
+#[derive(ApiResponse)]
+pub enum RecoveryCodesResponse {
+    /// The factor is on; the recovery codes, shown once.
+    #[oai(status = 200)]
+    Ok(Json<RecoveryCodes>),
+}
 
 #[OpenApi(prefix_path = "/v1/users/me", tag = "ApiTags::Users")]
 impl UsersApi {
@@ -121,5 +140,71 @@ impl UsersApi {
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             message: "A verification link is on its way to the new address.".into(),
         })))
+    }
+
+    /// Enrol an authenticator app (TOTP, RFC 6238): a new secret, shown once as an otpauth
+    /// URI, in base32 and as a QR code. It is not used until `confirm`; enrolling again
+    /// before that replaces it. 409 `CONFLICT` when one is confirmed already.
+    ///
+    /// Rate limit: per user (`AUTH_RATE_MFA_CHANGE`, default 10 per 900 s).
+    #[oai(path = "/mfa/totp", method = "post", operation_id = "enrolTotp")]
+    async fn enrol_totp(&self, auth_: BearerAuth) -> Result<EnrolResponse, ApiErr<EnrolErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let e = mfa::enrol(&self.state, user_id).await?;
+        Ok(EnrolResponse::Created(Json(TotpEnrolment {
+            otpauth_uri: e.otpauth_uri,
+            secret: e.secret,
+            qr_png: e.qr_png_base64,
+        })))
+    }
+
+    /// Turn the enrolled authenticator on with a first code: from now on login asks for a
+    /// code. Answers the ten one-time recovery codes, once. Every other session of the
+    /// caller is revoked and a notice mailed. A wrong code is 422 (`code`).
+    #[oai(
+        path = "/mfa/totp/confirm",
+        method = "post",
+        operation_id = "confirmTotp"
+    )]
+    async fn confirm_totp(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: JsonBody<TotpCodeRequest>,
+    ) -> Result<RecoveryCodesResponse, ApiErr<TotpCodeErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let codes = mfa::confirm(
+            &self.state,
+            user_id,
+            auth_.0.session_id,
+            &body.0.code,
+            &request_meta(req),
+        )
+        .await?;
+        Ok(RecoveryCodesResponse::Ok(Json(RecoveryCodes {
+            recovery_codes: codes,
+        })))
+    }
+
+    /// Remove the authenticator, with a fresh code from it or an unused recovery code. The
+    /// recovery codes go with it; every other session of the caller is revoked and a
+    /// notice mailed. A wrong code is 422 (`code`); none enrolled is 404.
+    #[oai(path = "/mfa/totp", method = "delete", operation_id = "removeTotp")]
+    async fn remove_totp(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: JsonBody<TotpCodeRequest>,
+    ) -> Result<NoContent, ApiErr<TotpCodeErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        mfa::disable(
+            &self.state,
+            user_id,
+            auth_.0.session_id,
+            &body.0.code,
+            &request_meta(req),
+        )
+        .await?;
+        Ok(NoContent::Done)
     }
 }

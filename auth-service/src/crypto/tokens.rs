@@ -36,6 +36,7 @@ pub struct AccessGrant<'a> {
     pub scope: String,
     pub client_id: Option<String>,
     pub email_verified: Option<bool>,
+    pub amr: Option<Vec<String>>,
     pub ttl_secs: i64,
 }
 
@@ -59,6 +60,7 @@ pub fn sign_access_token(
         scope: grant.scope,
         client_id: grant.client_id,
         email_verified: grant.email_verified,
+        amr: grant.amr,
     };
     let mut header = Header::new(signer.alg.jwt());
     header.typ = Some(ACCESS_TOKEN_TYP.to_owned());

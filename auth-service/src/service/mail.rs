@@ -279,6 +279,18 @@ async fn render(
                 state.mail.app_url,
             ),
         ),
+        MailKind::FactorChanged => (
+            user.email.clone(),
+            "Your sign-in settings changed",
+            format!(
+                "Hello,\n\n{} at {} UTC, and your other sessions were logged out.\n\n\
+                 If this was not you, reset your password now from the login page ({}/) and \
+                 review your sessions.\n",
+                payload_str(&row.payload, "what"),
+                payload_str(&row.payload, "at"),
+                state.mail.app_url,
+            ),
+        ),
     };
     let to: Mailbox = match to.parse() {
         Ok(to) => to,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clients;
 pub mod events;
 pub mod mail;
+pub mod mfa;
 pub mod oauth;
 pub mod purge;
 pub mod recovery;

@@ -162,6 +162,7 @@ pub async fn client_credentials(
             scope: granted.to_claim(),
             client_id: Some(client_id),
             email_verified: None,
+            amr: None,
             ttl_secs: a.access_token_ttl_secs,
         },
     )

@@ -66,6 +66,12 @@ const PURGES: &[(&str, &str, chrono::Duration)] = &[
          WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         GRACE,
     ),
+    (
+        "expired login challenges",
+        "DELETE FROM mfa_challenges WHERE token_hash IN (SELECT token_hash FROM mfa_challenges \
+         WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        GRACE,
+    ),
 ];
 
 /// How long a mail's row stays after it was sent (or skipped, or given up): a week, to

@@ -44,6 +44,10 @@ pub mod event {
     pub const EMAIL_CHANGED: &str = "email_changed";
     pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
     pub const PASSWORD_RESET: &str = "password_reset";
+    pub const MFA_ENABLED: &str = "mfa_enabled";
+    pub const MFA_DISABLED: &str = "mfa_disabled";
+    pub const MFA_RESET: &str = "mfa_reset";
+    pub const MFA_CHALLENGED: &str = "mfa_challenged";
 }
 
 /// One event. Never a password, hash or token in `details`.

@@ -25,15 +25,18 @@ pub enum MailKind {
     PasswordReset,
     /// The password was changed or reset.
     PasswordChanged,
+    /// A second factor was added or removed.
+    FactorChanged,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 5] = [
+    pub const ALL: [MailKind; 6] = [
         MailKind::VerifyEmail,
         MailKind::EmailChange,
         MailKind::EmailChangeNotice,
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
+        MailKind::FactorChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl MailKind {
             MailKind::EmailChangeNotice => "email_change_notice",
             MailKind::PasswordReset => "password_reset",
             MailKind::PasswordChanged => "password_changed",
+            MailKind::FactorChanged => "factor_changed",
         }
     }
 

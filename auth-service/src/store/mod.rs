@@ -37,6 +37,7 @@ pub mod audit_chain;
 pub mod clients;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod outbox;
 pub mod revocations;
 pub mod sessions;

@@ -33,6 +33,8 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub refresh_delivery: &'a str,
+    /// How the login was authenticated (`pwd`, `pwd otp`, ...).
+    pub amr: &'a str,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -23,6 +23,8 @@ pub struct UserRow {
     pub auth_epoch: i64,
     /// When the owner proved the address; `None` while unverified.
     pub email_verified_at: Option<DateTime<Utc>>,
+    /// A second factor is enrolled: login answers a challenge instead of tokens.
+    pub mfa_enabled: bool,
 }
 
 #[derive(Insertable)]

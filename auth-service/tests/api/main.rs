@@ -16,6 +16,7 @@ mod logout;
 mod logs;
 mod mail_sink;
 mod me;
+mod mfa;
 mod oauth;
 mod oauth_revocation;
 mod openapi;

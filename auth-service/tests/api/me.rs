@@ -124,6 +124,7 @@ async fn an_expired_but_well_signed_token_is_token_expired() {
         scope: "todos:read".into(),
         client_id: None,
         email_verified: None,
+        amr: None,
     };
     let mut header = jsonwebtoken::Header::new(signer.alg.jwt());
     header.typ = Some("at+jwt".into());

@@ -268,7 +268,7 @@ async fn the_one_statement_refresh_writes_everything_or_nothing() {
     assert_eq!((app.count(&tokens).await, app.count(events).await), (1, 0));
 
     // The usual case: spent, successor written, event recorded, the session's user back.
-    let (user, expires) = rotate(&mut conn, &first, &second).await.expect("rotated");
+    let (user, expires, _amr) = rotate(&mut conn, &first, &second).await.expect("rotated");
     let owner = format!(
         "sessions WHERE id = '{session_id}' AND user_id = '{}'",
         user.id

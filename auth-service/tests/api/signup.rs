@@ -21,11 +21,12 @@ async fn signup_returns_201_with_the_user_and_no_hash() {
     assert_eq!(body["role"], "user");
     assert_eq!(body["disabled"], false);
     assert_eq!(body["email_verified"], false);
+    assert_eq!(body["mfa_enabled"], false);
     let id = body["id"].as_str().unwrap();
     assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
     assert!(body.get("password_hash").is_none() && body.get("password").is_none());
     let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 8, "exactly the User fields: {keys:?}");
+    assert_eq!(keys.len(), 9, "exactly the User fields: {keys:?}");
     assert_eq!(
         app.count(&format!(
             "audit_log WHERE event = 'signup' AND subject_id = '{id}'"

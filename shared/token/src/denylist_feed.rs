@@ -267,6 +267,7 @@ mod tests {
             scope: String::new(),
             client_id: None,
             email_verified: None,
+            amr: None,
         }
     }
 

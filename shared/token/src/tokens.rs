@@ -215,6 +215,10 @@ pub struct AccessClaims {
     /// service. Resource services may require it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// How the user authenticated (RFC 8176: `pwd`, and `otp` or `mfa` with a second
+    /// factor); absent for a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519).
@@ -246,6 +250,8 @@ pub struct Principal {
     pub issued_at: i64,
     pub expires_at: i64,
     pub client_id: Option<String>,
+    /// `amr`: how the user authenticated (empty for a service).
+    pub amr: Vec<String>,
 }
 
 /// The caller lacks the role, scope or kind of token an operation needs (403 `FORBIDDEN` at
@@ -278,7 +284,16 @@ impl Principal {
             issued_at: claims.iat,
             expires_at: claims.exp,
             client_id: claims.client_id.clone(),
+            amr: claims.amr.clone().unwrap_or_default(),
         }
+    }
+
+    /// Whether a user's login used a second factor (`amr` names `otp`, `mfa`, `hwk` or
+    /// `swk`).
+    pub fn second_factor(&self) -> bool {
+        self.amr
+            .iter()
+            .any(|m| matches!(m.as_str(), "otp" | "mfa" | "hwk" | "swk"))
     }
 
     /// Refused unless the token carries `scope`.
@@ -326,6 +341,7 @@ mod tests {
             scope: scope.into(),
             client_id: None,
             email_verified: None,
+            amr: None,
         }
     }
 

@@ -344,6 +344,7 @@ impl Stack {
             scope: scope.into(),
             client_id: None,
             email_verified: None,
+            amr: None,
         }
     }
 }

@@ -17,7 +17,14 @@ use crate::service::throttle;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEntry, event};
 use crate::store::sessions::{self, NewRefresh, NewSession};
-use crate::store::users::{self};
+use crate::store::users::{self, UserRow};
+
+/// What a login with the right password gets: tokens, or, with a second factor enrolled, a
+/// challenge that `POST /v1/auth/mfa` completes.
+pub enum LoginOutcome {
+    Tokens(Issued),
+    MfaRequired { mfa_token: String },
+}
 
 pub async fn login(
     state: &AppState,
@@ -25,7 +32,7 @@ pub async fn login(
     password: String,
     delivery: Delivery,
     meta: &RequestMeta,
-) -> Result<Issued, AuthError> {
+) -> Result<LoginOutcome, AuthError> {
     let password = PasswordInput::parse("password", password)?.into_inner();
     if email.trim().is_empty() {
         return Err(AuthError::Validation(vec![shared::FieldError::new(
@@ -103,6 +110,37 @@ pub async fn login(
         return Err(AuthError::EmailNotVerified);
     }
 
+    if user.mfa_enabled {
+        // The password was right; tokens only once the second factor is given. The
+        // challenge remembers what the password check saw: a change meanwhile voids it.
+        if let Some(new_hash) = &rehash {
+            users::replace_password_hash(&mut conn, user.id, &user.password_hash, new_hash).await?;
+        }
+        let mfa_token =
+            crate::service::mfa::open_challenge(&mut conn, &user, delivery, meta).await?;
+        return Ok(LoginOutcome::MfaRequired { mfa_token });
+    }
+    drop(conn);
+    open_session(state, &user, rehash, delivery, "pwd", meta)
+        .await
+        .map(LoginOutcome::Tokens)
+}
+
+/// Open a session for a user whose credentials were checked against `user` (the row as it
+/// was read then), with its first refresh token and the login's audit event; `rehash`
+/// replaces the password hash in the same transaction. Refused (401) when the user row
+/// changed since (another epoch, role, or disabled).
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &UserRow,
+    rehash: Option<String>,
+    delivery: Delivery,
+    amr: &str,
+    meta: &RequestMeta,
+) -> Result<Issued, AuthError> {
+    let account = user.email.trim().to_lowercase();
+    let subject = throttle::Subject::Account(&account);
+    let mut conn = shared::db::conn(&state.pool).await?;
     let now = Utc::now();
     let session_id = Uuid::now_v7();
     let refresh = RefreshToken::generate();
@@ -118,6 +156,7 @@ pub async fn login(
         user_agent: meta.user_agent.as_deref(),
         ip: Some(&meta.ip),
         refresh_delivery: delivery.as_str(),
+        amr,
     };
     let first_refresh = NewRefresh {
         id: Uuid::now_v7(),
@@ -133,7 +172,11 @@ pub async fn login(
         subject_id: Some(user.id),
         session_id: Some(session_id),
         meta,
-        details: json!({ "refresh_delivery": delivery.as_str(), "rehashed": rehash.is_some() }),
+        details: json!({
+            "refresh_delivery": delivery.as_str(),
+            "rehashed": rehash.is_some(),
+            "amr": amr,
+        }),
     };
     // The session, its first refresh token and the audit row are one statement, written only
     // if the user row still has the epoch, role and enabled state verified above (a password
@@ -194,8 +237,9 @@ pub async fn login(
     // Signed with the role the session was opened under: the statement above checked it.
     Issued::for_session(
         state,
-        &user,
+        user,
         session_id,
+        amr,
         refresh.0,
         (refresh_expires - now).num_seconds(),
         delivery,

@@ -5,7 +5,8 @@ mod logout;
 mod refresh;
 mod signup;
 
-pub use login::login;
+pub(crate) use login::open_session;
+pub use login::{LoginOutcome, login};
 pub use logout::{
     SessionSelector, access_token_is_live, delete_session, list_sessions, logout_with_refresh,
     revoke_sessions, token_revoked,
@@ -56,17 +57,13 @@ impl Issued {
         state: &AppState,
         user: &UserRow,
         session_id: Uuid,
+        amr: &str,
         refresh_token: String,
         refresh_expires_in: i64,
         delivery: Delivery,
     ) -> Result<Self, AuthError> {
-        let (access_token, expires_in, scope) = access_token_for(
-            state,
-            user.id,
-            role_of(user),
-            session_id,
-            user.email_verified_at.is_some(),
-        )?;
+        let (access_token, expires_in, scope) =
+            access_token_for(state, user, role_of(user), session_id, amr)?;
         Ok(Self {
             access_token,
             expires_in,
@@ -83,13 +80,13 @@ pub(crate) fn role_of(user: &UserRow) -> Role {
     user.role.parse().unwrap_or(Role::User)
 }
 
-/// Sign an access token for a user's session.
+/// Sign an access token for a user's session (`amr`: the session's, space-separated).
 pub fn access_token_for(
     state: &AppState,
-    user_id: Uuid,
+    user: &UserRow,
     role: Role,
     session_id: Uuid,
-    email_verified: bool,
+    amr: &str,
 ) -> Result<(String, i64, String), AuthError> {
     let signer = state
         .keys
@@ -102,12 +99,13 @@ pub fn access_token_for(
         AccessGrant {
             issuer: &a.issuer,
             audiences: &a.audiences,
-            subject: user_id.to_string(),
+            subject: user.id.to_string(),
             session_id: Some(session_id),
             role: role.as_str(),
             scope: scope.to_claim(),
             client_id: None,
-            email_verified: Some(email_verified),
+            email_verified: Some(user.email_verified_at.is_some()),
+            amr: Some(amr.split_whitespace().map(str::to_owned).collect()),
             ttl_secs: a.access_token_ttl_secs,
         },
     )?;

@@ -22,6 +22,7 @@ enum RefreshOutcome {
         user: UserRow,
         session_id: Uuid,
         refresh_expires: DateTime<Utc>,
+        amr: String,
     },
     Reused(Vec<RevocationRow>),
     Invalid,
@@ -89,10 +90,11 @@ pub async fn refresh(
         meta,
         details: json!({}),
     };
-    let rotated = |(user, refresh_expires)| RefreshOutcome::Rotated {
+    let rotated = |(user, refresh_expires, amr)| RefreshOutcome::Rotated {
         user,
         session_id,
         refresh_expires,
+        amr,
     };
     let quick = sessions::rotate_quick(&mut conn, &rotation, &audit)
         .await?
@@ -161,10 +163,12 @@ pub async fn refresh(
             user,
             session_id,
             refresh_expires,
+            amr,
         } => Issued::for_session(
             state,
             &user,
             session_id,
+            &amr,
             successor.0,
             (refresh_expires - now).num_seconds(),
             delivery,

@@ -108,7 +108,7 @@ impl QueryFragment<Pg> for Open<'_> {
         // all three, or nothing.
         out.push_sql(
             "s AS (INSERT INTO sessions (id, user_id, created_at, last_used_at, \
-             expires_at, user_agent, ip, refresh_delivery) SELECT ",
+             expires_at, user_agent, ip, refresh_delivery, amr) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&s.id)?;
         out.push_sql(", u.id, ");
@@ -123,6 +123,8 @@ impl QueryFragment<Pg> for Open<'_> {
         out.push_bind_param::<Nullable<Text>, _>(&s.ip)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(s.refresh_delivery)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(s.amr)?;
         out.push_sql(" FROM u), ");
         r.walk_insert(out.reborrow(), "u")?;
         out.push_sql(" ");
@@ -159,7 +161,7 @@ pub async fn rotate_quick(
     conn: &mut AsyncPgConnection,
     rotation: &QuickRotation<'_>,
     audit: &AuditEntry<'_>,
-) -> QueryResult<Option<(crate::store::users::UserRow, DateTime<Utc>)>> {
+) -> QueryResult<Option<(crate::store::users::UserRow, DateTime<Utc>, String)>> {
     let audit = PendingRow::new(audit);
     let idle_cutoff = rotation.at - rotation.idle;
     let idle_expiry = rotation.at + rotation.idle;
@@ -189,7 +191,7 @@ impl QueryFragment<Pg> for RotateQuick<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         type SqlUuid = diesel::sql_types::Uuid;
         let rot = self.rotation;
-        out.push_sql("WITH s AS (SELECT id, user_id, expires_at FROM sessions WHERE id = ");
+        out.push_sql("WITH s AS (SELECT id, user_id, expires_at, amr FROM sessions WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&rot.session_id)?;
         out.push_sql(" AND revoked_at IS NULL AND expires_at > ");
         out.push_bind_param::<Timestamptz, _>(&rot.at)?;
@@ -208,8 +210,8 @@ impl QueryFragment<Pg> for RotateQuick<'_> {
         out.push_sql(
             " FOR UPDATE OF refresh_tokens), u AS (SELECT users.id, users.email, \
              users.password_hash, users.display_name, users.role, users.disabled, \
-             users.created_at, users.updated_at, users.auth_epoch, users.email_verified_at \
-             FROM users, s \
+             users.created_at, users.updated_at, users.auth_epoch, users.email_verified_at, \
+             users.mfa_enabled FROM users, s \
              WHERE users.id = s.user_id AND NOT users.disabled), \
              spent AS (UPDATE refresh_tokens SET used_at = ",
         );
@@ -241,7 +243,7 @@ impl QueryFragment<Pg> for RotateQuick<'_> {
         out.push_sql(
             " RETURNING 1) SELECT u.id, u.email, u.password_hash, u.display_name, u.role, \
              u.disabled, u.created_at, u.updated_at, u.auth_epoch, u.email_verified_at, \
-             r.expires_at FROM u, r, a",
+             u.mfa_enabled, r.expires_at, s.amr FROM u, r, a, s",
         );
         Ok(())
     }
@@ -253,5 +255,5 @@ impl QueryId for RotateQuick<'_> {
 }
 
 impl diesel::query_builder::Query for RotateQuick<'_> {
-    type SqlType = (crate::schema::users::SqlType, Timestamptz);
+    type SqlType = (crate::schema::users::SqlType, Timestamptz, Text);
 }

@@ -51,6 +51,7 @@ codes! {
         ResetTokenInvalid = "RESET_TOKEN_INVALID",
         VerifyTokenInvalid = "VERIFY_TOKEN_INVALID",
         EmailNotVerified = "EMAIL_NOT_VERIFIED",
+        MfaCodeInvalid = "MFA_CODE_INVALID",
         Forbidden = "FORBIDDEN",
         CsrfFailed = "CSRF_FAILED",
         NotFound = "NOT_FOUND",

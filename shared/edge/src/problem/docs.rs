@@ -73,7 +73,7 @@ fn describe(status: u16) -> &'static str {
             "The body is not valid JSON (`VALIDATION_FAILED`); or, where the operation takes one, the mailed token is unknown, spent or expired (`RESET_TOKEN_INVALID`, `VERIFY_TOKEN_INVALID`)."
         }
         401 => {
-            "Not authenticated: the bearer token is missing or invalid (`TOKEN_INVALID`), expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`); or, where the operation takes them, wrong credentials (`INVALID_CREDENTIALS`) or an unusable refresh token (`REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED`)."
+            "Not authenticated: the bearer token is missing or invalid (`TOKEN_INVALID`), expired (`TOKEN_EXPIRED`) or revoked (`TOKEN_REVOKED`); or, where the operation takes them, wrong credentials (`INVALID_CREDENTIALS`) an unusable refresh token (`REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED`), or a wrong second-factor code or spent login challenge (`MFA_CODE_INVALID`)."
         }
         403 => {
             "Not allowed: the caller lacks the role or scope this needs (`FORBIDDEN`), a cookie-carried request came from an origin not in the allowlist (`CSRF_FAILED`), or, where configured, the login's email address is not verified yet (`EMAIL_NOT_VERIFIED`)."

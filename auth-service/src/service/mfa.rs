@@ -1,0 +1,470 @@
+//! A second factor: TOTP (RFC 6238, `totp-rs`) with ten one-time recovery codes.
+//!
+//! Enrolment stores a new secret (sealed with the key-encryption key) and shows it once as
+//! an otpauth URI and a QR code; a first code confirms it and returns the recovery codes
+//! once. From then on a login with the right password gets a challenge (`mfa_token`, five
+//! minutes, five tries) instead of tokens, and `POST /v1/auth/mfa` with a code completes it.
+//! A TOTP code is good once: its time step must be later than the last one accepted. Every
+//! factor change moves the user's epoch, revokes the other sessions and mails a notice.
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use serde_json::json;
+use shared::denylist::Revocation;
+use shared::problem::FieldCode;
+use subtle::ConstantTimeEq;
+use totp_rs::{Algorithm, Secret, TOTP};
+use uuid::Uuid;
+
+use crate::crypto::tokens::{RefreshToken, hash_token};
+use crate::domain::RequestMeta;
+use crate::error::AuthError;
+use crate::service::auth::{Delivery, Issued};
+use crate::service::throttle;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEntry, event};
+use crate::store::mail::{self, MailKind};
+use crate::store::mfa::{self, NewChallenge};
+use crate::store::revocations::RevocationRow;
+use crate::store::sessions;
+use crate::store::users::{self, UserRow};
+
+/// Seconds per TOTP step, digits per code, and steps either side accepted (clock drift).
+const STEP: u64 = 30;
+const DIGITS: usize = 6;
+const SKEW: i64 = 1;
+/// How long a login challenge lasts, and how many codes it takes before it is spent.
+const CHALLENGE_SECS: i64 = 300;
+const CHALLENGE_ATTEMPTS: i32 = 5;
+const RECOVERY_CODES: usize = 10;
+
+/// What enrolment shows, once.
+pub struct Enrolment {
+    pub otpauth_uri: String,
+    pub secret: String,
+    pub qr_png_base64: String,
+}
+
+fn totp(state: &AppState, secret: Vec<u8>, account: &str) -> Result<TOTP, AuthError> {
+    // otpauth labels may not hold ':' (issuer:account).
+    let issuer = state.settings.auth.totp_issuer.replace(':', " ");
+    TOTP::new(
+        Algorithm::SHA1,
+        DIGITS,
+        0,
+        STEP,
+        secret,
+        Some(issuer),
+        account.replace(':', " "),
+    )
+    .map_err(|err| AuthError::Internal(anyhow::anyhow!("building a TOTP: {err:?}")))
+}
+
+fn aad(user_id: Uuid) -> String {
+    format!("totp:{user_id}")
+}
+
+fn open_secret(state: &AppState, user_id: Uuid, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+    Ok(state.secrets.open(&aad(user_id), sealed)?)
+}
+
+/// The time step of `code` if it is the user's code now (one step of drift either way).
+fn matching_step(totp: &TOTP, code: &str) -> Option<i64> {
+    let code = code.trim();
+    if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let now = Utc::now().timestamp();
+    let current = now / STEP as i64;
+    let mut found = None;
+    // Every candidate is computed and compared in constant time.
+    for step in current - SKEW..=current + SKEW {
+        let expected = totp.generate((step as u64) * STEP);
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+            found = Some(step);
+        }
+    }
+    found
+}
+
+/// A recovery code as shown: 16 base32 characters (80 random bits) in groups of four.
+fn new_recovery_code() -> String {
+    let mut bytes = [0u8; 10];
+    OsRng.fill_bytes(&mut bytes);
+    let raw = Secret::Raw(bytes.to_vec())
+        .to_encoded()
+        .to_string()
+        .to_lowercase();
+    raw.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A presented recovery code, normalised (case, dashes and spaces do not matter).
+fn recovery_hash(code: &str) -> Option<Vec<u8>> {
+    let clean: String = code
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .collect::<String>()
+        .to_lowercase();
+    (clean.len() == 16 && clean.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| hash_token(&clean))
+}
+
+fn code_field_error() -> AuthError {
+    AuthError::Validation(vec![shared::FieldError::new(
+        "code",
+        FieldCode::Invalid,
+        "is not the current code of the authenticator app (or an unused recovery code)",
+    )])
+}
+
+/// Start (or restart) enrolment: a new secret, shown once.
+pub async fn enrol(state: &AppState, user_id: Uuid) -> Result<Enrolment, AuthError> {
+    let a = &state.settings.auth;
+    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let user = users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)?;
+    let mut secret = vec![0u8; 20];
+    OsRng.fill_bytes(&mut secret);
+    let sealed = state.secrets.seal(&aad(user_id), &secret)?;
+    if !mfa::start_totp(&mut conn, user_id, &sealed).await? {
+        return Err(AuthError::Conflict(
+            "An authenticator app is enrolled already; remove it first.".into(),
+        ));
+    }
+    let totp = totp(state, secret, &user.email)?;
+    let qr = totp
+        .get_qr_base64()
+        .map_err(|err| AuthError::Internal(anyhow::anyhow!("drawing the QR code: {err}")))?;
+    Ok(Enrolment {
+        otpauth_uri: totp.get_url(),
+        secret: totp.get_secret_base32(),
+        qr_png_base64: qr,
+    })
+}
+
+/// Confirm enrolment with a first code: the factor is on, the other sessions end, and the
+/// recovery codes are returned, once.
+pub async fn confirm(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<Vec<String>, AuthError> {
+    let a = &state.settings.auth;
+    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let user = users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)?;
+    let row = mfa::find_totp(&mut conn, user_id)
+        .await?
+        .filter(|r| r.confirmed_at.is_none())
+        .ok_or_else(|| AuthError::Conflict("Nothing to confirm: enrol first.".into()))?;
+    let totp = totp(
+        state,
+        open_secret(state, user_id, &row.secret)?,
+        &user.email,
+    )?;
+    let step = matching_step(&totp, code).ok_or_else(code_field_error)?;
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let hashes: Vec<Vec<u8>> = codes.iter().filter_map(|c| recovery_hash(c)).collect();
+    let rows = conn
+        .transaction(async |conn| {
+            users::bump_epoch(conn, user_id).await?;
+            if !mfa::take_step(conn, user_id, step).await?
+                || !mfa::confirm_totp(conn, user_id).await?
+            {
+                return Err(code_field_error());
+            }
+            mfa::replace_recovery_codes(conn, user_id, &hashes).await?;
+            let rows = factor_changed(
+                state,
+                conn,
+                &user,
+                session_id,
+                event::MFA_ENABLED,
+                "An authenticator app was added",
+                None,
+                meta,
+            )
+            .await?;
+            Ok::<_, AuthError>(rows)
+        })
+        .await?;
+    state.revocations.publish(&mut conn, rows).await;
+    Ok(codes)
+}
+
+/// Remove the factor with a fresh code (from the app, or a recovery code).
+pub async fn disable(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let a = &state.settings.auth;
+    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let user = users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)?;
+    let row = mfa::find_totp(&mut conn, user_id)
+        .await?
+        .filter(|r| r.confirmed_at.is_some())
+        .ok_or(AuthError::NotFound)?;
+    let totp = totp(
+        state,
+        open_secret(state, user_id, &row.secret)?,
+        &user.email,
+    )?;
+    let step = matching_step(&totp, code);
+    let recovery = recovery_hash(code);
+    if step.is_none() && recovery.is_none() {
+        return Err(code_field_error());
+    }
+    let rows = conn
+        .transaction(async |conn| {
+            users::bump_epoch(conn, user_id).await?;
+            let good = match (step, &recovery) {
+                (Some(step), _) => mfa::take_step(conn, user_id, step).await?,
+                (None, Some(hash)) => mfa::spend_recovery_code(conn, user_id, hash).await?,
+                (None, None) => false,
+            };
+            if !good {
+                return Err(code_field_error());
+            }
+            mfa::remove_all(conn, user_id).await?;
+            factor_changed(
+                state,
+                conn,
+                &user,
+                session_id,
+                event::MFA_DISABLED,
+                "The authenticator app was removed",
+                None,
+                meta,
+            )
+            .await
+        })
+        .await?;
+    state.revocations.publish(&mut conn, rows).await;
+    Ok(())
+}
+
+/// An admin removes a user's factors (the user lost them): every session of the user ends.
+pub async fn admin_reset(
+    state: &AppState,
+    admin_id: Uuid,
+    user_id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let user = users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)?;
+    let rows = conn
+        .transaction(async |conn| {
+            users::bump_epoch(conn, user_id).await?;
+            mfa::remove_all(conn, user_id).await?;
+            factor_changed(
+                state,
+                conn,
+                &user,
+                None,
+                event::MFA_RESET,
+                "An administrator removed your second factor",
+                Some(admin_id),
+                meta,
+            )
+            .await
+        })
+        .await?;
+    state.revocations.publish(&mut conn, rows).await;
+    Ok(())
+}
+
+/// In a factor change's transaction (the epoch already moved): revoke the user's sessions
+/// but `keep`, audit, and queue the notice.
+#[allow(clippy::too_many_arguments)]
+async fn factor_changed(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    user: &UserRow,
+    keep: Option<Uuid>,
+    event: &'static str,
+    what: &str,
+    admin: Option<Uuid>,
+    meta: &RequestMeta,
+) -> Result<Vec<RevocationRow>, AuthError> {
+    let now = Utc::now();
+    let revoked = sessions::revoke(
+        conn,
+        sessions::Revoke::AllOf {
+            user_id: user.id,
+            except: keep,
+        },
+        "factor_changed",
+        now,
+    )
+    .await?;
+    let revocations: Vec<Revocation> = revoked
+        .iter()
+        .map(|sid| Revocation::Session(sid.to_string()))
+        .collect();
+    let rows = state.revocations.record(conn, &revocations, now).await?;
+    audit::record(
+        conn,
+        AuditEntry {
+            event,
+            actor_id: Some(admin.unwrap_or(user.id)),
+            subject_id: Some(user.id),
+            session_id: keep,
+            meta,
+            details: json!({ "sessions_revoked": revoked.len() }),
+        },
+    )
+    .await?;
+    mail::enqueue(
+        conn,
+        MailKind::FactorChanged,
+        user.id,
+        &user.email,
+        &json!({ "what": what, "at": now.format("%Y-%m-%d %H:%M").to_string() }),
+    )
+    .await?;
+    Ok(rows)
+}
+
+/// A login's challenge: its token (shown once), stored by hash with what the password check
+/// saw.
+pub async fn open_challenge(
+    conn: &mut AsyncPgConnection,
+    user: &UserRow,
+    delivery: Delivery,
+    meta: &RequestMeta,
+) -> Result<String, AuthError> {
+    let token = RefreshToken::generate().0;
+    mfa::insert_challenge(
+        conn,
+        NewChallenge {
+            hash: &hash_token(&token),
+            user_id: user.id,
+            auth_epoch: user.auth_epoch,
+            role: &user.role,
+            refresh_delivery: delivery.as_str(),
+            expires_at: Utc::now() + chrono::Duration::seconds(CHALLENGE_SECS),
+        },
+    )
+    .await?;
+    audit::record(
+        conn,
+        AuditEntry {
+            event: event::MFA_CHALLENGED,
+            actor_id: Some(user.id),
+            subject_id: Some(user.id),
+            session_id: None,
+            meta,
+            details: json!({}),
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Complete a login with its challenge and a code: tokens, with `amr` naming the factor.
+pub async fn complete(
+    state: &AppState,
+    mfa_token: &str,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<Issued, AuthError> {
+    let token = mfa_token.trim();
+    if token.is_empty() || token.len() > 128 {
+        return Err(AuthError::MfaCodeInvalid);
+    }
+    let hash = hash_token(token);
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let challenge = mfa::attempt_challenge(&mut conn, &hash, CHALLENGE_ATTEMPTS)
+        .await?
+        .ok_or(AuthError::MfaCodeInvalid)?;
+    let user = users::find(&mut conn, challenge.user_id)
+        .await?
+        .filter(|u| !u.disabled && u.auth_epoch == challenge.auth_epoch && u.role == challenge.role)
+        .ok_or(AuthError::MfaCodeInvalid)?;
+    let account = user.email.trim().to_lowercase();
+    let subject = throttle::Subject::Account(&account);
+    throttle::check_login(state, &account, &meta.ip_key).await?;
+    let row = mfa::find_totp(&mut conn, user.id)
+        .await?
+        .filter(|r| r.confirmed_at.is_some())
+        .ok_or(AuthError::MfaCodeInvalid)?;
+    let totp = totp(
+        state,
+        open_secret(state, user.id, &row.secret)?,
+        &user.email,
+    )?;
+    let accepted = match (matching_step(&totp, code), recovery_hash(code)) {
+        (Some(step), _) => mfa::take_step(&mut conn, user.id, step)
+            .await?
+            .then_some("pwd otp"),
+        (None, Some(hash)) => mfa::spend_recovery_code(&mut conn, user.id, &hash)
+            .await?
+            .then_some("pwd mfa"),
+        (None, None) => None,
+    };
+    let Some(amr) = accepted else {
+        audit::record(
+            &mut conn,
+            AuditEntry {
+                event: event::LOGIN_FAILED,
+                actor_id: None,
+                subject_id: Some(user.id),
+                session_id: None,
+                meta,
+                details: json!({ "reason": "mfa_code_invalid", "attempt": challenge.attempts }),
+            },
+        )
+        .await?;
+        throttle::record_failure(state, subject, &meta.ip_key).await;
+        return Err(AuthError::MfaCodeInvalid);
+    };
+    if !mfa::spend_challenge(&mut conn, &hash).await? {
+        return Err(AuthError::MfaCodeInvalid);
+    }
+    drop(conn);
+    let delivery = if challenge.refresh_delivery == "cookie" {
+        Delivery::Cookie
+    } else {
+        Delivery::Body
+    };
+    crate::service::auth::open_session(state, &user, None, delivery, amr, meta).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_are_80_bits_in_groups_and_normalise() {
+        let code = new_recovery_code();
+        assert_eq!(code.len(), 19, "{code}");
+        assert_eq!(code.matches('-').count(), 3);
+        let hash = recovery_hash(&code).unwrap();
+        assert_eq!(
+            recovery_hash(&code.to_uppercase().replace('-', " ")),
+            Some(hash)
+        );
+        assert_ne!(new_recovery_code(), code);
+        assert!(recovery_hash("123456").is_none());
+    }
+}
