@@ -152,7 +152,7 @@ impl Default for AuthSettings {
             smtp_url: SecretString::from(""),
             mail_from: "Auth service <no-reply@localhost>".into(),
             public_app_url: "http://127.0.0.1:5173".into(),
-            mail_max_attempts: 12,
+            mail_max_attempts: 30,
             verify_token_ttl_secs: 24 * 3600,
             reset_token_ttl_secs: 1800,
             require_verified_email: false,

@@ -1,7 +1,7 @@
 """The whole flow, driven through Python clients generated from the services' OpenAPI
 documents by openapi-python-client: signup, login, todos with ETag and Idempotency-Key,
-pages, refresh, a service client's client-credentials token, logout, and errors read as
-typed problems.
+pages, refresh, a service client's client-credentials token, logout, a second factor (TOTP:
+enrol, confirm, the login's challenge, a recovery code), and errors read as typed problems.
 
     AUTH_URL=... TODO_URL=... ADMIN_EMAIL=... ADMIN_PASSWORD=... \
         PYTHONPATH=clients/python/generated python clients/python/flow.py
@@ -9,18 +9,26 @@ typed problems.
 (`deploy/dev e2e` generates the clients and runs it.)
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
+import struct
 import time
 import uuid
 
 from auth_client import AuthenticatedClient as AuthBearer
 from auth_client import Client as AuthAnonymous
 from auth_client.api.admin import admin_create_client
-from auth_client.api.auth import login, logout, refresh, signup
+from auth_client.api.auth import complete_mfa, login, logout, refresh, signup
 from auth_client.api.o_auth import oauth_token
+from auth_client.api.users import confirm_totp, enrol_totp, get_me, remove_totp
 from auth_client.models import (
     CreateClientRequest,
     LoginRequest,
+    MfaChallenge,
+    MfaRequest,
     OAuthErrorBody,
     OAuthRequest,
     OAuthToken,
@@ -28,6 +36,8 @@ from auth_client.models import (
     Scope,
     SignupRequest,
     TokenPair,
+    TotpCodeRequest,
+    TotpEnrolment,
 )
 from auth_client.models import Problem as AuthProblem
 from todo_client import AuthenticatedClient as TodoBearer
@@ -52,6 +62,30 @@ def problem(resp, status: int, code: str, kind=TodoProblem):
     return resp.parsed
 
 
+def tokens(result) -> TokenPair:
+    """The tokens of a login (`login.sync` answers TokenPair or MfaChallenge): this flow's
+    accounts have no second factor unless it says so, so a challenge fails it, saying so."""
+    assert not isinstance(result, MfaChallenge), (
+        f"login answered an unexpected MFA challenge (methods: {result.methods})"
+    )
+    assert isinstance(result, TokenPair), f"login failed: {result}"
+    return result
+
+
+def totp(secret: str, step: int) -> str:
+    """RFC 6238 (SHA-1, 6 digits, 30 s): the code of time step `step` for a base32 secret."""
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    return f"{(struct.unpack('>I', mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
+
+
+def amr(token: str):
+    """The `amr` claim of an access token (its payload read, not verified)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["amr"]
+
+
 anonymous = AuthAnonymous(base_url=AUTH)
 email = f"py-{uuid.uuid4().hex}@example.com"
 password = "generated clients speak python"
@@ -64,8 +98,8 @@ step("signup and login")
 created = signup.sync_detailed(client=anonymous, body=SignupRequest(email=email, password=password))
 assert created.status_code == 201 and created.parsed.email == email
 assert created.parsed.display_name is None
-pair = login.sync(client=anonymous, body=LoginRequest(email=email, password=password))
-assert isinstance(pair, TokenPair) and pair.token_type == "Bearer"
+pair = tokens(login.sync(client=anonymous, body=LoginRequest(email=email, password=password)))
+assert pair.token_type == "Bearer"
 todos = TodoBearer(base_url=TODO, token=pair.access_token)
 
 step("create with an Idempotency-Key, and replay it")
@@ -110,11 +144,10 @@ reused = refresh.sync_detailed(client=anonymous, body=RefreshRequest(refresh_tok
 problem(reused, 401, "REFRESH_TOKEN_REUSED", AuthProblem)
 
 step("a service client gets a client-credentials token and reads every owner's todos")
-admin_pair = login.sync(
+admin_pair = tokens(login.sync(
     client=anonymous,
     body=LoginRequest(email=os.environ["ADMIN_EMAIL"], password=os.environ["ADMIN_PASSWORD"]),
-)
-assert isinstance(admin_pair, TokenPair), admin_pair
+))
 admin = AuthBearer(base_url=AUTH, token=admin_pair.access_token)
 made = admin_create_client.sync(
     client=admin, body=CreateClientRequest(name="python flow", scopes=[Scope.TODOSADMIN])
@@ -144,7 +177,7 @@ assert refused.parsed.error == "invalid_client"
 step("log in again (the reuse ended that session), log out, and the TODO service refuses")
 problem(list_todos.sync_detailed(client=TodoBearer(base_url=TODO, token=rotated.access_token)),
         401, "TOKEN_REVOKED")
-fresh = login.sync(client=anonymous, body=LoginRequest(email=email, password=password))
+fresh = tokens(login.sync(client=anonymous, body=LoginRequest(email=email, password=password)))
 todos = TodoBearer(base_url=TODO, token=fresh.access_token)
 assert list_todos.sync_detailed(client=todos).status_code == 200
 out = logout.sync_detailed(client=AuthBearer(base_url=AUTH, token=fresh.access_token))
@@ -157,5 +190,61 @@ while True:
         break
     assert time.monotonic() - started < 1.0, "refused within a second"
     time.sleep(0.02)
+
+step("a second factor: enrol TOTP, confirm it, and login asks for a code")
+credentials = LoginRequest(email=email, password=password)
+signed_in = tokens(login.sync(client=anonymous, body=credentials))
+assert amr(signed_in.access_token) == ["pwd"]
+me = AuthBearer(base_url=AUTH, token=signed_in.access_token)
+enrolled = enrol_totp.sync_detailed(client=me)
+assert enrolled.status_code == 201 and isinstance(enrolled.parsed, TotpEnrolment), enrolled.content
+secret = enrolled.parsed.secret
+assert enrolled.parsed.otpauth_uri.startswith("otpauth://totp/")
+assert base64.b64decode(enrolled.parsed.qr_png)[:8] == b"\x89PNG\r\n\x1a\n"
+# A code is good once: each one used is of a later time step than the last.
+last = int(time.time()) // 30
+wrong = confirm_totp.sync_detailed(client=me, body=TotpCodeRequest(code=totp(secret, last + 5)))
+assert problem(wrong, 422, "VALIDATION_FAILED", AuthProblem).errors[0].field == "code"
+confirmed = confirm_totp.sync(client=me, body=TotpCodeRequest(code=totp(secret, last)))
+recovery = confirmed.recovery_codes
+assert len(recovery) == 10, confirmed
+assert get_me.sync(client=me).mfa_enabled is True
+problem(enrol_totp.sync_detailed(client=me), 409, "CONFLICT", AuthProblem)
+
+
+def challenge() -> str:
+    answer = login.sync(client=anonymous, body=credentials)
+    assert isinstance(answer, MfaChallenge), f"a challenge, no tokens: {answer}"
+    assert answer.mfa_required is True and sorted(answer.methods) == ["recovery_code", "totp"]
+    return answer.mfa_token
+
+
+mfa_token = challenge()
+refused = complete_mfa.sync_detailed(
+    client=anonymous, body=MfaRequest(mfa_token=mfa_token, code="000000")
+)
+problem(refused, 401, "MFA_CODE_INVALID", AuthProblem)
+last += 1
+passed = complete_mfa.sync(
+    client=anonymous, body=MfaRequest(mfa_token=mfa_token, code=totp(secret, last))
+)
+assert isinstance(passed, TokenPair) and passed.refresh_token, passed
+assert amr(passed.access_token) == ["pwd", "otp"]
+
+step("a recovery code completes a login once, and removes the factor")
+code, other = recovery[0], recovery[1]
+recovered = complete_mfa.sync(client=anonymous, body=MfaRequest(mfa_token=challenge(), code=code))
+assert isinstance(recovered, TokenPair), recovered
+assert amr(recovered.access_token) == ["pwd", "mfa"]
+spent = complete_mfa.sync_detailed(
+    client=anonymous, body=MfaRequest(mfa_token=challenge(), code=code)
+)
+problem(spent, 401, "MFA_CODE_INVALID", AuthProblem)
+current = AuthBearer(base_url=AUTH, token=recovered.access_token)
+removed = remove_totp.sync_detailed(client=current, body=TotpCodeRequest(code=other))
+assert removed.status_code == 204, removed.content
+none = remove_totp.sync_detailed(client=current, body=TotpCodeRequest(code=other))
+problem(none, 404, "NOT_FOUND", AuthProblem)
+assert amr(tokens(login.sync(client=anonymous, body=credentials)).access_token) == ["pwd"]
 
 step("done")

@@ -25,11 +25,15 @@ use crate::state::AppState;
 use crate::store::mail::{self, DueMail, MailKind, Purpose, Settled};
 use crate::store::users::{self, UserRow};
 
-/// Mails claimed per pass.
-const BATCH: i32 = 20;
-/// How long a claimed mail is this worker's before another may take it over: well past the
-/// SMTP timeout.
-const LEASE_SECS: i32 = 120;
+/// Mails claimed at once: sent one after another, each within the SMTP timeout, so all
+/// are settled well within their lease.
+const BATCH: i32 = 4;
+/// How long a claimed mail is this worker's before another may take it over: more than a
+/// batch's worst case (4 x 30 s). A claim that outlived its lease settles nothing (see
+/// `store::mail::settle`).
+const LEASE_SECS: i32 = 180;
+/// How long one pass keeps claiming while batches come back full.
+const PASS_BUDGET: Duration = Duration::from_secs(20);
 /// One SMTP exchange's bound.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the backlog gauges are read.
@@ -82,59 +86,78 @@ pub async fn send_due(state: &AppState) -> anyhow::Result<usize> {
     let Some(transport) = &state.mail.transport else {
         return Ok(0);
     };
-    let due = mail::claim_due(&mut conn, BATCH, LEASE_SECS).await?;
+    let started = Instant::now();
     let mut sent = 0;
-    for row in due {
-        let kind = MailKind::parse(&row.kind);
-        let outcome = match kind {
-            Some(kind) => match render(state, &mut conn, kind, &row).await? {
-                Some(message) => match transport.send(message).await {
-                    Ok(_) => Ok(()),
-                    Err(err) => Err(err),
-                },
-                None => {
-                    mail::settle(&mut conn, row.id, Settled::Skipped("nothing to send")).await?;
-                    continue;
-                }
-            },
-            None => {
-                metrics::counter!("mail_given_up_total", "kind" => "unknown").increment(1);
-                mail::settle(&mut conn, row.id, Settled::Failed("unknown kind")).await?;
-                continue;
-            }
-        };
-        let kind = kind.map_or("unknown", MailKind::as_str);
-        match outcome {
-            Ok(()) => {
-                mail::settle(&mut conn, row.id, Settled::Sent).await?;
-                metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
-                tracing::info!(mail_id = row.id, kind, "mail sent");
-                sent += 1;
-            }
-            Err(err) => {
-                let permanent = err.is_permanent();
-                metrics::counter!(
-                    "mail_send_failures_total",
-                    "kind" => kind,
-                    "permanent" => if permanent { "true" } else { "false" }
-                )
-                .increment(1);
-                // lettre's errors name the server's answer, never the message.
-                let why = format!("{err}");
-                let give_up =
-                    permanent || row.attempts >= state.settings.auth.mail_max_attempts as i32;
-                tracing::warn!(mail_id = row.id, kind, attempts = row.attempts, give_up, error = %why, "sending mail failed");
-                let settled = if give_up {
-                    metrics::counter!("mail_given_up_total", "kind" => kind).increment(1);
-                    Settled::Failed(&why)
-                } else {
-                    Settled::Retry(Utc::now() + backoff(row.attempts), &why)
-                };
-                mail::settle(&mut conn, row.id, settled).await?;
-            }
+    loop {
+        let due = mail::claim_due(&mut conn, BATCH, LEASE_SECS).await?;
+        let full = due.len() == BATCH as usize;
+        for row in &due {
+            sent += usize::from(send_one(state, transport, &mut conn, row).await?);
+        }
+        if !full || started.elapsed() > PASS_BUDGET {
+            return Ok(sent);
         }
     }
-    Ok(sent)
+}
+
+/// Render, send and settle one claimed mail. Returns whether it was sent.
+async fn send_one(
+    state: &AppState,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    conn: &mut diesel_async::AsyncPgConnection,
+    row: &DueMail,
+) -> anyhow::Result<bool> {
+    let Some(kind) = MailKind::parse(&row.kind) else {
+        metrics::counter!("mail_given_up_total", "kind" => "unknown").increment(1);
+        mail::settle(conn, row, Settled::Failed("unknown kind")).await?;
+        return Ok(false);
+    };
+    let Some(message) = render(state, conn, kind, row).await? else {
+        mail::settle(conn, row, Settled::Skipped("nothing to send")).await?;
+        return Ok(false);
+    };
+    let kind = kind.as_str();
+    match transport.send(message).await {
+        Ok(_) => {
+            mail::settle(conn, row, Settled::Sent).await?;
+            metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
+            tracing::info!(mail_id = row.id, kind, "mail sent");
+            Ok(true)
+        }
+        Err(err) => {
+            let permanent = refused_for_good(&err);
+            metrics::counter!(
+                "mail_send_failures_total",
+                "kind" => kind,
+                "permanent" => if permanent { "true" } else { "false" }
+            )
+            .increment(1);
+            // lettre's errors name the server's answer, never the message.
+            let why = format!("{err}");
+            let give_up = permanent || row.attempts >= state.settings.auth.mail_max_attempts as i32;
+            tracing::warn!(mail_id = row.id, kind, attempts = row.attempts, give_up, error = %why, "sending mail failed");
+            let settled = if give_up {
+                metrics::counter!("mail_given_up_total", "kind" => kind).increment(1);
+                Settled::Failed(&why)
+            } else {
+                Settled::Retry(Utc::now() + backoff(row.attempts), &why)
+            };
+            mail::settle(conn, row, settled).await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Whether the server refused this mail for good: a permanent answer about the recipient
+/// or the message (550, 551, 552, 553, 554 with a recipient, 501). Other permanent answers
+/// (authentication required or failed, relaying denied as configured, 5xx of a relay in
+/// trouble) are about the setup, which an operator fixes: those mails are retried.
+fn refused_for_good(err: &lettre::transport::smtp::Error) -> bool {
+    if !err.is_permanent() {
+        return false;
+    }
+    let code = err.status().map(|c| c.to_string()).unwrap_or_default();
+    matches!(code.as_str(), "550" | "551" | "552" | "553" | "501")
 }
 
 /// The wait before attempt `attempts + 1`: 10 s doubling, at most an hour.
@@ -184,6 +207,7 @@ async fn render(
                 &user,
                 Purpose::VerifyEmail,
                 &user.email,
+                None,
                 a.verify_token_ttl_secs,
             )
             .await?;
@@ -200,11 +224,16 @@ async fn render(
             )
         }
         MailKind::EmailChange => {
+            // Not once the account changed since it was asked for (see `auth_epoch`).
+            if row.auth_epoch != Some(user.auth_epoch) {
+                return Ok(None);
+            }
             let token = new_token(
                 conn,
                 &user,
                 Purpose::EmailChange,
                 &row.recipient,
+                row.auth_epoch,
                 a.verify_token_ttl_secs,
             )
             .await?;
@@ -222,8 +251,10 @@ async fn render(
                 ),
             )
         }
+        // Notices go to the address the account had when they were written: a change of
+        // address that completes before a retry must not send them to the new one.
         MailKind::EmailChangeNotice => (
-            user.email.clone(),
+            row.recipient.clone(),
             "Your email address is being changed",
             format!(
                 "Hello,\n\na change of your account's email address to {} was asked for at {} UTC. \
@@ -235,11 +266,18 @@ async fn render(
             ),
         ),
         MailKind::PasswordReset => {
+            // Not after a password change, logout everywhere, ... since it was asked for,
+            // nor to an address the account no longer has.
+            if row.auth_epoch != Some(user.auth_epoch) || !same_address(&user.email, &row.recipient)
+            {
+                return Ok(None);
+            }
             let token = new_token(
                 conn,
                 &user,
                 Purpose::PasswordReset,
                 &user.email,
+                row.auth_epoch,
                 a.reset_token_ttl_secs,
             )
             .await?;
@@ -259,7 +297,7 @@ async fn render(
             )
         }
         MailKind::PasswordChanged => (
-            user.email.clone(),
+            row.recipient.clone(),
             "Your password was changed",
             format!(
                 "Hello,\n\nthe password of your account was {} at {} UTC{}.\n\n\
@@ -280,7 +318,7 @@ async fn render(
             ),
         ),
         MailKind::FactorChanged => (
-            user.email.clone(),
+            row.recipient.clone(),
             "Your sign-in settings changed",
             format!(
                 "Hello,\n\n{} at {} UTC, and your other sessions were logged out.\n\n\
@@ -315,26 +353,27 @@ fn payload_str<'a>(payload: &'a Value, key: &str) -> &'a str {
 }
 
 /// A new token for a link, its hash stored; a newer reset or email-change link spends the
-/// older ones.
+/// older ones (under the user's row lock: two workers cannot leave two good links).
 async fn new_token(
     conn: &mut diesel_async::AsyncPgConnection,
     user: &UserRow,
     purpose: Purpose,
     email: &str,
+    auth_epoch: Option<i64>,
     ttl_secs: i64,
 ) -> anyhow::Result<String> {
+    use diesel_async::AsyncConnection;
     let token = RefreshToken::generate().0;
     let expires: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(ttl_secs);
     let supersede = purpose != Purpose::VerifyEmail;
-    mail::insert_token(
-        conn,
-        &hash_token(&token),
-        purpose,
-        user.id,
-        email,
-        expires,
-        supersede,
-    )
+    let hash = hash_token(&token);
+    conn.transaction(async |conn| {
+        users::lock(conn, user.id).await?;
+        mail::insert_token(
+            conn, &hash, purpose, user.id, email, auth_epoch, expires, supersede,
+        )
+        .await
+    })
     .await?;
     Ok(token)
 }

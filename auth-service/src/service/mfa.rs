@@ -340,6 +340,7 @@ async fn factor_changed(
         user.id,
         &user.email,
         &json!({ "what": what, "at": now.format("%Y-%m-%d %H:%M").to_string() }),
+        None,
     )
     .await?;
     Ok(rows)

@@ -83,12 +83,11 @@ pub async fn confirm_password_reset(
     .await?;
     let hash = token_hash(token).ok_or(AuthError::ResetTokenInvalid)?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let (user_id, sent_to) = mail::find_usable(&mut conn, &hash, Purpose::PasswordReset)
+    let (user_id, _, _) = mail::find_usable(&mut conn, &hash, &[Purpose::PasswordReset])
         .await?
         .ok_or(AuthError::ResetTokenInvalid)?;
     let user = users::find(&mut conn, user_id)
         .await?
-        .filter(|u| !u.disabled && u.email.eq_ignore_ascii_case(&sent_to))
         .ok_or(AuthError::ResetTokenInvalid)?;
     let mut inputs = vec![user.email.as_str()];
     if let Some(name) = &user.display_name {
@@ -106,13 +105,24 @@ pub async fn confirm_password_reset(
     .await?;
     let new_hash = state.hashing.hash(new.into_inner()).await?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let rows = conn
+    let (rows, email) = conn
         .transaction(async |conn| {
-            // Spent here, conditionally: a concurrent confirmation, a password change or a
-            // newer link that committed meanwhile leaves nothing to spend.
-            if mail::spend(conn, &hash, Purpose::PasswordReset)
+            // The user's row first, as every transaction that changes a user takes it;
+            // then the link, spent only if it is still good for the account as it is now
+            // (same address, same epoch, enabled): a password change, logout everywhere,
+            // email change or disabling that committed meanwhile leaves nothing to spend.
+            users::lock(conn, user_id).await?;
+            let user = users::find(conn, user_id)
                 .await?
-                .is_none()
+                .ok_or(AuthError::ResetTokenInvalid)?;
+            let Some((_, sent_to, epoch)) =
+                mail::spend(conn, &hash, Purpose::PasswordReset).await?
+            else {
+                return Err(AuthError::ResetTokenInvalid);
+            };
+            if user.disabled
+                || epoch != Some(user.auth_epoch)
+                || !user.email.eq_ignore_ascii_case(&sent_to)
             {
                 return Err(AuthError::ResetTokenInvalid);
             }
@@ -131,11 +141,11 @@ pub async fn confirm_password_reset(
             )
             .await?;
             mail::mark_verified(conn, user_id, &sent_to).await?;
-            Ok::<_, AuthError>(rows)
+            Ok::<_, AuthError>((rows, user.email))
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
-    throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
+    throttle::forget_known_ips(state, &email.trim().to_lowercase()).await;
     Ok(())
 }
 
@@ -150,9 +160,19 @@ pub async fn verify_email(
     throttle::enforce(state, "verify-ip", a.rate_verify_ip, &meta.ip_key).await?;
     let hash = token_hash(token).ok_or(AuthError::VerifyTokenInvalid)?;
     let mut conn = shared::db::conn(&state.pool).await?;
+    let purposes = [Purpose::VerifyEmail, Purpose::EmailChange];
+    let (user_id, _, _) = mail::find_usable(&mut conn, &hash, &purposes)
+        .await?
+        .ok_or(AuthError::VerifyTokenInvalid)?;
     let result = conn
         .transaction(async |conn| {
-            if let Some((user_id, email)) = mail::spend(conn, &hash, Purpose::VerifyEmail).await? {
+            // The user's row first (the one lock order), then the link.
+            users::lock(conn, user_id).await?;
+            let user = users::find(conn, user_id)
+                .await?
+                .filter(|u| !u.disabled)
+                .ok_or(AuthError::VerifyTokenInvalid)?;
+            if let Some((_, email, _)) = mail::spend(conn, &hash, Purpose::VerifyEmail).await? {
                 // A link to an address the account no longer has proves nothing.
                 if !mail::mark_verified(conn, user_id, &email).await? {
                     return Err(AuthError::VerifyTokenInvalid);
@@ -173,20 +193,21 @@ pub async fn verify_email(
                 .await?;
                 return Ok(());
             }
-            let Some((user_id, new_email)) = mail::spend(conn, &hash, Purpose::EmailChange).await?
+            let Some((_, new_email, epoch)) =
+                mail::spend(conn, &hash, Purpose::EmailChange).await?
             else {
                 return Err(AuthError::VerifyTokenInvalid);
             };
-            let old = users::find(conn, user_id)
-                .await?
-                .ok_or(AuthError::VerifyTokenInvalid)?;
-            if old.disabled {
+            // Asked for under another epoch: a password change, reset, logout everywhere or
+            // factor change since then ends it (the owner taking the account back).
+            if epoch != Some(user.auth_epoch) {
                 return Err(AuthError::VerifyTokenInvalid);
             }
             users::set_verified_email(conn, user_id, &new_email).await?;
             // Links to the old address are for an address the account no longer has.
             mail::spend_outstanding(conn, user_id, Purpose::VerifyEmail).await?;
             mail::spend_outstanding(conn, user_id, Purpose::PasswordReset).await?;
+            mail::spend_outstanding(conn, user_id, Purpose::EmailChange).await?;
             audit::record(
                 conn,
                 AuditEntry {
@@ -195,7 +216,7 @@ pub async fn verify_email(
                     subject_id: Some(user_id),
                     session_id: None,
                     meta,
-                    details: json!({}),
+                    details: json!({ "from": user.email, "to": new_email }),
                 },
             )
             .await?;
@@ -235,6 +256,7 @@ pub async fn resend_verification(state: &AppState, user_id: Uuid) -> Result<(), 
         user_id,
         &user.email,
         &json!({}),
+        None,
     )
     .await?;
     Ok(())
@@ -282,13 +304,8 @@ pub async fn change_email(
             "is the account's address already",
         )]));
     }
-    if users::find_by_email(&mut conn, &email.normalized())
-        .await?
-        .is_some()
-    {
-        return Err(AuthError::EmailTaken);
-    }
     drop(conn);
+    // The password first: without it, nothing is said about the new address.
     let verified = state
         .hashing
         .verify(password.into_inner(), Some(user.password_hash.clone()))
@@ -296,8 +313,20 @@ pub async fn change_email(
     if verified == Verified::No {
         return Err(AuthError::InvalidCredentials);
     }
-    let now = chrono::Utc::now();
+    // Per recipient too: no one mails an address more often than a reset could.
+    let recipient = email.normalized();
+    throttle::enforce(
+        state,
+        "mail-recipient",
+        a.rate_reset_account,
+        &throttle::subject_key(throttle::Subject::Account(&recipient)),
+    )
+    .await?;
     let mut conn = shared::db::conn(&state.pool).await?;
+    if users::find_by_email(&mut conn, &recipient).await?.is_some() {
+        return Err(AuthError::EmailTaken);
+    }
+    let now = chrono::Utc::now();
     conn.transaction(async |conn| {
         mail::enqueue(
             conn,
@@ -305,6 +334,7 @@ pub async fn change_email(
             user_id,
             email.as_str(),
             &json!({ "new_email": email.as_str() }),
+            Some(user.auth_epoch),
         )
         .await?;
         mail::enqueue(
@@ -316,6 +346,7 @@ pub async fn change_email(
                 "new_email": email.as_str(),
                 "at": now.format("%Y-%m-%d %H:%M").to_string(),
             }),
+            None,
         )
         .await?;
         audit::record(

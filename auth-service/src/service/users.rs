@@ -193,6 +193,7 @@ pub(crate) async fn apply_new_password(
         p.user_id,
         p.email,
         &json!({ "how": p.how, "at": now.format("%Y-%m-%d %H:%M").to_string() }),
+        None,
     )
     .await?;
     Ok(rows)

@@ -42,7 +42,6 @@ pub mod event {
     pub const EMAIL_VERIFIED: &str = "email_verified";
     pub const EMAIL_CHANGE_REQUESTED: &str = "email_change_requested";
     pub const EMAIL_CHANGED: &str = "email_changed";
-    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
     pub const PASSWORD_RESET: &str = "password_reset";
     pub const MFA_ENABLED: &str = "mfa_enabled";
     pub const MFA_DISABLED: &str = "mfa_disabled";

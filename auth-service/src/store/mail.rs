@@ -55,13 +55,15 @@ impl MailKind {
     }
 }
 
-/// Queue a mail to a user (in the caller's transaction).
+/// Queue a mail to a user (in the caller's transaction). `auth_epoch`: for a link that must
+/// not be sent once the user's epoch moved (resets, email changes).
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     kind: MailKind,
     user_id: Uuid,
     recipient: &str,
     payload: &Value,
+    auth_epoch: Option<i64>,
 ) -> QueryResult<()> {
     diesel::insert_into(mail_outbox::table)
         .values((
@@ -69,6 +71,7 @@ pub async fn enqueue(
             mail_outbox::user_id.eq(Some(user_id)),
             mail_outbox::recipient.eq(recipient),
             mail_outbox::payload.eq(payload),
+            mail_outbox::auth_epoch.eq(auth_epoch),
         ))
         .execute(conn)
         .await
@@ -83,8 +86,9 @@ pub async fn enqueue_reset_request(
     normalized_email: &str,
 ) -> QueryResult<()> {
     diesel::sql_query(
-        "INSERT INTO mail_outbox (kind, user_id, recipient) \
-         VALUES ($1, (SELECT id FROM users WHERE lower(email) = $2), $2)",
+        "INSERT INTO mail_outbox (kind, user_id, auth_epoch, recipient) \
+         SELECT $1, u.id, u.auth_epoch, $2 FROM (SELECT 1) AS one \
+         LEFT JOIN users u ON lower(u.email) = $2",
     )
     .bind::<Text, _>(MailKind::PasswordReset.as_str())
     .bind::<Text, _>(normalized_email)
@@ -105,7 +109,9 @@ pub struct DueMail {
     pub recipient: String,
     #[diesel(sql_type = Jsonb)]
     pub payload: Value,
-    /// Including this one.
+    #[diesel(sql_type = Nullable<diesel::sql_types::BigInt>)]
+    pub auth_epoch: Option<i64>,
+    /// Including this one; also what fences this claim (see [`settle`]).
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
 }
@@ -124,7 +130,7 @@ pub async fn claim_due(
          WHERE id IN (SELECT id FROM mail_outbox \
              WHERE status = 'pending' AND next_attempt_at <= now() \
              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, user_id, recipient, payload, attempts",
+         RETURNING id, kind, user_id, recipient, payload, auth_epoch, attempts",
     )
     .bind::<Integer, _>(limit)
     .bind::<Integer, _>(lease_secs)
@@ -143,7 +149,13 @@ pub enum Settled<'a> {
     Failed(&'a str),
 }
 
-pub async fn settle(conn: &mut AsyncPgConnection, id: i64, how: Settled<'_>) -> QueryResult<()> {
+/// Settle a claimed mail, only if the claim is still this one (`attempts` as claimed): a
+/// worker whose lease ran out, and whose mail another worker took over, changes nothing.
+pub async fn settle(
+    conn: &mut AsyncPgConnection,
+    mail: &DueMail,
+    how: Settled<'_>,
+) -> QueryResult<()> {
     let now = Utc::now();
     let (status, error, next) = match how {
         Settled::Sent => ("sent", None, now),
@@ -151,16 +163,21 @@ pub async fn settle(conn: &mut AsyncPgConnection, id: i64, how: Settled<'_>) -> 
         Settled::Retry(at, why) => ("pending", Some(why), at),
         Settled::Failed(why) => ("failed", Some(why), now),
     };
-    diesel::update(mail_outbox::table.find(id))
-        .set((
-            mail_outbox::status.eq(status),
-            mail_outbox::last_error.eq(error),
-            mail_outbox::next_attempt_at.eq(next),
-            mail_outbox::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
+    diesel::update(
+        mail_outbox::table
+            .find(mail.id)
+            .filter(mail_outbox::attempts.eq(mail.attempts))
+            .filter(mail_outbox::status.eq("pending")),
+    )
+    .set((
+        mail_outbox::status.eq(status),
+        mail_outbox::last_error.eq(error),
+        mail_outbox::next_attempt_at.eq(next),
+        mail_outbox::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// Mails waiting, and the age in seconds of the oldest (0 when none).
@@ -208,6 +225,7 @@ pub async fn insert_token(
     purpose: Purpose,
     user_id: Uuid,
     email: &str,
+    auth_epoch: Option<i64>,
     expires_at: DateTime<Utc>,
     supersede: bool,
 ) -> QueryResult<()> {
@@ -220,6 +238,7 @@ pub async fn insert_token(
             email_tokens::purpose.eq(purpose.as_str()),
             email_tokens::user_id.eq(user_id),
             email_tokens::email.eq(email),
+            email_tokens::auth_epoch.eq(auth_epoch),
             email_tokens::expires_at.eq(expires_at),
         ))
         .execute(conn)
@@ -245,29 +264,37 @@ pub async fn spend_outstanding(
     .await
 }
 
-/// A usable token's user and address (not spent, not expired), without spending it.
+/// A usable token, without spending it: its user, address and epoch.
+pub type Usable = (Uuid, String, Option<i64>);
+
+/// A usable token (not spent, not expired) of any of `purposes`, without spending it.
 pub async fn find_usable(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
-    purpose: Purpose,
-) -> QueryResult<Option<(Uuid, String)>> {
+    purposes: &[Purpose],
+) -> QueryResult<Option<Usable>> {
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
     email_tokens::table
         .find(hash)
-        .filter(email_tokens::purpose.eq(purpose.as_str()))
+        .filter(email_tokens::purpose.eq_any(purposes))
         .filter(email_tokens::used_at.is_null())
         .filter(email_tokens::expires_at.gt(Utc::now()))
-        .select((email_tokens::user_id, email_tokens::email))
+        .select((
+            email_tokens::user_id,
+            email_tokens::email,
+            email_tokens::auth_epoch,
+        ))
         .first(conn)
         .await
         .optional()
 }
 
-/// Spend a usable token: of concurrent attempts exactly one gets its user and address.
+/// Spend a usable token: of concurrent attempts exactly one gets it.
 pub async fn spend(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
     purpose: Purpose,
-) -> QueryResult<Option<(Uuid, String)>> {
+) -> QueryResult<Option<Usable>> {
     let now = Utc::now();
     diesel::update(
         email_tokens::table
@@ -277,7 +304,11 @@ pub async fn spend(
             .filter(email_tokens::expires_at.gt(now)),
     )
     .set(email_tokens::used_at.eq(now))
-    .returning((email_tokens::user_id, email_tokens::email))
+    .returning((
+        email_tokens::user_id,
+        email_tokens::email,
+        email_tokens::auth_epoch,
+    ))
     .get_result(conn)
     .await
     .optional()
@@ -294,6 +325,7 @@ pub async fn mark_verified(
     diesel::update(
         users::table
             .find(user_id)
+            .filter(users::disabled.eq(false))
             .filter(lower(users::email).eq(email.to_lowercase())),
     )
     .set((

@@ -85,13 +85,25 @@ async fn signup_mails_a_link_that_verifies_the_address_once() {
         app.count("audit_log WHERE event = 'email_verified'").await,
         1
     );
-    // The database holds only the token's hash.
-    assert_eq!(
-        app.count(&format!(
-            "email_tokens WHERE encode(token_hash, 'escape') LIKE '%{token}%'"
-        ))
-        .await,
-        0
+    // The token is in the mail only: no row of the outbox or of the tokens holds it (the
+    // tokens table has its SHA-256), and no log line.
+    assert_no_token_kept(&app, &token).await;
+}
+
+/// No row of the mail tables, and no log line, holds `token`.
+async fn assert_no_token_kept(app: &TestApp, token: &str) {
+    assert!(app.count("email_tokens").await > 0);
+    for table in ["mail_outbox", "email_tokens"] {
+        assert_eq!(
+            app.count(&format!("{table} t WHERE t::text LIKE '%{token}%'"))
+                .await,
+            0,
+            "{table} holds the token"
+        );
+    }
+    assert!(
+        !crate::helpers::LOGS.contents().contains(token),
+        "a log line holds the token"
     );
 }
 
@@ -224,6 +236,7 @@ async fn a_reset_sets_the_password_ends_every_session_and_works_once() {
         app.count("audit_log WHERE event = 'password_reset'").await,
         1
     );
+    assert_no_token_kept(&app, &token).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -374,22 +387,63 @@ async fn mail_waits_out_a_mail_server_outage() {
             .await
             .contains("mail_send_failures_total{kind=\"verify_email\",permanent=\"false\"}")
     );
-    // The server comes back; the retry (brought forward here, instead of waiting 10 s) goes.
+    // Meanwhile: a reset is asked for, then the password changed (by its owner, logged
+    // in), then the address changed. None of it can be sent yet.
+    let pair = app.login_ok(&email).await;
+    let access = pair["access_token"].as_str().unwrap();
+    request_reset(&app, &email).await;
+    let resp = app
+        .post_bearer(
+            "/v1/users/me/password",
+            access,
+            Some(json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let new = unique_email();
+    let resp = app
+        .post_bearer(
+            "/v1/users/me/email",
+            access,
+            Some(json!({"new_email": new, "current_password": NEW_PASSWORD})),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+
+    // The server comes back; the retries (brought forward here, instead of waiting) go.
     let sink = MailSink::start_on(port).await;
     app.exec("UPDATE mail_outbox SET next_attempt_at = now()")
         .await;
     let mail = sink.wait_for_subject(&email, "Confirm your email", 1).await;
+    let link = sink
+        .wait_for_subject(&new, "Confirm your new email", 1)
+        .await
+        .token("verify-email");
+    sink.wait_for_subject(&email, "password was changed", 1)
+        .await;
+    sink.wait_for_subject(&email, "being changed", 1).await;
+    // The reset asked for before the password change is not sent: it would outlive it.
+    for _ in 0..100 {
+        if app.count("mail_outbox WHERE status = 'pending'").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.count("mail_outbox WHERE status = 'pending'").await, 0);
+    assert!(sink.to(&email).iter().all(|m| !m.subject.contains("Reset")));
     assert_eq!(
-        verify(&app, &mail.token("verify-email")).await.status(),
-        204
-    );
-    assert_eq!(
-        app.count(&format!(
-            "mail_outbox WHERE recipient = '{email}' AND status = 'sent'"
-        ))
-        .await,
+        app.count("mail_outbox WHERE kind = 'password_reset' AND status = 'skipped'")
+            .await,
         1
     );
+    // The new address confirms; the old address's verification link is now worthless.
+    assert_eq!(verify(&app, &link).await.status(), 204);
+    assert_problem(
+        verify(&app, &mail.token("verify-email")).await,
+        400,
+        "VERIFY_TOKEN_INVALID",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -464,4 +518,67 @@ async fn an_email_change_applies_when_the_new_address_confirms_it() {
         .await
         .token("verify-email");
     assert_problem(verify(&app, &old_link).await, 400, "VERIFY_TOKEN_INVALID").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_account_cannot_use_its_reset_link() {
+    let (app, sink) = spawn_app_with_mail(generous).await;
+    let email = app.new_user().await;
+    request_reset(&app, &email).await;
+    let token = reset_mail(&sink, &email, 1).await;
+    app.exec(&format!(
+        "UPDATE users SET disabled = true WHERE email = '{email}'"
+    ))
+    .await;
+    assert_problem(
+        confirm_reset(&app, &token, NEW_PASSWORD).await,
+        400,
+        "RESET_TOKEN_INVALID",
+    )
+    .await;
+    app.exec(&format!(
+        "UPDATE users SET disabled = false WHERE email = '{email}'"
+    ))
+    .await;
+    assert_problem(
+        app.login(&email, NEW_PASSWORD).await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn taking_the_account_back_ends_an_email_change_asked_for_before() {
+    // Someone with the password asks to move the account to their address; the owner, told
+    // at the old address, resets the password. The link to the new address is dead.
+    let (app, sink) = spawn_app_with_mail(generous).await;
+    let (email, pair) = app.user_session().await;
+    let attacker = unique_email();
+    let resp = app
+        .post_bearer(
+            "/v1/users/me/email",
+            pair["access_token"].as_str().unwrap(),
+            Some(json!({"new_email": attacker, "current_password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let link = sink
+        .wait_for_subject(&attacker, "Confirm your new email", 1)
+        .await
+        .token("verify-email");
+    sink.wait_for_subject(&email, "being changed", 1).await;
+    request_reset(&app, &email).await;
+    let reset = reset_mail(&sink, &email, 1).await;
+    assert_eq!(
+        confirm_reset(&app, &reset, NEW_PASSWORD).await.status(),
+        204
+    );
+    assert_problem(verify(&app, &link).await, 400, "VERIFY_TOKEN_INVALID").await;
+    let (status, fresh) = json(app.login(&email, NEW_PASSWORD).await).await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(
+        me(&app, fresh["access_token"].as_str().unwrap()).await["email"],
+        email.as_str()
+    );
 }

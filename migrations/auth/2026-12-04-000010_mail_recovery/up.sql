@@ -17,6 +17,9 @@ CREATE TABLE mail_outbox (
     user_id         uuid        REFERENCES users (id) ON DELETE CASCADE,
     recipient       text        NOT NULL,
     payload         jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    -- The user's epoch when the mail was asked for: a reset or email-change link is not
+    -- sent once it moved (a password change, logout everywhere, ... came after).
+    auth_epoch      bigint,
     status          text        NOT NULL DEFAULT 'pending'
                     CHECK (status IN ('pending', 'sent', 'skipped', 'failed')),
     attempts        integer     NOT NULL DEFAULT 0,
@@ -36,6 +39,10 @@ CREATE TABLE email_tokens (
                CHECK (purpose IN ('verify_email', 'email_change', 'password_reset')),
     user_id    uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     email      text        NOT NULL,
+    -- For resets and email changes: the user's epoch the link was asked under; the link is
+    -- refused once the epoch moved (any password change, logout everywhere, role change,
+    -- disabling, factor change).
+    auth_epoch bigint,
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL,
     used_at    timestamptz

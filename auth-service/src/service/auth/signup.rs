@@ -95,7 +95,15 @@ pub async fn signup(
                 },
             )
             .await?;
-            mail::enqueue(conn, MailKind::VerifyEmail, id, email.as_str(), &json!({})).await?;
+            mail::enqueue(
+                conn,
+                MailKind::VerifyEmail,
+                id,
+                email.as_str(),
+                &json!({}),
+                None,
+            )
+            .await?;
             Ok::<_, diesel::result::Error>(user)
         })
         .await;
