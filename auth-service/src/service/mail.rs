@@ -370,7 +370,16 @@ async fn new_token(
     conn.transaction(async |conn| {
         users::lock(conn, user.id).await?;
         mail::insert_token(
-            conn, &hash, purpose, user.id, email, auth_epoch, expires, supersede,
+            conn,
+            mail::NewToken {
+                hash: &hash,
+                purpose,
+                user_id: user.id,
+                email,
+                auth_epoch,
+                expires_at: expires,
+            },
+            supersede,
         )
         .await
     })

@@ -217,29 +217,35 @@ impl Purpose {
     }
 }
 
+/// A link's token, by its hash.
+pub struct NewToken<'a> {
+    pub hash: &'a [u8],
+    pub purpose: Purpose,
+    pub user_id: Uuid,
+    /// The address the link goes to.
+    pub email: &'a str,
+    pub auth_epoch: Option<i64>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Store a new token's hash. With `supersede`, the user's outstanding tokens of the same
 /// purpose are spent first (a newer reset link invalidates the older ones).
 pub async fn insert_token(
     conn: &mut AsyncPgConnection,
-    hash: &[u8],
-    purpose: Purpose,
-    user_id: Uuid,
-    email: &str,
-    auth_epoch: Option<i64>,
-    expires_at: DateTime<Utc>,
+    t: NewToken<'_>,
     supersede: bool,
 ) -> QueryResult<()> {
     if supersede {
-        spend_outstanding(conn, user_id, purpose).await?;
+        spend_outstanding(conn, t.user_id, t.purpose).await?;
     }
     diesel::insert_into(email_tokens::table)
         .values((
-            email_tokens::token_hash.eq(hash),
-            email_tokens::purpose.eq(purpose.as_str()),
-            email_tokens::user_id.eq(user_id),
-            email_tokens::email.eq(email),
-            email_tokens::auth_epoch.eq(auth_epoch),
-            email_tokens::expires_at.eq(expires_at),
+            email_tokens::token_hash.eq(t.hash),
+            email_tokens::purpose.eq(t.purpose.as_str()),
+            email_tokens::user_id.eq(t.user_id),
+            email_tokens::email.eq(t.email),
+            email_tokens::auth_epoch.eq(t.auth_epoch),
+            email_tokens::expires_at.eq(t.expires_at),
         ))
         .execute(conn)
         .await

@@ -1,11 +1,17 @@
 // The page: signup, login, the todo list (create, edit with If-Match, done, delete), the
 // sessions, logout here and everywhere; and the account's recovery: whether the email address
 // is verified (and a new verification mail), "forgot password", changing the address, and the
-// links the auth service mails (`#verify-email=<token>`, `#reset-password=<token>`). Every
-// failure shows the problem's `code` and, for validation errors, each field's.
+// links the auth service mails (`#verify-email=<token>`, `#reset-password=<token>`); and a
+// second factor: a login that answers a challenge asks for a code from the authenticator app
+// (or a recovery code), and, signed in, the app is set up (QR code, secret, a first code, the
+// recovery codes shown once) or turned off. Every failure shows the problem's `code` and, for
+// validation errors, each field's.
 
+import type { components as AuthSchemas } from "../../../clients/typescript/generated/auth";
 import { type Outcome, type Problem, type Todo, todos, withFreshToken } from "./api";
 import * as session from "./session";
+
+type MfaChallenge = AuthSchemas["schemas"]["MfaChallenge"];
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -55,6 +61,8 @@ function render(signedIn: boolean): void {
   $("signed-in").hidden = !signedIn;
   $("signed-out").hidden = signedIn;
   if (signedIn) {
+    // Signed in (here, or in another tab): a pending challenge is moot.
+    if (challenge !== null) showChallenge(null);
     void loadTodos();
     void loadSessions();
   } else {
@@ -63,6 +71,7 @@ function render(signedIn: boolean): void {
     $("resend-verification").hidden = true;
     $("todos").replaceChildren();
     $("sessions").replaceChildren();
+    resetMfaSettings();
   }
 }
 
@@ -167,6 +176,7 @@ async function loadMe(): Promise<void> {
   status.dataset.verified = String(verified);
   status.classList.toggle("unverified", !verified);
   $("resend-verification").hidden = verified;
+  showMfaSettings(me.data.mfa_enabled);
 }
 
 function onSubmit(id: string, run: (form: HTMLFormElement) => Promise<void>): void {
@@ -192,12 +202,153 @@ onSubmit("login-form", async (form) => {
   await login(String(fields.get("email")), String(fields.get("password")));
 });
 
+/** Log in; an account with a second factor answers a challenge instead of tokens, and the
+ * code form is shown. */
 async function login(email: string, password: string): Promise<void> {
   const outcome = await session.auth.POST("/v1/auth/login", {
     body: { email, password, refresh_delivery: "cookie" },
   });
-  if (ok(outcome)) session.signedIn(outcome.data);
+  if (!ok(outcome)) return;
+  if ("access_token" in outcome.data) session.signedIn(outcome.data);
+  else showChallenge(outcome.data);
 }
+
+// The second factor at login. The auth service answers a wrong code, a used one, and any code
+// for a challenge that expired or ran out of tries alike (401 MFA_CODE_INVALID): the page
+// counts, and once the challenge can take no more codes it goes back to the password form.
+
+/** How long a challenge lasts, and how many codes it takes (the auth service's rules). */
+const CHALLENGE_MS = 5 * 60_000;
+const CHALLENGE_TRIES = 5;
+
+/** The login waiting for its second factor: in this tab's memory only, like the token. */
+let challenge: { token: string; expiresAt: number; triesLeft: number } | null = null;
+
+/** Ask for the code of `next` (instead of the password forms), or stop asking. */
+function showChallenge(next: MfaChallenge | null): void {
+  challenge = next && { token: next.mfa_token, expiresAt: Date.now() + CHALLENGE_MS, triesLeft: CHALLENGE_TRIES };
+  const asking = challenge !== null;
+  const form = $<HTMLFormElement>("mfa-form");
+  form.reset();
+  form.hidden = !asking;
+  for (const id of ["login-form", "signup-form", "forgot-form"]) $(id).hidden = asking;
+  if (asking) $("mfa-code").focus();
+}
+
+onSubmit("mfa-form", async (form) => {
+  const current = challenge;
+  if (current === null) return;
+  const code = String(new FormData(form).get("code")).trim();
+  // Delivered as the login asked: the refresh token in the HttpOnly cookie.
+  const outcome = await session.auth.POST("/v1/auth/mfa", { body: { mfa_token: current.token, code } });
+  if (outcome.data) {
+    showChallenge(null);
+    session.signedIn(outcome.data);
+    return;
+  }
+  showProblem(outcome.error, outcome.response.status);
+  if (outcome.response.status !== 401 || outcome.error?.code !== "MFA_CODE_INVALID") return;
+  current.triesLeft -= 1;
+  if (current.triesLeft > 0 && Date.now() < current.expiresAt) {
+    form.reset();
+    $("mfa-code").focus();
+    return;
+  }
+  showChallenge(null);
+  $("problem").append("\nThis login can take no more codes (too many, or too late): log in with your password again.");
+});
+
+$("mfa-cancel").onclick = action(async () => showChallenge(null));
+
+// The second factor, signed in: set up the authenticator app (its secret as a QR code and
+// in base32; confirmed with a first code, which answers the recovery codes, shown once), or
+// turn it off with a code. Either revokes the account's other sessions.
+
+/** The section as the account has it (the enrolment and the recovery codes, while shown,
+ * stay). */
+function showMfaSettings(enabled: boolean): void {
+  const status = $("mfa-status");
+  status.textContent = enabled
+    ? "On: logging in asks for a code from your authenticator app."
+    : "Off: logging in asks for your password only.";
+  status.dataset.enabled = String(enabled);
+  if (enabled) hideEnrolment();
+  $("mfa-setup").hidden = enabled || !$("mfa-enrol-form").hidden;
+  $("mfa-off-form").hidden = !enabled;
+}
+
+function hideEnrolment(): void {
+  $<HTMLFormElement>("mfa-enrol-form").reset();
+  $("mfa-enrol-form").hidden = true;
+  $("mfa-qr").removeAttribute("src");
+  $("mfa-secret").textContent = "";
+}
+
+function hideRecoveryCodes(): void {
+  $("mfa-recovery").hidden = true;
+  $("mfa-recovery-codes").replaceChildren();
+}
+
+/** Signed out: nothing of the account's second factor stays on the page. */
+function resetMfaSettings(): void {
+  hideEnrolment();
+  hideRecoveryCodes();
+  $<HTMLFormElement>("mfa-off-form").reset();
+  $("mfa-off-form").hidden = true;
+  $("mfa-setup").hidden = true;
+  $("mfa-status").textContent = "";
+  delete $("mfa-status").dataset.enabled;
+}
+
+$("mfa-setup").onclick = action(async () => {
+  const outcome = await withFreshToken(() => session.auth.POST("/v1/users/me/mfa/totp", { headers: bearer() }));
+  if (!ok(outcome)) {
+    if (outcome.response.status === 409) await loadMe(); // turned on meanwhile (another tab)
+    return;
+  }
+  $<HTMLImageElement>("mfa-qr").src = `data:image/png;base64,${outcome.data.qr_png}`;
+  $("mfa-secret").textContent = outcome.data.secret;
+  $("mfa-enrol-form").hidden = false;
+  $("mfa-setup").hidden = true;
+  $("mfa-enrol-form").querySelector("input")?.focus();
+});
+
+onSubmit("mfa-enrol-form", async (form) => {
+  const code = String(new FormData(form).get("code")).trim();
+  const outcome = await withFreshToken(() =>
+    session.auth.POST("/v1/users/me/mfa/totp/confirm", { headers: bearer(), body: { code } }),
+  );
+  if (!ok(outcome)) return;
+  hideEnrolment();
+  $("mfa-recovery-codes").replaceChildren(
+    ...outcome.data.recovery_codes.map((recovery) => {
+      const li = document.createElement("li");
+      li.dataset.testid = "mfa-recovery-code";
+      li.textContent = recovery;
+      return li;
+    }),
+  );
+  $("mfa-recovery").hidden = false;
+  notice("Two-factor authentication is on; your other sessions were logged out.");
+  await loadSessions();
+});
+
+$("mfa-recovery-done").onclick = action(async () => hideRecoveryCodes());
+
+onSubmit("mfa-off-form", async (form) => {
+  const code = String(new FormData(form).get("code")).trim();
+  const outcome = await withFreshToken(() =>
+    session.auth.DELETE("/v1/users/me/mfa/totp", { headers: bearer(), body: { code } }),
+  );
+  if (!ok(outcome)) {
+    if (outcome.response.status === 404) await loadMe(); // turned off meanwhile
+    return;
+  }
+  form.reset();
+  hideRecoveryCodes();
+  notice("Two-factor authentication is off; your other sessions were logged out.");
+  await loadSessions();
+});
 
 onSubmit("todo-form", async (form) => {
   const title = String(new FormData(form).get("title"));
