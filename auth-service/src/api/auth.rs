@@ -291,12 +291,13 @@ impl AuthApi {
     }
 
     /// Complete a login that answered `mfa_required` with a code from the authenticator app
-    /// or a recovery code: tokens, delivered as the login asked, with `amr` `["pwd","otp"]`
-    /// (or `["pwd","mfa"]` for a recovery code). A wrong or used code, or a challenge that
+    /// or a recovery code: tokens, delivered as the login asked, with `amr`
+    /// `["pwd","otp","mfa"]` (or `["pwd","mfa"]` for a recovery code). A wrong or used code, or a challenge that
     /// expired (5 minutes) or took 5 codes, is 401 `MFA_CODE_INVALID`. Each code is good
     /// once.
     ///
-    /// Rate limits and throttling: as for login, per ip and per account.
+    /// Rate limits and throttling: as for login, per ip and per account; and an account
+    /// takes at most 10 wrong codes a day (logins and removals together), then 429.
     #[oai(path = "/mfa", method = "post", operation_id = "completeMfa")]
     async fn mfa(
         &self,

@@ -254,6 +254,13 @@ pub struct MfaRequest {
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
+pub struct EnrolTotpRequest {
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub current_password: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct TotpCodeRequest {
     /// Six digits from the authenticator app (removal also takes a recovery code).
     #[oai(validator(min_length = 1, max_length = 64))]

@@ -14,8 +14,8 @@ use shared::verify::BearerAuth;
 use crate::api::ApiTags;
 use crate::api::auth::{AcceptedResponse, NoContent, user_of};
 use crate::api::dto::{
-    Accepted, ChangeEmailRequest, ChangePasswordRequest, RecoveryCodes, TotpCodeRequest,
-    TotpEnrolment, UpdateMeRequest, User,
+    Accepted, ChangeEmailRequest, ChangePasswordRequest, EnrolTotpRequest, RecoveryCodes,
+    TotpCodeRequest, TotpEnrolment, UpdateMeRequest, User,
 };
 use crate::api::request_meta;
 use crate::service::{mfa, recovery, users};
@@ -36,7 +36,7 @@ error_set!(pub MeErrors: 401, 403, 404);
 error_set!(pub UpdateMeErrors: 401, 403, 404, 413, 415, 422);
 error_set!(pub PasswordErrors: 401, 403, 413, 415, 422, 429);
 error_set!(pub EmailChangeErrors: 401, 403, 409, 413, 415, 422, 429);
-error_set!(pub EnrolErrors: 401, 403, 409, 429);
+error_set!(pub EnrolErrors: 401, 403, 404, 409, 413, 415, 422, 429);
 error_set!(pub TotpCodeErrors: 401, 403, 404, 409, 413, 415, 422, 429);
 
 #[derive(ApiResponse)]
@@ -142,15 +142,20 @@ impl UsersApi {
         })))
     }
 
-    /// Enrol an authenticator app (TOTP, RFC 6238): a new secret, shown once as an otpauth
-    /// URI, in base32 and as a QR code. It is not used until `confirm`; enrolling again
-    /// before that replaces it. 409 `CONFLICT` when one is confirmed already.
+    /// Enrol an authenticator app (TOTP, RFC 6238), with the current password: a new
+    /// secret, shown once as an otpauth URI, in base32 and as a QR code. It is not used
+    /// until `confirm`; enrolling again before that replaces it. A wrong password is 401
+    /// `INVALID_CREDENTIALS`; 409 `CONFLICT` when one is confirmed already.
     ///
     /// Rate limit: per user (`AUTH_RATE_MFA_CHANGE`, default 10 per 900 s).
     #[oai(path = "/mfa/totp", method = "post", operation_id = "enrolTotp")]
-    async fn enrol_totp(&self, auth_: BearerAuth) -> Result<EnrolResponse, ApiErr<EnrolErrors>> {
+    async fn enrol_totp(
+        &self,
+        auth_: BearerAuth,
+        body: JsonBody<EnrolTotpRequest>,
+    ) -> Result<EnrolResponse, ApiErr<EnrolErrors>> {
         let user_id = user_of(&auth_.0)?;
-        let e = mfa::enrol(&self.state, user_id).await?;
+        let e = mfa::enrol(&self.state, user_id, body.0.current_password).await?;
         Ok(EnrolResponse::Created(Json(TotpEnrolment {
             otpauth_uri: e.otpauth_uri,
             secret: e.secret,

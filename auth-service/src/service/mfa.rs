@@ -18,8 +18,9 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
 
+use crate::crypto::hashing::Verified;
 use crate::crypto::tokens::{RefreshToken, hash_token};
-use crate::domain::RequestMeta;
+use crate::domain::{PasswordInput, RequestMeta};
 use crate::error::AuthError;
 use crate::service::auth::{Delivery, Issued};
 use crate::service::throttle;
@@ -39,6 +40,11 @@ const SKEW: i64 = 1;
 const CHALLENGE_SECS: i64 = 300;
 const CHALLENGE_ATTEMPTS: i32 = 5;
 const RECOVERY_CODES: usize = 10;
+/// Wrong second-factor codes an account takes in a day (from anywhere, logins and removals
+/// together) before no code is tried at all until the day is out. Only someone with the
+/// password (or a session) can spend them: with six digits, guessing stays hopeless.
+const FAILURE_CAP: i64 = 10;
+const FAILURE_WINDOW_SECS: i64 = 24 * 3600;
 
 /// What enrolment shows, once.
 pub struct Enrolment {
@@ -123,14 +129,85 @@ fn code_field_error() -> AuthError {
     )])
 }
 
+fn failures_key(state: &AppState, user_id: Uuid) -> String {
+    format!("{}mfa:fail:{user_id}", state.settings.auth.redis_prefix)
+}
+
+/// Refused (429) while the account's wrong codes are at the cap. Fails closed when Redis
+/// cannot say: a second factor is not tried blind.
+async fn check_failures(state: &AppState, user_id: Uuid) -> Result<(), AuthError> {
+    let key = failures_key(state, user_id);
+    let (count, ttl): (Option<i64>, i64) = redis::pipe()
+        .get(&key)
+        .ttl(&key)
+        .query_async(&mut state.redis.clone())
+        .await
+        .map_err(|err| AuthError::Internal(anyhow::anyhow!("reading MFA failures: {err}")))?;
+    if count.unwrap_or(0) >= FAILURE_CAP {
+        tracing::warn!(%user_id, "second-factor codes refused: too many wrong ones today");
+        return Err(AuthError::RateLimited(shared::ratelimit::RateLimited(
+            shared::ratelimit::Decision {
+                allowed: false,
+                retry_after_secs: ttl.max(1).unsigned_abs(),
+                states: Vec::new(),
+            },
+        )));
+    }
+    Ok(())
+}
+
+/// Count a wrong code against the account (a day's window from the first).
+async fn record_wrong_code(state: &AppState, user_id: Uuid) {
+    let key = failures_key(state, user_id);
+    let result = redis::Script::new(
+        "local n = redis.call('INCR', KEYS[1]) \
+         if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
+    )
+    .key(&key)
+    .arg(FAILURE_WINDOW_SECS)
+    .invoke_async::<i64>(&mut state.redis.clone())
+    .await;
+    metrics::counter!("mfa_code_failures_total").increment(1);
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "counting a wrong second-factor code failed");
+    }
+}
+
+/// Forget the account's wrong codes (its password or factors changed).
+pub async fn forget_failures(state: &AppState, user_id: Uuid) {
+    let result = redis::cmd("DEL")
+        .arg(failures_key(state, user_id))
+        .query_async::<()>(&mut state.redis.clone())
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "forgetting wrong second-factor codes failed");
+    }
+}
+
 /// Start (or restart) enrolment: a new secret, shown once.
-pub async fn enrol(state: &AppState, user_id: Uuid) -> Result<Enrolment, AuthError> {
+/// Needs the current password: a stolen access token alone cannot put an attacker's
+/// authenticator on the account.
+pub async fn enrol(
+    state: &AppState,
+    user_id: Uuid,
+    current_password: String,
+) -> Result<Enrolment, AuthError> {
     let a = &state.settings.auth;
     throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let password = PasswordInput::parse("current_password", current_password)?;
     let mut conn = shared::db::conn(&state.pool).await?;
     let user = users::find(&mut conn, user_id)
         .await?
         .ok_or(AuthError::NotFound)?;
+    drop(conn);
+    let verified = state
+        .hashing
+        .verify(password.into_inner(), Some(user.password_hash.clone()))
+        .await?;
+    if verified == Verified::No {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let mut conn = shared::db::conn(&state.pool).await?;
     let mut secret = vec![0u8; 20];
     OsRng.fill_bytes(&mut secret);
     let sealed = state.secrets.seal(&aad(user_id), &secret)?;
@@ -180,8 +257,10 @@ pub async fn confirm(
     let rows = conn
         .transaction(async |conn| {
             users::bump_epoch(conn, user_id).await?;
+            // The secret the code was checked against, still: an enrolment that replaced it
+            // meanwhile turns nothing on.
             if !mfa::take_step(conn, user_id, step).await?
-                || !mfa::confirm_totp(conn, user_id).await?
+                || !mfa::confirm_totp(conn, user_id, &row.secret).await?
             {
                 return Err(code_field_error());
             }
@@ -201,6 +280,9 @@ pub async fn confirm(
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
+    forget_failures(state, user_id).await;
+    // An address that logged in with the password alone before keeps no budget of its own.
+    throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
     Ok(codes)
 }
 
@@ -232,7 +314,7 @@ pub async fn disable(
     if step.is_none() && recovery.is_none() {
         return Err(code_field_error());
     }
-    let rows = conn
+    let result = conn
         .transaction(async |conn| {
             users::bump_epoch(conn, user_id).await?;
             let good = match (step, &recovery) {
@@ -256,8 +338,17 @@ pub async fn disable(
             )
             .await
         })
-        .await?;
+        .await;
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(AuthError::Validation(errors)) => {
+            record_wrong_code(state, user_id).await;
+            return Err(AuthError::Validation(errors));
+        }
+        Err(err) => return Err(err),
+    };
     state.revocations.publish(&mut conn, rows).await;
+    forget_failures(state, user_id).await;
     Ok(())
 }
 
@@ -275,7 +366,9 @@ pub async fn admin_reset(
     let rows = conn
         .transaction(async |conn| {
             users::bump_epoch(conn, user_id).await?;
-            mfa::remove_all(conn, user_id).await?;
+            if !mfa::remove_all(conn, user_id).await? {
+                return Err(AuthError::NotFound);
+            }
             factor_changed(
                 state,
                 conn,
@@ -290,6 +383,7 @@ pub async fn admin_reset(
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
+    forget_failures(state, user_id).await;
     Ok(())
 }
 
@@ -405,6 +499,7 @@ pub async fn complete(
     let account = user.email.trim().to_lowercase();
     let subject = throttle::Subject::Account(&account);
     throttle::check_login(state, &account, &meta.ip_key).await?;
+    check_failures(state, user.id).await?;
     let row = mfa::find_totp(&mut conn, user.id)
         .await?
         .filter(|r| r.confirmed_at.is_some())
@@ -417,7 +512,7 @@ pub async fn complete(
     let accepted = match (matching_step(&totp, code), recovery_hash(code)) {
         (Some(step), _) => mfa::take_step(&mut conn, user.id, step)
             .await?
-            .then_some("pwd otp"),
+            .then_some("pwd otp mfa"),
         (None, Some(hash)) => mfa::spend_recovery_code(&mut conn, user.id, &hash)
             .await?
             .then_some("pwd mfa"),
@@ -437,6 +532,7 @@ pub async fn complete(
         )
         .await?;
         throttle::record_failure(state, subject, &meta.ip_key).await;
+        record_wrong_code(state, user.id).await;
         return Err(AuthError::MfaCodeInvalid);
     };
     if !mfa::spend_challenge(&mut conn, &hash).await? {
@@ -448,7 +544,11 @@ pub async fn complete(
     } else {
         Delivery::Body
     };
-    crate::service::auth::open_session(state, &user, None, delivery, amr, meta).await
+    match crate::service::auth::open_session(state, &user, None, delivery, amr, meta).await {
+        // The account changed after the code was checked: log in again.
+        Err(AuthError::InvalidCredentials) => Err(AuthError::MfaCodeInvalid),
+        other => other,
+    }
 }
 
 #[cfg(test)]

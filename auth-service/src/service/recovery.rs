@@ -146,6 +146,7 @@ pub async fn confirm_password_reset(
         .await?;
     state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &email.trim().to_lowercase()).await;
+    crate::service::mfa::forget_failures(state, user_id).await;
     Ok(())
 }
 

@@ -133,6 +133,7 @@ pub async fn change_password(
         .await?;
     state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
+    crate::service::mfa::forget_failures(state, user_id).await;
     Ok(())
 }
 

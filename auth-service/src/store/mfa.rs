@@ -71,13 +71,19 @@ pub async fn take_step(
     .map(|n| n > 0)
 }
 
-/// Confirm the enrolment and mark the user as having a second factor.
-pub async fn confirm_totp(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
+/// Confirm the enrolment of `secret` (the sealed secret the code was checked against) and
+/// mark the user as having a second factor.
+pub async fn confirm_totp(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    secret: &[u8],
+) -> QueryResult<bool> {
     let now = Utc::now();
     let n = diesel::update(
         mfa_totp::table
             .find(user_id)
-            .filter(mfa_totp::confirmed_at.is_null()),
+            .filter(mfa_totp::confirmed_at.is_null())
+            .filter(mfa_totp::secret.eq(secret)),
     )
     .set((mfa_totp::confirmed_at.eq(now), mfa_totp::updated_at.eq(now)))
     .execute(conn)

@@ -17,10 +17,18 @@ fn code(totp: &TOTP, offset: i64) -> String {
     totp.generate(now as u64)
 }
 
+async fn enrol(app: &TestApp, access: &str, password: &str) -> reqwest::Response {
+    app.post_bearer(
+        "/v1/users/me/mfa/totp",
+        access,
+        Some(json!({ "current_password": password })),
+    )
+    .await
+}
+
 /// Enrol and confirm an authenticator for a logged-in user: its TOTP and recovery codes.
 async fn enable(app: &TestApp, access: &str) -> (TOTP, Vec<String>) {
-    let (status, enrolment) =
-        json(app.post_bearer("/v1/users/me/mfa/totp", access, None).await).await;
+    let (status, enrolment) = json(enrol(app, access, PASSWORD).await).await;
     assert_eq!(status, 201, "{enrolment}");
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     let totp = TOTP::from_url(uri).expect("an otpauth URI");
@@ -74,8 +82,14 @@ async fn enrolment_shows_the_secret_once_and_a_first_code_turns_it_on() {
     let (email, pair) = app.user_session().await;
     let other = app.login_ok(&email).await;
     let access = at(&pair);
-    let (status, enrolment) =
-        json(app.post_bearer("/v1/users/me/mfa/totp", access, None).await).await;
+    // A stolen access token alone cannot enrol: the password is asked for.
+    assert_problem(
+        enrol(&app, access, "wrong wrong wrong").await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
+    .await;
+    let (status, enrolment) = json(enrol(&app, access, PASSWORD).await).await;
     assert_eq!(status, 201);
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
@@ -128,12 +142,7 @@ async fn enrolment_shows_the_secret_once_and_a_first_code_turns_it_on() {
         "REFRESH_TOKEN_INVALID",
     )
     .await;
-    assert_problem(
-        app.post_bearer("/v1/users/me/mfa/totp", access, None).await,
-        409,
-        "CONFLICT",
-    )
-    .await;
+    assert_problem(enrol(&app, access, PASSWORD).await, 409, "CONFLICT").await;
     sink.wait_for_subject(&email, "sign-in settings changed", 1)
         .await;
     assert_eq!(app.count("audit_log WHERE event = 'mfa_enabled'").await, 1);
@@ -141,7 +150,7 @@ async fn enrolment_shows_the_secret_once_and_a_first_code_turns_it_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn login_asks_for_a_code_and_each_code_is_good_once() {
-    let (app, _sink) = spawn_app_with_mail(generous).await;
+    let (app, _sink) = spawn_app_with_mail(wide_open).await;
     let (email, pair) = app.user_session().await;
     let (totp, recovery) = enable(&app, at(&pair)).await;
 
@@ -155,15 +164,16 @@ async fn login_asks_for_a_code_and_each_code_is_good_once() {
     // The confirm took the current step: the next one is good (an app a step ahead).
     let next = code(&totp, 1);
     let tokens = complete_ok(&app, &challenge, &next).await;
-    assert_eq!(claims(at(&tokens))["amr"], json!(["pwd", "otp"]));
+    assert_eq!(claims(at(&tokens))["amr"], json!(["pwd", "otp", "mfa"]));
     // Refreshed tokens say the same.
     let (status, refreshed) =
         json(app.refresh(tokens["refresh_token"].as_str().unwrap()).await).await;
     assert_eq!(status, 200, "{refreshed}");
-    assert_eq!(claims(at(&refreshed))["amr"], json!(["pwd", "otp"]));
-    // The challenge is spent; the code too, in another login.
+    assert_eq!(claims(at(&refreshed))["amr"], json!(["pwd", "otp", "mfa"]));
+    // The challenge is spent (even with a good recovery code); the code too, in another
+    // login.
     assert_problem(
-        complete(&app, &challenge, &next).await,
+        complete(&app, &challenge, &recovery[1]).await,
         401,
         "MFA_CODE_INVALID",
     )
@@ -201,8 +211,76 @@ async fn login_asks_for_a_code_and_each_code_is_good_once() {
         "MFA_CODE_INVALID",
     )
     .await;
-    // Wrong codes count as failed logins: past five from this address it must wait.
-    assert_problem(app.login(&email, PASSWORD).await, 429, "RATE_LIMITED").await;
+    // The recovery code tried on spent challenges was not spent.
+    let fourth = login_challenge(&app, &email).await;
+    let tokens = complete_ok(&app, &fourth, &recovery[1]).await;
+    assert_eq!(claims(at(&tokens))["amr"], json!(["pwd", "mfa"]));
+}
+
+/// Rates and brute-force throttling out of the way: what is tested is the second factor's
+/// own cap.
+fn wide_open(s: &mut auth_service::config::Settings) {
+    generous(s);
+    s.auth.throttle_ip_failures = 1000;
+    s.auth.throttle_account_failures = 1000;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_takes_ten_wrong_codes_a_day_until_its_password_changes() {
+    let (app, _sink) = spawn_app_with_mail(wide_open).await;
+    let (email, pair) = app.user_session().await;
+    let (totp, _) = enable(&app, at(&pair)).await;
+    for _ in 0..2 {
+        let challenge = login_challenge(&app, &email).await;
+        for _ in 0..5 {
+            assert_problem(
+                complete(&app, &challenge, "000000").await,
+                401,
+                "MFA_CODE_INVALID",
+            )
+            .await;
+        }
+    }
+    // Ten wrong: not even the right code is tried now, from anywhere.
+    let challenge = login_challenge(&app, &email).await;
+    assert_problem(
+        complete(&app, &challenge, &code(&totp, 1)).await,
+        429,
+        "RATE_LIMITED",
+    )
+    .await;
+    // The owner changes the password (the intruder knew it): codes are tried again.
+    let resp = app
+        .post_bearer(
+            "/v1/users/me/password",
+            at(&pair),
+            Some(
+                json!({"current_password": PASSWORD, "new_password": "another fine passphrase 9"}),
+            ),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let (status, body) = json(app.login(&email, "another fine passphrase 9").await).await;
+    assert_eq!(status, 200, "{body}");
+    let tokens = complete_ok(&app, body["mfa_token"].as_str().unwrap(), &code(&totp, 1)).await;
+    assert_eq!(claims(at(&tokens))["amr"], json!(["pwd", "otp", "mfa"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_logins_completed_at_once_with_one_code_one_wins() {
+    let (app, _sink) = spawn_app_with_mail(wide_open).await;
+    let (email, pair) = app.user_session().await;
+    let (totp, _) = enable(&app, at(&pair)).await;
+    let first = login_challenge(&app, &email).await;
+    let second = login_challenge(&app, &email).await;
+    let next = code(&totp, 1);
+    let (a, b) = tokio::join!(
+        complete(&app, &first, &next),
+        complete(&app, &second, &next)
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -226,13 +226,21 @@ let challenge: { token: string; expiresAt: number; triesLeft: number } | null = 
 
 /** Ask for the code of `next` (instead of the password forms), or stop asking. */
 function showChallenge(next: MfaChallenge | null): void {
-  challenge = next && { token: next.mfa_token, expiresAt: Date.now() + CHALLENGE_MS, triesLeft: CHALLENGE_TRIES };
+  challenge = next && {
+    token: next.mfa_token,
+    expiresAt: Date.now() + CHALLENGE_MS,
+    triesLeft: CHALLENGE_TRIES,
+  };
   const asking = challenge !== null;
   const form = $<HTMLFormElement>("mfa-form");
   form.reset();
   form.hidden = !asking;
   for (const id of ["login-form", "signup-form", "forgot-form"]) $(id).hidden = asking;
-  if (asking) $("mfa-code").focus();
+  if (!asking) return;
+  // The password did its part: it does not stay in the page (the address does).
+  const typed = $("login-form").querySelector<HTMLInputElement>('[name="password"]');
+  if (typed) typed.value = "";
+  $("mfa-code").focus();
 }
 
 onSubmit("mfa-form", async (form) => {
