@@ -30,6 +30,7 @@ pub struct TodoSettings {
     pub max_todos_per_owner: i64,
     pub idempotency_ttl_secs: i64,
     pub rate_write_user: Rate,
+    pub admin_require_mfa: bool,
 }
 
 impl Default for TodoSettings {
@@ -49,6 +50,7 @@ impl Default for TodoSettings {
             max_todos_per_owner: 1000,
             idempotency_ttl_secs: 24 * 3600,
             rate_write_user: Rate::new(600, 60),
+            admin_require_mfa: false,
         }
     }
 }

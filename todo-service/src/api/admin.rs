@@ -9,7 +9,7 @@ use shared::error_set;
 use shared::page::Page;
 use shared::patterned::{Cursor, Filter};
 use shared::problem::ApiErr;
-use shared::tokens::Scope;
+use shared::tokens::{NotAllowed, Principal, Role, Scope};
 use shared::verify::BearerAuth;
 use uuid::Uuid;
 
@@ -24,12 +24,31 @@ pub struct AdminApi {
     pub state: Arc<AppState>,
 }
 
+impl AdminApi {
+    /// `todos:admin`, and, with `TODO_ADMIN_REQUIRE_MFA`, a user's login with a second factor
+    /// (its token's `amr`; a service client's token has no login and is not asked).
+    fn allowed(&self, principal: &Principal) -> Result<(), NotAllowed> {
+        principal.require(Scope::TodosAdmin)?;
+        if self.state.settings.todo.admin_require_mfa
+            && principal.role != Some(Role::Service)
+            && !principal.second_factor()
+        {
+            return Err(NotAllowed(
+                "This needs a login with a second factor (log in again with your authenticator)."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 error_set!(pub AdminListErrors: 401, 403, 422);
 error_set!(pub AdminDeleteErrors: 401, 403, 404);
 
 #[OpenApi(prefix_path = "/v1/admin/todos", tag = "ApiTags::Admin")]
 impl AdminApi {
-    /// Every owner's todos, oldest first, optionally of one owner. Needs `todos:admin`.
+    /// Every owner's todos, oldest first, optionally of one owner. Needs `todos:admin` (and,
+    /// where `TODO_ADMIN_REQUIRE_MFA` is set, a login with a second factor).
     #[oai(path = "/", method = "get", operation_id = "adminListTodos")]
     async fn list(
         &self,
@@ -40,7 +59,7 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         cursor: Query<Option<Cursor>>,
     ) -> Result<ListResponse, ApiErr<AdminListErrors>> {
-        auth.0.require(Scope::TodosAdmin)?;
+        self.allowed(&auth.0)?;
         let (rows, next_cursor) = todos::list(
             &self.state,
             ListRequest {
@@ -57,14 +76,15 @@ impl AdminApi {
         }))))
     }
 
-    /// Delete any owner's todo. Needs `todos:admin`.
+    /// Delete any owner's todo. Needs `todos:admin` (and, where `TODO_ADMIN_REQUIRE_MFA` is
+    /// set, a login with a second factor).
     #[oai(path = "/:id", method = "delete", operation_id = "adminDeleteTodo")]
     async fn delete(
         &self,
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<DeleteResponse, ApiErr<AdminDeleteErrors>> {
-        auth.0.require(Scope::TodosAdmin)?;
+        self.allowed(&auth.0)?;
         todos::delete(&self.state, None, id.0, Precondition::None).await?;
         Ok(DeleteResponse::Deleted)
     }

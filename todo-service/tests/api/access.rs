@@ -202,3 +202,36 @@ async fn admins_see_and_delete_any_owners_todos() {
     let (_, left) = json(stack.get(&alice, "/v1/todos").send().await.unwrap()).await;
     assert_eq!(left["items"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_routes_can_require_a_login_with_a_second_factor() {
+    let stack = crate::helpers::spawn_stack_with(shared::testing::redis_url(), |s| {
+        s.admin_require_mfa = true
+    })
+    .await;
+    // A real admin login with the password alone.
+    let admin = stack.admin().await;
+    let refused = assert_problem(
+        stack.get(&admin, "/v1/admin/todos").send().await.unwrap(),
+        403,
+        "FORBIDDEN",
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("second factor"),
+        "{refused}"
+    );
+    // The same admin after a login with an authenticator.
+    let mut claims = stack.claims_for(&admin.id, "admin", "todos:read todos:write todos:admin");
+    claims.amr = Some(vec!["pwd".into(), "otp".into(), "mfa".into()]);
+    let token = stack.sign(&claims);
+    let resp = stack.get_with_token(&token, "/v1/admin/todos").await;
+    assert_eq!(resp.status(), 200);
+    // A service client has no login to ask about.
+    let service = stack.sign(&stack.claims_for("reporting", "service", "todos:admin"));
+    let resp = stack.get_with_token(&service, "/v1/admin/todos").await;
+    assert_eq!(resp.status(), 200);
+}
