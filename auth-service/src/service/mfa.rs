@@ -12,7 +12,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use serde_json::json;
-use shared::denylist::Revocation;
 use shared::problem::FieldCode;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
@@ -29,7 +28,6 @@ use crate::store::audit::{self, AuditEntry, event};
 use crate::store::mail::{self, MailKind};
 use crate::store::mfa::{self, NewChallenge};
 use crate::store::revocations::RevocationRow;
-use crate::store::sessions;
 use crate::store::users::{self, UserRow};
 
 /// Seconds per TOTP step, digits per code, and steps either side accepted (clock drift).
@@ -401,21 +399,9 @@ async fn factor_changed(
     meta: &RequestMeta,
 ) -> Result<Vec<RevocationRow>, AuthError> {
     let now = Utc::now();
-    let revoked = sessions::revoke(
-        conn,
-        sessions::Revoke::AllOf {
-            user_id: user.id,
-            except: keep,
-        },
-        "factor_changed",
-        now,
-    )
-    .await?;
-    let revocations: Vec<Revocation> = revoked
-        .iter()
-        .map(|sid| Revocation::Session(sid.to_string()))
-        .collect();
-    let rows = state.revocations.record(conn, &revocations, now).await?;
+    let (revoked, rows) =
+        crate::service::users::end_sessions(state, conn, user.id, keep, "factor_changed", now)
+            .await?;
     audit::record(
         conn,
         AuditEntry {

@@ -161,21 +161,15 @@ pub(crate) async fn apply_new_password(
 ) -> Result<Vec<crate::store::revocations::RevocationRow>, diesel::result::Error> {
     let now = Utc::now();
     users::set_password_hash(conn, p.user_id, p.hash).await?;
-    let revoked = sessions::revoke(
+    let (revoked, rows) = end_sessions(
+        state,
         conn,
-        sessions::Revoke::AllOf {
-            user_id: p.user_id,
-            except: p.keep_session,
-        },
+        p.user_id,
+        p.keep_session,
         "password_changed",
         now,
     )
     .await?;
-    let revocations: Vec<Revocation> = revoked
-        .iter()
-        .map(|sid| Revocation::Session(sid.to_string()))
-        .collect();
-    let rows = state.revocations.record(conn, &revocations, now).await?;
     audit::record(
         conn,
         AuditEntry {
@@ -198,4 +192,33 @@ pub(crate) async fn apply_new_password(
     )
     .await?;
     Ok(rows)
+}
+
+/// In the caller's transaction: revoke every live session of a user but `keep`, and record
+/// the revocations (their access tokens are refused once published). Returns the sessions
+/// revoked and the revocations to publish after the commit.
+pub(crate) async fn end_sessions(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Vec<Uuid>, Vec<crate::store::revocations::RevocationRow>), diesel::result::Error> {
+    let revoked = sessions::revoke(
+        conn,
+        sessions::Revoke::AllOf {
+            user_id,
+            except: keep,
+        },
+        reason,
+        now,
+    )
+    .await?;
+    let revocations: Vec<Revocation> = revoked
+        .iter()
+        .map(|sid| Revocation::Session(sid.to_string()))
+        .collect();
+    let rows = state.revocations.record(conn, &revocations, now).await?;
+    Ok((revoked, rows))
 }
