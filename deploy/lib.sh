@@ -458,6 +458,7 @@ auth_env() {
             AUTH_RATE_VERIFY_IP=$wide
             AUTH_RATE_VERIFY_RESEND=$wide
             AUTH_RATE_EMAIL_CHANGE=$wide
+            AUTH_RATE_MFA_CHANGE=$wide
             AUTH_THROTTLE_IP_FAILURES=100000
             AUTH_THROTTLE_ACCOUNT_FAILURES=100000
         )

@@ -36,6 +36,7 @@ from auth_client.models import (
     Scope,
     SignupRequest,
     TokenPair,
+    EnrolTotpRequest,
     TotpCodeRequest,
     TotpEnrolment,
 )
@@ -196,7 +197,7 @@ credentials = LoginRequest(email=email, password=password)
 signed_in = tokens(login.sync(client=anonymous, body=credentials))
 assert amr(signed_in.access_token) == ["pwd"]
 me = AuthBearer(base_url=AUTH, token=signed_in.access_token)
-enrolled = enrol_totp.sync_detailed(client=me)
+enrolled = enrol_totp.sync_detailed(client=me, body=EnrolTotpRequest(current_password=password))
 assert enrolled.status_code == 201 and isinstance(enrolled.parsed, TotpEnrolment), enrolled.content
 secret = enrolled.parsed.secret
 assert enrolled.parsed.otpauth_uri.startswith("otpauth://totp/")
@@ -209,7 +210,7 @@ confirmed = confirm_totp.sync(client=me, body=TotpCodeRequest(code=totp(secret, 
 recovery = confirmed.recovery_codes
 assert len(recovery) == 10, confirmed
 assert get_me.sync(client=me).mfa_enabled is True
-problem(enrol_totp.sync_detailed(client=me), 409, "CONFLICT", AuthProblem)
+problem(enrol_totp.sync_detailed(client=me, body=EnrolTotpRequest(current_password=password)), 409, "CONFLICT", AuthProblem)
 
 
 def challenge() -> str:
@@ -229,7 +230,7 @@ passed = complete_mfa.sync(
     client=anonymous, body=MfaRequest(mfa_token=mfa_token, code=totp(secret, last))
 )
 assert isinstance(passed, TokenPair) and passed.refresh_token, passed
-assert amr(passed.access_token) == ["pwd", "otp"]
+assert amr(passed.access_token) == ["pwd", "otp", "mfa"]
 
 step("a recovery code completes a login once, and removes the factor")
 code, other = recovery[0], recovery[1]

@@ -212,7 +212,7 @@ step("a second factor: enrol TOTP, confirm it, and login asks for a code");
   accessToken = tokens(data, error).access_token;
   assert.deepEqual(amr(accessToken), ["pwd"]);
   const headers = { authorization: `Bearer ${accessToken}` };
-  const enrolled = await auth.POST("/v1/users/me/mfa/totp", { headers });
+  const enrolled = await auth.POST("/v1/users/me/mfa/totp", { headers, body: { current_password: password } });
   assert.equal(enrolled.response.status, 201, JSON.stringify(enrolled.error));
   assert.ok(enrolled.data);
   const { secret, otpauth_uri: uri, qr_png: qr } = enrolled.data;
@@ -235,7 +235,7 @@ step("a second factor: enrol TOTP, confirm it, and login asks for a code");
   assert.equal(recovery.length, 10);
   const me = await auth.GET("/v1/users/me", { headers });
   assert.equal(me.data?.mfa_enabled, true);
-  const again = await auth.POST("/v1/users/me/mfa/totp", { headers });
+  const again = await auth.POST("/v1/users/me/mfa/totp", { headers, body: { current_password: password } });
   problem(again.error, again.response, 409, "CONFLICT");
 
   const login = async (): Promise<string> => {
@@ -257,7 +257,7 @@ step("a second factor: enrol TOTP, confirm it, and login asks for a code");
   });
   assert.ok(passed.data, JSON.stringify(passed.error));
   assert.ok(passed.data.refresh_token, "body delivery, as the login asked");
-  assert.deepEqual(amr(passed.data.access_token), ["pwd", "otp"]);
+  assert.deepEqual(amr(passed.data.access_token), ["pwd", "otp", "mfa"]);
 
   step("a recovery code completes a login once, and removes the factor");
   challenge = await login();

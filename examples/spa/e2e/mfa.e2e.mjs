@@ -3,7 +3,7 @@
 // set up the app (QR code and secret; a wrong first code refused by its field, the right one
 // answers ten recovery codes, and another device's session ends); log out, and logging in asks
 // for a code (no cookie yet): a wrong one is refused, the right one logs in with amr
-// ["pwd","otp"] (kept across a reload's refresh); a recovery code logs in with ["pwd","mfa"], once;
+// ["pwd","otp","mfa"] (kept across a reload's refresh); a recovery code logs in with ["pwd","mfa"], once;
 // five refused codes send the login back to the password form; turning the factor off takes a
 // fresh code (a wrong one refused), and login asks for none again.
 //
@@ -137,6 +137,7 @@ async function passwordLogin(page, email, password, challenge) {
   if (challenge) {
     await page.getByTestId("mfa-form").waitFor();
     assert.equal(await page.locator("#login-form").isHidden(), true, "the password form gives way");
+    assert.equal(await page.getByTestId("login-password").inputValue(), "", "and keeps no password");
   } else {
     await page.getByTestId("signed-in").waitFor();
   }
@@ -180,6 +181,7 @@ try {
   await passwordLogin(device, email, password, false);
 
   say("set up the app: a QR code and the secret; a wrong first code is refused by its field");
+  await page.getByTestId("mfa-setup-password").fill(password);
   await page.getByTestId("mfa-setup").click();
   await page.getByTestId("mfa-enrol").waitFor();
   assert.equal(await page.getByTestId("mfa-setup").isHidden(), true);
@@ -236,16 +238,16 @@ try {
   assert.equal(await page.getByTestId("mfa-form").isVisible(), true);
   await shot(page, "wrong-code");
 
-  say('the right code logs in: a cookie session, amr ["pwd","otp"], kept across a reload');
+  say('the right code logs in: a cookie session, amr ["pwd","otp","mfa"], kept across a reload');
   await enterCode(page, await app.code());
   await page.getByTestId("signed-in").waitFor();
   assert.equal(await problemText(page), "");
   const cookie = await refreshCookie(context);
   assert.ok(cookie && cookie.httpOnly && cookie.value !== cookieBefore, "a new HttpOnly refresh cookie");
-  assert.deepEqual(await amrSent(page), ["pwd", "otp"]);
+  assert.deepEqual(await amrSent(page), ["pwd", "otp", "mfa"]);
   await page.reload();
   await page.getByTestId("signed-in").waitFor();
-  assert.deepEqual(await amrSent(page), ["pwd", "otp"], "the refreshed token keeps its amr");
+  assert.deepEqual(await amrSent(page), ["pwd", "otp", "mfa"], "the refreshed token keeps its amr");
   await page.locator('[data-testid="mfa-status"][data-enabled="true"]').waitFor();
   await shot(page, "signed-in-otp");
 
@@ -276,7 +278,7 @@ try {
   await passwordLogin(page, email, password, true);
   await enterCode(page, await app.code());
   await page.getByTestId("signed-in").waitFor();
-  assert.deepEqual(await amrSent(page), ["pwd", "otp"]);
+  assert.deepEqual(await amrSent(page), ["pwd", "otp", "mfa"]);
   await page.getByTestId("mfa-off-code").fill(app.wrong());
   await page.getByTestId("mfa-off-submit").click();
   await page.getByTestId("problem").getByText("code: INVALID").waitFor();

@@ -281,7 +281,7 @@ function showMfaSettings(enabled: boolean): void {
     : "Off: logging in asks for your password only.";
   status.dataset.enabled = String(enabled);
   if (enabled) hideEnrolment();
-  $("mfa-setup").hidden = enabled || !$("mfa-enrol-form").hidden;
+  $("mfa-setup-form").hidden = enabled || !$("mfa-enrol-form").hidden;
   $("mfa-off-form").hidden = !enabled;
 }
 
@@ -303,13 +303,18 @@ function resetMfaSettings(): void {
   hideRecoveryCodes();
   $<HTMLFormElement>("mfa-off-form").reset();
   $("mfa-off-form").hidden = true;
-  $("mfa-setup").hidden = true;
+  $("mfa-setup-form").hidden = true;
   $("mfa-status").textContent = "";
   delete $("mfa-status").dataset.enabled;
 }
 
-$("mfa-setup").onclick = action(async () => {
-  const outcome = await withFreshToken(() => session.auth.POST("/v1/users/me/mfa/totp", { headers: bearer() }));
+// Enrolling asks for the password: a stolen access token alone cannot add an authenticator.
+onSubmit("mfa-setup-form", async (form) => {
+  const current_password = String(new FormData(form).get("current_password"));
+  const outcome = await withFreshToken(() =>
+    session.auth.POST("/v1/users/me/mfa/totp", { headers: bearer(), body: { current_password } }),
+  );
+  form.reset();
   if (!ok(outcome)) {
     if (outcome.response.status === 409) await loadMe(); // turned on meanwhile (another tab)
     return;
@@ -317,7 +322,7 @@ $("mfa-setup").onclick = action(async () => {
   $<HTMLImageElement>("mfa-qr").src = `data:image/png;base64,${outcome.data.qr_png}`;
   $("mfa-secret").textContent = outcome.data.secret;
   $("mfa-enrol-form").hidden = false;
-  $("mfa-setup").hidden = true;
+  $("mfa-setup-form").hidden = true;
   $("mfa-enrol-form").querySelector("input")?.focus();
 });
 
