@@ -106,6 +106,7 @@ pub struct AuthSettings {
     pub rate_email_change: Rate,
     pub totp_issuer: String,
     pub rate_mfa_change: Rate,
+    pub reauth_max_age_secs: i64,
 }
 
 impl Default for AuthSettings {
@@ -164,6 +165,7 @@ impl Default for AuthSettings {
             rate_email_change: Rate::new(5, 900),
             totp_issuer: "Auth service".into(),
             rate_mfa_change: Rate::new(10, 900),
+            reauth_max_age_secs: 900,
         }
     }
 }
@@ -294,6 +296,9 @@ impl Settings {
                 "smtp_url",
                 "must be an SMTP URL: smtp://host:port (plain, or STARTTLS with ?tls=required), smtps://user:password@host:465",
             );
+        }
+        if !(60..=24 * 3600).contains(&a.reauth_max_age_secs) {
+            return err("reauth_max_age_secs", "must be between 60 and 86400");
         }
         if a.mail_max_attempts == 0 {
             return err("mail_max_attempts", "must be at least 1");

@@ -255,8 +255,9 @@ pub struct MfaRequest {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct EnrolTotpRequest {
+    /// Needed only when the session's login is older than `AUTH_REAUTH_MAX_AGE_SECS`.
     #[oai(validator(min_length = 1, max_length = 1024))]
-    pub current_password: String,
+    pub current_password: Option<String>,
 }
 
 #[derive(Debug, Object)]

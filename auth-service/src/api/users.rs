@@ -42,7 +42,7 @@ error_set!(pub TotpCodeErrors: 401, 403, 404, 409, 413, 415, 422, 429);
 #[derive(ApiResponse)]
 pub enum EnrolResponse {
     /// A new secret, shown once.
-    #[oai(status = 201)]
+    #[oai(status = 200)]
     Created(Json<TotpEnrolment>),
 }
 
@@ -142,20 +142,23 @@ impl UsersApi {
         })))
     }
 
-    /// Enrol an authenticator app (TOTP, RFC 6238), with the current password: a new
-    /// secret, shown once as an otpauth URI, in base32 and as a QR code. It is not used
-    /// until `confirm`; enrolling again before that replaces it. A wrong password is 401
-    /// `INVALID_CREDENTIALS`; 409 `CONFLICT` when one is confirmed already.
+    /// Enrol an authenticator app (TOTP, RFC 6238): a new secret, shown once as an otpauth
+    /// URI, in base32 and as a QR code. It is not used until `confirm`; enrolling again
+    /// before that replaces it. Needs a recent login (the session opened within
+    /// `AUTH_REAUTH_MAX_AGE_SECS`, 15 minutes), else 403 `FORBIDDEN`; or the body
+    /// `{current_password}` (a wrong one is 401 `INVALID_CREDENTIALS`). 409 `CONFLICT` when
+    /// one is confirmed already.
     ///
     /// Rate limit: per user (`AUTH_RATE_MFA_CHANGE`, default 10 per 900 s).
     #[oai(path = "/mfa/totp", method = "post", operation_id = "enrolTotp")]
     async fn enrol_totp(
         &self,
         auth_: BearerAuth,
-        body: JsonBody<EnrolTotpRequest>,
+        body: JsonBody<Option<EnrolTotpRequest>>,
     ) -> Result<EnrolResponse, ApiErr<EnrolErrors>> {
         let user_id = user_of(&auth_.0)?;
-        let e = mfa::enrol(&self.state, user_id, body.0.current_password).await?;
+        let password = body.0.and_then(|b| b.current_password);
+        let e = mfa::enrol(&self.state, user_id, auth_.0.session_id, password).await?;
         Ok(EnrolResponse::Created(Json(TotpEnrolment {
             otpauth_uri: e.otpauth_uri,
             secret: e.secret,

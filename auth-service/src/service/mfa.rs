@@ -183,29 +183,53 @@ pub async fn forget_failures(state: &AppState, user_id: Uuid) {
 }
 
 /// Start (or restart) enrolment: a new secret, shown once.
-/// Needs the current password: a stolen access token alone cannot put an attacker's
-/// authenticator on the account.
+/// Needs a recent login (the caller's session opened within `AUTH_REAUTH_MAX_AGE_SECS`) or
+/// the current password: an access token stolen from an older session cannot put an
+/// attacker's authenticator on the account.
 pub async fn enrol(
     state: &AppState,
     user_id: Uuid,
-    current_password: String,
+    session_id: Option<Uuid>,
+    current_password: Option<String>,
 ) -> Result<Enrolment, AuthError> {
     let a = &state.settings.auth;
     throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
-    let password = PasswordInput::parse("current_password", current_password)?;
+    let password = current_password
+        .map(|p| PasswordInput::parse("current_password", p))
+        .transpose()?;
     let mut conn = shared::db::conn(&state.pool).await?;
     let user = users::find(&mut conn, user_id)
         .await?
         .ok_or(AuthError::NotFound)?;
-    drop(conn);
-    let verified = state
-        .hashing
-        .verify(password.into_inner(), Some(user.password_hash.clone()))
-        .await?;
-    if verified == Verified::No {
-        return Err(AuthError::InvalidCredentials);
+    match password {
+        Some(password) => {
+            drop(conn);
+            let verified = state
+                .hashing
+                .verify(password.into_inner(), Some(user.password_hash.clone()))
+                .await?;
+            if verified == Verified::No {
+                return Err(AuthError::InvalidCredentials);
+            }
+            conn = shared::db::conn(&state.pool).await?;
+        }
+        None => {
+            let opened = match session_id {
+                Some(sid) => crate::store::sessions::find(&mut conn, sid)
+                    .await?
+                    .map(|s| s.created_at),
+                None => None,
+            };
+            let recent = Utc::now() - chrono::Duration::seconds(a.reauth_max_age_secs);
+            if opened.is_none_or(|at| at <= recent) {
+                return Err(shared::tokens::NotAllowed(
+                    "Adding a second factor needs a recent login: log in again, or send `current_password`."
+                        .into(),
+                )
+                .into());
+            }
+        }
     }
-    let mut conn = shared::db::conn(&state.pool).await?;
     let mut secret = vec![0u8; 20];
     OsRng.fill_bytes(&mut secret);
     let sealed = state.secrets.seal(&aad(user_id), &secret)?;

@@ -17,19 +17,20 @@ fn code(totp: &TOTP, offset: i64) -> String {
     totp.generate(now as u64)
 }
 
-async fn enrol(app: &TestApp, access: &str, password: &str) -> reqwest::Response {
+/// Enrol, with the current password or (`None`) on the strength of a recent login.
+async fn enrol(app: &TestApp, access: &str, password: Option<&str>) -> reqwest::Response {
     app.post_bearer(
         "/v1/users/me/mfa/totp",
         access,
-        Some(json!({ "current_password": password })),
+        password.map(|p| json!({ "current_password": p })),
     )
     .await
 }
 
 /// Enrol and confirm an authenticator for a logged-in user: its TOTP and recovery codes.
 async fn enable(app: &TestApp, access: &str) -> (TOTP, Vec<String>) {
-    let (status, enrolment) = json(enrol(app, access, PASSWORD).await).await;
-    assert_eq!(status, 201, "{enrolment}");
+    let (status, enrolment) = json(enrol(app, access, None).await).await;
+    assert_eq!(status, 200, "{enrolment}");
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     let totp = TOTP::from_url(uri).expect("an otpauth URI");
     let (status, body) = json(
@@ -82,15 +83,22 @@ async fn enrolment_shows_the_secret_once_and_a_first_code_turns_it_on() {
     let (email, pair) = app.user_session().await;
     let other = app.login_ok(&email).await;
     let access = at(&pair);
-    // A stolen access token alone cannot enrol: the password is asked for.
+    // An access token of a session opened long ago (stolen, say) cannot enrol alone: a
+    // recent login or the password is asked for.
+    app.exec(&format!(
+        "UPDATE sessions SET created_at = now() - interval '1 hour' WHERE id = '{}'",
+        pair["session_id"].as_str().unwrap()
+    ))
+    .await;
+    assert_problem(enrol(&app, access, None).await, 403, "FORBIDDEN").await;
     assert_problem(
-        enrol(&app, access, "wrong wrong wrong").await,
+        enrol(&app, access, Some("wrong wrong wrong")).await,
         401,
         "INVALID_CREDENTIALS",
     )
     .await;
-    let (status, enrolment) = json(enrol(&app, access, PASSWORD).await).await;
-    assert_eq!(status, 201);
+    let (status, enrolment) = json(enrol(&app, access, Some(PASSWORD)).await).await;
+    assert_eq!(status, 200);
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     let png = base64::engine::general_purpose::STANDARD
@@ -142,7 +150,7 @@ async fn enrolment_shows_the_secret_once_and_a_first_code_turns_it_on() {
         "REFRESH_TOKEN_INVALID",
     )
     .await;
-    assert_problem(enrol(&app, access, PASSWORD).await, 409, "CONFLICT").await;
+    assert_problem(enrol(&app, access, Some(PASSWORD)).await, 409, "CONFLICT").await;
     sink.wait_for_subject(&email, "sign-in settings changed", 1)
         .await;
     assert_eq!(app.count("audit_log WHERE event = 'mfa_enabled'").await, 1);

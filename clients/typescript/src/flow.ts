@@ -213,7 +213,7 @@ step("a second factor: enrol TOTP, confirm it, and login asks for a code");
   assert.deepEqual(amr(accessToken), ["pwd"]);
   const headers = { authorization: `Bearer ${accessToken}` };
   const enrolled = await auth.POST("/v1/users/me/mfa/totp", { headers, body: { current_password: password } });
-  assert.equal(enrolled.response.status, 201, JSON.stringify(enrolled.error));
+  assert.equal(enrolled.response.status, 200, JSON.stringify(enrolled.error));
   assert.ok(enrolled.data);
   const { secret, otpauth_uri: uri, qr_png: qr } = enrolled.data;
   assert.ok(uri.startsWith("otpauth://totp/"), uri);

@@ -308,11 +308,14 @@ function resetMfaSettings(): void {
   delete $("mfa-status").dataset.enabled;
 }
 
-// Enrolling asks for the password: a stolen access token alone cannot add an authenticator.
+// Enrolling needs a recent login or the password: a token of an old session alone cannot
+// add an authenticator.
 onSubmit("mfa-setup-form", async (form) => {
-  const current_password = String(new FormData(form).get("current_password"));
+  const typed = String(new FormData(form).get("current_password") ?? "");
+  // A recent login is enough; the password otherwise (the service says which: 403).
+  const body = typed ? { current_password: typed } : {};
   const outcome = await withFreshToken(() =>
-    session.auth.POST("/v1/users/me/mfa/totp", { headers: bearer(), body: { current_password } }),
+    session.auth.POST("/v1/users/me/mfa/totp", { headers: bearer(), body }),
   );
   form.reset();
   if (!ok(outcome)) {
