@@ -329,6 +329,18 @@ async fn render(
                 state.mail.app_url,
             ),
         ),
+        MailKind::WrongCodes => (
+            row.recipient.clone(),
+            "Someone tried to log in to your account",
+            format!(
+                "Hello,\n\nat {} UTC someone logged in to your account with your password, and \
+                 then gave wrong codes for your second factor several times.\n\n\
+                 If this was not you, your password is known to someone else: change it now \
+                 from the login page ({}/). Your second factor kept them out.\n",
+                payload_str(&row.payload, "at"),
+                state.mail.app_url,
+            ),
+        ),
     };
     let to: Mailbox = match to.parse() {
         Ok(to) => to,

@@ -154,8 +154,9 @@ async fn check_failures(state: &AppState, user_id: Uuid) -> Result<(), AuthError
     Ok(())
 }
 
-/// Count a wrong code against the account (a day's window from the first).
-async fn record_wrong_code(state: &AppState, user_id: Uuid) {
+/// Count a wrong code against the account (a day's window from the first); the count, 0
+/// when Redis could not say.
+async fn record_wrong_code(state: &AppState, user_id: Uuid) -> i64 {
     let key = failures_key(state, user_id);
     let result = redis::Script::new(
         "local n = redis.call('INCR', KEYS[1]) \
@@ -166,10 +167,14 @@ async fn record_wrong_code(state: &AppState, user_id: Uuid) {
     .invoke_async::<i64>(&mut state.redis.clone())
     .await;
     metrics::counter!("mfa_code_failures_total").increment(1);
-    if let Err(err) = result {
+    result.unwrap_or_else(|err| {
         tracing::warn!(error = %err, "counting a wrong second-factor code failed");
-    }
+        0
+    })
 }
+
+/// Wrong codes at a login after which the owner is told someone has their password.
+const WARN_AT: i64 = 3;
 
 /// Forget the account's wrong codes (its password or factors changed).
 pub async fn forget_failures(state: &AppState, user_id: Uuid) {
@@ -542,7 +547,18 @@ pub async fn complete(
         )
         .await?;
         throttle::record_failure(state, subject, &meta.ip_key).await;
-        record_wrong_code(state, user.id).await;
+        if record_wrong_code(state, user.id).await == WARN_AT {
+            // The password was right each time: tell the owner, once a day.
+            mail::enqueue(
+                &mut conn,
+                MailKind::WrongCodes,
+                user.id,
+                &user.email,
+                &json!({ "at": Utc::now().format("%Y-%m-%d %H:%M").to_string() }),
+                None,
+            )
+            .await?;
+        }
         return Err(AuthError::MfaCodeInvalid);
     };
     if !mfa::spend_challenge(&mut conn, &hash).await? {

@@ -27,16 +27,19 @@ pub enum MailKind {
     PasswordChanged,
     /// A second factor was added or removed.
     FactorChanged,
+    /// Logins with the right password keep failing at the second factor.
+    WrongCodes,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] = [
+    pub const ALL: [MailKind; 7] = [
         MailKind::VerifyEmail,
         MailKind::EmailChange,
         MailKind::EmailChangeNotice,
         MailKind::PasswordReset,
         MailKind::PasswordChanged,
         MailKind::FactorChanged,
+        MailKind::WrongCodes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl MailKind {
             MailKind::PasswordReset => "password_reset",
             MailKind::PasswordChanged => "password_changed",
             MailKind::FactorChanged => "factor_changed",
+            MailKind::WrongCodes => "wrong_codes",
         }
     }
 

@@ -235,7 +235,7 @@ fn wide_open(s: &mut auth_service::config::Settings) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_takes_ten_wrong_codes_a_day_until_its_password_changes() {
-    let (app, _sink) = spawn_app_with_mail(wide_open).await;
+    let (app, sink) = spawn_app_with_mail(wide_open).await;
     let (email, pair) = app.user_session().await;
     let (totp, _) = enable(&app, at(&pair)).await;
     for _ in 0..2 {
@@ -249,6 +249,11 @@ async fn an_account_takes_ten_wrong_codes_a_day_until_its_password_changes() {
             .await;
         }
     }
+    // The owner was told after the third (someone has the password), once.
+    let warned = sink
+        .wait_for_subject(&email, "Someone tried to log in", 1)
+        .await;
+    assert!(warned.body.contains("your password"), "{}", warned.body);
     // Ten wrong: not even the right code is tried now, from anywhere.
     let challenge = login_challenge(&app, &email).await;
     assert_problem(
@@ -272,6 +277,13 @@ async fn an_account_takes_ten_wrong_codes_a_day_until_its_password_changes() {
     assert_eq!(status, 200, "{body}");
     let tokens = complete_ok(&app, body["mfa_token"].as_str().unwrap(), &code(&totp, 1)).await;
     assert_eq!(claims(at(&tokens))["amr"], json!(["pwd", "otp", "mfa"]));
+    assert_eq!(
+        sink.to(&email)
+            .iter()
+            .filter(|m| m.subject.contains("Someone tried"))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
