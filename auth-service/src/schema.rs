@@ -24,6 +24,8 @@ diesel::table! {
         last_step -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        failed_codes -> Int4,
+        failures_since -> Nullable<Timestamptz>,
     }
 }
 

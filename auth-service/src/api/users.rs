@@ -153,12 +153,14 @@ impl UsersApi {
     #[oai(path = "/mfa/totp", method = "post", operation_id = "enrolTotp")]
     async fn enrol_totp(
         &self,
+        req: &Request,
         auth_: BearerAuth,
         body: JsonBody<Option<EnrolTotpRequest>>,
     ) -> Result<EnrolResponse, ApiErr<EnrolErrors>> {
         let user_id = user_of(&auth_.0)?;
         let password = body.0.and_then(|b| b.current_password);
-        let e = mfa::enrol(&self.state, user_id, auth_.0.session_id, password).await?;
+        let meta = request_meta(req);
+        let e = mfa::enrol(&self.state, user_id, auth_.0.session_id, password, &meta).await?;
         Ok(EnrolResponse::Created(Json(TotpEnrolment {
             otpauth_uri: e.otpauth_uri,
             secret: e.secret,

@@ -25,13 +25,15 @@ use crate::state::AppState;
 use crate::store::mail::{self, DueMail, MailKind, Purpose, Settled};
 use crate::store::users::{self, UserRow};
 
-/// Mails claimed at once: sent one after another, each within the SMTP timeout, so all
-/// are settled well within their lease.
+/// Mails claimed at once: sent one after another, each within `SEND_BOUND`, so all are
+/// settled well within their lease.
 const BATCH: i32 = 4;
+/// One mail's whole SMTP exchange, at most.
+const SEND_BOUND: Duration = Duration::from_secs(60);
 /// How long a claimed mail is this worker's before another may take it over: more than a
-/// batch's worst case (4 x 30 s). A claim that outlived its lease settles nothing (see
+/// batch's worst case (4 x 60 s). A claim that outlived its lease settles nothing (see
 /// `store::mail::settle`).
-const LEASE_SECS: i32 = 180;
+const LEASE_SECS: i32 = 300;
 /// How long one pass keeps claiming while batches come back full.
 const PASS_BUDGET: Duration = Duration::from_secs(20);
 /// One SMTP exchange's bound.
@@ -117,39 +119,43 @@ async fn send_one(
         return Ok(false);
     };
     let kind = kind.as_str();
-    match transport.send(message).await {
-        Ok(_) => {
+    // lettre's own timeout bounds the connect and each command, not the exchange: a server
+    // that accepts and then goes quiet must not hold the worker (and its lease) for ever.
+    let failure = match tokio::time::timeout(SEND_BOUND, transport.send(message)).await {
+        Ok(Ok(_)) => {
             mail::settle(conn, row, Settled::Sent).await?;
             metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
             tracing::info!(mail_id = row.id, kind, "mail sent");
-            Ok(true)
+            return Ok(true);
         }
-        Err(err) => {
-            let permanent = refused_for_good(&err);
-            metrics::counter!(
-                "mail_send_failures_total",
-                "kind" => kind,
-                "permanent" => if permanent { "true" } else { "false" }
-            )
-            .increment(1);
-            // lettre's errors name the server's answer, never the message.
-            let why = format!("{err}");
-            let give_up = permanent || row.attempts >= state.settings.auth.mail_max_attempts as i32;
-            tracing::warn!(mail_id = row.id, kind, attempts = row.attempts, give_up, error = %why, "sending mail failed");
-            let settled = if give_up {
-                metrics::counter!("mail_given_up_total", "kind" => kind).increment(1);
-                Settled::Failed(&why)
-            } else {
-                Settled::Retry(Utc::now() + backoff(row.attempts), &why)
-            };
-            mail::settle(conn, row, settled).await?;
-            Ok(false)
-        }
-    }
+        // lettre's errors name the server's answer, never the message.
+        Ok(Err(err)) => (refused_for_good(&err), format!("{err}")),
+        Err(_) => (
+            false,
+            format!("no answer within {} s", SEND_BOUND.as_secs()),
+        ),
+    };
+    let (permanent, why) = failure;
+    metrics::counter!(
+        "mail_send_failures_total",
+        "kind" => kind,
+        "permanent" => if permanent { "true" } else { "false" }
+    )
+    .increment(1);
+    let give_up = permanent || row.attempts >= state.settings.auth.mail_max_attempts as i32;
+    tracing::warn!(mail_id = row.id, kind, attempts = row.attempts, give_up, error = %why, "sending mail failed");
+    let settled = if give_up {
+        metrics::counter!("mail_given_up_total", "kind" => kind).increment(1);
+        Settled::Failed(&why)
+    } else {
+        Settled::Retry(Utc::now() + backoff(row.attempts), &why)
+    };
+    mail::settle(conn, row, settled).await?;
+    Ok(false)
 }
 
 /// Whether the server refused this mail for good: a permanent answer about the recipient
-/// or the message (550, 551, 552, 553, 554 with a recipient, 501). Other permanent answers
+/// or the message (550, 551, 552, 553, 501). Other permanent answers
 /// (authentication required or failed, relaying denied as configured, 5xx of a relay in
 /// trouble) are about the setup, which an operator fixes: those mails are retried.
 fn refused_for_good(err: &lettre::transport::smtp::Error) -> bool {
@@ -202,7 +208,7 @@ async fn render(
             if user.email_verified_at.is_some() || !same_address(&user.email, &row.recipient) {
                 return Ok(None);
             }
-            let token = new_token(
+            let Some(token) = new_token(
                 conn,
                 &user,
                 Purpose::VerifyEmail,
@@ -210,7 +216,10 @@ async fn render(
                 None,
                 a.verify_token_ttl_secs,
             )
-            .await?;
+            .await?
+            else {
+                return Ok(None);
+            };
             (
                 user.email.clone(),
                 "Confirm your email address",
@@ -228,7 +237,7 @@ async fn render(
             if row.auth_epoch != Some(user.auth_epoch) {
                 return Ok(None);
             }
-            let token = new_token(
+            let Some(token) = new_token(
                 conn,
                 &user,
                 Purpose::EmailChange,
@@ -236,7 +245,10 @@ async fn render(
                 row.auth_epoch,
                 a.verify_token_ttl_secs,
             )
-            .await?;
+            .await?
+            else {
+                return Ok(None);
+            };
             (
                 row.recipient.clone(),
                 "Confirm your new email address",
@@ -272,7 +284,7 @@ async fn render(
             {
                 return Ok(None);
             }
-            let token = new_token(
+            let Some(token) = new_token(
                 conn,
                 &user,
                 Purpose::PasswordReset,
@@ -280,7 +292,10 @@ async fn render(
                 row.auth_epoch,
                 a.reset_token_ttl_secs,
             )
-            .await?;
+            .await?
+            else {
+                return Ok(None);
+            };
             (
                 user.email.clone(),
                 "Reset your password",
@@ -373,30 +388,46 @@ async fn new_token(
     email: &str,
     auth_epoch: Option<i64>,
     ttl_secs: i64,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Option<String>> {
     use diesel_async::AsyncConnection;
     let token = RefreshToken::generate().0;
     let expires: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(ttl_secs);
     let supersede = purpose != Purpose::VerifyEmail;
     let hash = hash_token(&token);
-    conn.transaction(async |conn| {
-        users::lock(conn, user.id).await?;
-        mail::insert_token(
-            conn,
-            mail::NewToken {
-                hash: &hash,
-                purpose,
-                user_id: user.id,
-                email,
-                auth_epoch,
-                expires_at: expires,
-            },
-            supersede,
-        )
-        .await
-    })
-    .await?;
-    Ok(token)
+    let issued = conn
+        .transaction(async |conn| {
+            users::lock(conn, user.id).await?;
+            // Under the lock, the account as it is now: a change since the mail was rendered
+            // (a password change, another address, disabling) means no link at all.
+            let now = users::find(conn, user.id).await?;
+            let still = now.is_some_and(|u| {
+                !u.disabled
+                    && u.email == user.email
+                    && auth_epoch.is_none_or(|epoch| epoch == u.auth_epoch)
+            });
+            if !still {
+                return Ok::<_, diesel::result::Error>(false);
+            }
+            mail::insert_token(
+                conn,
+                mail::NewToken {
+                    hash: &hash,
+                    purpose,
+                    user_id: user.id,
+                    email,
+                    auth_epoch,
+                    expires_at: expires,
+                },
+                supersede,
+            )
+            .await?;
+            Ok(true)
+        })
+        .await?;
+    if !issued {
+        return Ok(None);
+    }
+    Ok(Some(token))
 }
 
 fn duration_words(secs: i64) -> String {

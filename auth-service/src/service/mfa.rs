@@ -17,7 +17,6 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
 
-use crate::crypto::hashing::Verified;
 use crate::crypto::tokens::{RefreshToken, hash_token};
 use crate::domain::{PasswordInput, RequestMeta};
 use crate::error::AuthError;
@@ -38,11 +37,11 @@ const SKEW: i64 = 1;
 const CHALLENGE_SECS: i64 = 300;
 const CHALLENGE_ATTEMPTS: i32 = 5;
 const RECOVERY_CODES: usize = 10;
-/// Wrong second-factor codes an account takes in a day (from anywhere, logins and removals
-/// together) before no code is tried at all until the day is out. Only someone with the
+/// Wrong second-factor codes an account takes in a day (from anywhere: logins, confirmations
+/// and removals together; counted in PostgreSQL beside the secret) before no code is tried
+/// at all until the day is out. Only someone with the
 /// password (or a session) can spend them: with six digits, guessing stays hopeless.
 const FAILURE_CAP: i64 = 10;
-const FAILURE_WINDOW_SECS: i64 = 24 * 3600;
 
 /// What enrolment shows, once.
 pub struct Enrolment {
@@ -127,26 +126,15 @@ fn code_field_error() -> AuthError {
     )])
 }
 
-fn failures_key(state: &AppState, user_id: Uuid) -> String {
-    format!("{}mfa:fail:{user_id}", state.settings.auth.redis_prefix)
-}
-
-/// Refused (429) while the account's wrong codes are at the cap. Fails closed when Redis
-/// cannot say: a second factor is not tried blind.
-async fn check_failures(state: &AppState, user_id: Uuid) -> Result<(), AuthError> {
-    let key = failures_key(state, user_id);
-    let (count, ttl): (Option<i64>, i64) = redis::pipe()
-        .get(&key)
-        .ttl(&key)
-        .query_async(&mut state.redis.clone())
-        .await
-        .map_err(|err| AuthError::Internal(anyhow::anyhow!("reading MFA failures: {err}")))?;
-    if count.unwrap_or(0) >= FAILURE_CAP {
+/// Refused (429) while the account's wrong codes are at the day's cap.
+async fn check_failures(conn: &mut AsyncPgConnection, user_id: Uuid) -> Result<(), AuthError> {
+    let (failed, left) = mfa::wrong_codes(conn, user_id).await?;
+    if i64::from(failed) >= FAILURE_CAP {
         tracing::warn!(%user_id, "second-factor codes refused: too many wrong ones today");
         return Err(AuthError::RateLimited(shared::ratelimit::RateLimited(
             shared::ratelimit::Decision {
                 allowed: false,
-                retry_after_secs: ttl.max(1).unsigned_abs(),
+                retry_after_secs: left.max(1).unsigned_abs(),
                 states: Vec::new(),
             },
         )));
@@ -154,38 +142,14 @@ async fn check_failures(state: &AppState, user_id: Uuid) -> Result<(), AuthError
     Ok(())
 }
 
-/// Count a wrong code against the account (a day's window from the first); the count, 0
-/// when Redis could not say.
-async fn record_wrong_code(state: &AppState, user_id: Uuid) -> i64 {
-    let key = failures_key(state, user_id);
-    let result = redis::Script::new(
-        "local n = redis.call('INCR', KEYS[1]) \
-         if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
-    )
-    .key(&key)
-    .arg(FAILURE_WINDOW_SECS)
-    .invoke_async::<i64>(&mut state.redis.clone())
-    .await;
+/// Count a wrong code against the account; the count today.
+async fn record_wrong_code(conn: &mut AsyncPgConnection, user_id: Uuid) -> Result<i64, AuthError> {
     metrics::counter!("mfa_code_failures_total").increment(1);
-    result.unwrap_or_else(|err| {
-        tracing::warn!(error = %err, "counting a wrong second-factor code failed");
-        0
-    })
+    Ok(i64::from(mfa::count_wrong_code(conn, user_id).await?))
 }
 
 /// Wrong codes at a login after which the owner is told someone has their password.
 const WARN_AT: i64 = 3;
-
-/// Forget the account's wrong codes (its password or factors changed).
-pub async fn forget_failures(state: &AppState, user_id: Uuid) {
-    let result = redis::cmd("DEL")
-        .arg(failures_key(state, user_id))
-        .query_async::<()>(&mut state.redis.clone())
-        .await;
-    if let Err(err) = result {
-        tracing::warn!(error = %err, "forgetting wrong second-factor codes failed");
-    }
-}
 
 /// Start (or restart) enrolment: a new secret, shown once.
 /// Needs a recent login (the caller's session opened within `AUTH_REAUTH_MAX_AGE_SECS`) or
@@ -196,6 +160,7 @@ pub async fn enrol(
     user_id: Uuid,
     session_id: Option<Uuid>,
     current_password: Option<String>,
+    meta: &RequestMeta,
 ) -> Result<Enrolment, AuthError> {
     let a = &state.settings.auth;
     throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
@@ -209,19 +174,21 @@ pub async fn enrol(
     match password {
         Some(password) => {
             drop(conn);
-            let verified = state
-                .hashing
-                .verify(password.into_inner(), Some(user.password_hash.clone()))
-                .await?;
-            if verified == Verified::No {
-                return Err(AuthError::InvalidCredentials);
-            }
+            crate::service::users::check_current_password(
+                state,
+                &user,
+                password,
+                "mfa_enrol",
+                meta,
+            )
+            .await?;
             conn = shared::db::conn(&state.pool).await?;
         }
         None => {
             let opened = match session_id {
                 Some(sid) => crate::store::sessions::find(&mut conn, sid)
                     .await?
+                    .filter(|s| s.user_id == user_id && s.revoked_at.is_none())
                     .map(|s| s.created_at),
                 None => None,
             };
@@ -273,12 +240,16 @@ pub async fn confirm(
         .await?
         .filter(|r| r.confirmed_at.is_none())
         .ok_or_else(|| AuthError::Conflict("Nothing to confirm: enrol first.".into()))?;
+    check_failures(&mut conn, user_id).await?;
     let totp = totp(
         state,
         open_secret(state, user_id, &row.secret)?,
         &user.email,
     )?;
-    let step = matching_step(&totp, code).ok_or_else(code_field_error)?;
+    let Some(step) = matching_step(&totp, code) else {
+        record_wrong_code(&mut conn, user_id).await?;
+        return Err(code_field_error());
+    };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
     let hashes: Vec<Vec<u8>> = codes.iter().filter_map(|c| recovery_hash(c)).collect();
     let rows = conn
@@ -292,6 +263,7 @@ pub async fn confirm(
                 return Err(code_field_error());
             }
             mfa::replace_recovery_codes(conn, user_id, &hashes).await?;
+            mfa::forget_wrong_codes(conn, user_id).await?;
             let rows = factor_changed(
                 state,
                 conn,
@@ -307,7 +279,6 @@ pub async fn confirm(
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
-    forget_failures(state, user_id).await;
     // An address that logged in with the password alone before keeps no budget of its own.
     throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
     Ok(codes)
@@ -331,6 +302,7 @@ pub async fn disable(
         .await?
         .filter(|r| r.confirmed_at.is_some())
         .ok_or(AuthError::NotFound)?;
+    check_failures(&mut conn, user_id).await?;
     let totp = totp(
         state,
         open_secret(state, user_id, &row.secret)?,
@@ -339,6 +311,7 @@ pub async fn disable(
     let step = matching_step(&totp, code);
     let recovery = recovery_hash(code);
     if step.is_none() && recovery.is_none() {
+        record_wrong_code(&mut conn, user_id).await?;
         return Err(code_field_error());
     }
     let result = conn
@@ -369,13 +342,12 @@ pub async fn disable(
     let rows = match result {
         Ok(rows) => rows,
         Err(AuthError::Validation(errors)) => {
-            record_wrong_code(state, user_id).await;
+            record_wrong_code(&mut conn, user_id).await?;
             return Err(AuthError::Validation(errors));
         }
         Err(err) => return Err(err),
     };
     state.revocations.publish(&mut conn, rows).await;
-    forget_failures(state, user_id).await;
     Ok(())
 }
 
@@ -410,7 +382,6 @@ pub async fn admin_reset(
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
-    forget_failures(state, user_id).await;
     Ok(())
 }
 
@@ -514,7 +485,7 @@ pub async fn complete(
     let account = user.email.trim().to_lowercase();
     let subject = throttle::Subject::Account(&account);
     throttle::check_login(state, &account, &meta.ip_key).await?;
-    check_failures(state, user.id).await?;
+    check_failures(&mut conn, user.id).await?;
     let row = mfa::find_totp(&mut conn, user.id)
         .await?
         .filter(|r| r.confirmed_at.is_some())
@@ -547,7 +518,7 @@ pub async fn complete(
         )
         .await?;
         throttle::record_failure(state, subject, &meta.ip_key).await;
-        if record_wrong_code(state, user.id).await == WARN_AT {
+        if record_wrong_code(&mut conn, user.id).await? == WARN_AT {
             // The password was right each time: tell the owner, once a day.
             mail::enqueue(
                 &mut conn,

@@ -10,7 +10,6 @@ use shared::problem::FieldCode;
 use shared::ratelimit::Limit;
 use uuid::Uuid;
 
-use crate::crypto::hashing::Verified;
 use crate::crypto::tokens::hash_token;
 use crate::domain::{Email, NewPassword, PasswordInput, RequestMeta};
 use crate::error::AuthError;
@@ -146,7 +145,6 @@ pub async fn confirm_password_reset(
         .await?;
     state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &email.trim().to_lowercase()).await;
-    crate::service::mfa::forget_failures(state, user_id).await;
     Ok(())
 }
 
@@ -307,13 +305,8 @@ pub async fn change_email(
     }
     drop(conn);
     // The password first: without it, nothing is said about the new address.
-    let verified = state
-        .hashing
-        .verify(password.into_inner(), Some(user.password_hash.clone()))
+    crate::service::users::check_current_password(state, &user, password, "email_change", meta)
         .await?;
-    if verified == Verified::No {
-        return Err(AuthError::InvalidCredentials);
-    }
     // Per recipient too: no one mails an address more often than a reset could.
     let recipient = email.normalized();
     throttle::enforce(

@@ -133,7 +133,6 @@ pub async fn change_password(
         .await?;
     state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
-    crate::service::mfa::forget_failures(state, user_id).await;
     Ok(())
 }
 
@@ -161,6 +160,8 @@ pub(crate) async fn apply_new_password(
 ) -> Result<Vec<crate::store::revocations::RevocationRow>, diesel::result::Error> {
     let now = Utc::now();
     users::set_password_hash(conn, p.user_id, p.hash).await?;
+    // Whoever was guessing second-factor codes had the old password.
+    crate::store::mfa::forget_wrong_codes(conn, p.user_id).await?;
     let (revoked, rows) = end_sessions(
         state,
         conn,
@@ -221,4 +222,41 @@ pub(crate) async fn end_sessions(
         .collect();
     let rows = state.revocations.record(conn, &revocations, now).await?;
     Ok((revoked, rows))
+}
+
+/// Check the caller's current password before a sensitive change (`purpose`): counted as a
+/// login attempt (its rate limits and brute-force locks apply, a wrong one counts as a
+/// failure and is audited), so that a stolen access token cannot guess passwords here
+/// faster than at login.
+pub(crate) async fn check_current_password(
+    state: &AppState,
+    user: &UserRow,
+    password: PasswordInput,
+    purpose: &'static str,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    let account = user.email.trim().to_lowercase();
+    throttle::check_login(state, &account, &meta.ip_key).await?;
+    let verified = state
+        .hashing
+        .verify(password.into_inner(), Some(user.password_hash.clone()))
+        .await?;
+    if matches!(verified, Verified::Yes { .. }) {
+        return Ok(());
+    }
+    let mut conn = shared::db::conn(&state.pool).await?;
+    audit::record(
+        &mut conn,
+        AuditEntry {
+            event: event::REAUTH_FAILED,
+            actor_id: Some(user.id),
+            subject_id: Some(user.id),
+            session_id: None,
+            meta,
+            details: json!({ "for": purpose }),
+        },
+    )
+    .await?;
+    throttle::record_failure(state, throttle::Subject::Account(&account), &meta.ip_key).await;
+    Err(AuthError::InvalidCredentials)
 }

@@ -47,6 +47,7 @@ pub mod event {
     pub const MFA_DISABLED: &str = "mfa_disabled";
     pub const MFA_RESET: &str = "mfa_reset";
     pub const MFA_CHALLENGED: &str = "mfa_challenged";
+    pub const REAUTH_FAILED: &str = "reauth_failed";
 }
 
 /// One event. Never a password, hash or token in `details`.

@@ -231,3 +231,58 @@ pub async fn spend_challenge(conn: &mut AsyncPgConnection, hash: &[u8]) -> Query
     .await
     .map(|n| n > 0)
 }
+
+/// The account's wrong codes in the current day's window, and the seconds left of it.
+pub async fn wrong_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<(i32, i64)> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        failed: i32,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        left: i64,
+    }
+    let row: Option<Count> = diesel::sql_query(
+        "SELECT failed_codes AS failed, \
+             ceil(extract(epoch FROM failures_since + interval '1 day' - now()))::int8 AS left \
+         FROM mfa_totp WHERE user_id = $1 AND failures_since > now() - interval '1 day'",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map_or((0, 0), |r| (r.failed, r.left)))
+}
+
+/// Count a wrong code (a day's window from the first); the count in the window now.
+pub async fn count_wrong_code(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<i32> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        failed_codes: i32,
+    }
+    let row: Option<Count> = diesel::sql_query(
+        "UPDATE mfa_totp SET \
+             failed_codes = CASE WHEN failures_since > now() - interval '1 day' \
+                 THEN failed_codes + 1 ELSE 1 END, \
+             failures_since = CASE WHEN failures_since > now() - interval '1 day' \
+                 THEN failures_since ELSE now() END \
+         WHERE user_id = $1 RETURNING failed_codes",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(user_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map_or(0, |r| r.failed_codes))
+}
+
+/// Forget the account's wrong codes (its password or factors changed).
+pub async fn forget_wrong_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+    diesel::update(mfa_totp::table.find(user_id))
+        .set((
+            mfa_totp::failed_codes.eq(0),
+            mfa_totp::failures_since.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}

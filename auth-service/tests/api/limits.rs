@@ -27,6 +27,7 @@ pub fn generous(s: &mut auth_service::config::Settings) {
     a.rate_verify_ip = big;
     a.rate_verify_resend = big;
     a.rate_email_change = big;
+    a.rate_mfa_change = big;
 }
 
 pub async fn login_from(

@@ -97,6 +97,11 @@ async fn enrolment_shows_the_secret_once_and_a_first_code_turns_it_on() {
         "INVALID_CREDENTIALS",
     )
     .await;
+    // A wrong password there counts as a failed login, audited.
+    assert_eq!(
+        app.count("audit_log WHERE event = 'reauth_failed'").await,
+        1
+    );
     let (status, enrolment) = json(enrol(&app, access, Some(PASSWORD)).await).await;
     assert_eq!(status, 200);
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
@@ -371,4 +376,23 @@ async fn removal_needs_a_fresh_code_and_an_admin_can_reset_factors() {
     let (_, me) = json(app.get("/v1/users/me", at(&fresh)).await).await;
     assert_eq!(me["mfa_enabled"], false);
     assert_eq!(app.count("audit_log WHERE event = 'mfa_reset'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_codes_at_removal_count_against_the_same_cap() {
+    let (app, _sink) = spawn_app_with_mail(wide_open).await;
+    let (_, pair) = app.user_session().await;
+    let (totp, _) = enable(&app, at(&pair)).await;
+    let remove = |code: String| {
+        app.client
+            .delete(app.url("/v1/users/me/mfa/totp"))
+            .bearer_auth(at(&pair))
+            .json(&json!({ "code": code }))
+            .send()
+    };
+    for _ in 0..10 {
+        assert_eq!(remove("000000".into()).await.unwrap().status(), 422);
+    }
+    // A stolen session has had its ten guesses: not even the right code now.
+    assert_problem(remove(code(&totp, 1)).await.unwrap(), 429, "RATE_LIMITED").await;
 }

@@ -1,0 +1,1 @@
+ALTER TABLE mfa_totp DROP COLUMN failures_since, DROP COLUMN failed_codes;
