@@ -14,8 +14,7 @@
 
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { launchChromium, reporter } from "./browser.mjs";
 
 const SPA = process.env.SPA_URL ?? "http://127.0.0.1:5173";
 const AUTH = process.env.AUTH_URL ?? "http://127.0.0.1:8080";
@@ -24,24 +23,9 @@ const SHOTS = process.env.SCREENSHOTS ?? ".dev/reports/spa";
 const REFRESH = `${AUTH}/v1/auth/refresh`;
 /** How many codes a login's challenge takes (the auth service's rule). */
 const CHALLENGE_TRIES = 5;
-mkdirSync(SHOTS, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let step = 0;
-const shot = (page, name) => page.screenshot({ path: `${SHOTS}/mfa-${String(++step).padStart(2, "0")}-${name}.png` });
-const say = (line) => console.log(`mfa: ${line}`);
+const browser = await launchChromium();
+const { say, shot } = reporter("mfa", SHOTS);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // --- the authenticator app: RFC 6238 (SHA-1, 6 digits, 30 s steps), RFC 4648 base32 --------

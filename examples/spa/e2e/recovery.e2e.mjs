@@ -13,9 +13,9 @@
 // Screenshots of each step go to SCREENSHOTS (.dev/reports/spa by default), named recovery-*.
 
 import assert from "node:assert/strict";
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium, reporter } from "./browser.mjs";
 
 const SPA = process.env.SPA_URL ?? "http://127.0.0.1:5173";
 const AUTH = process.env.AUTH_URL ?? "http://127.0.0.1:8080";
@@ -24,25 +24,9 @@ const SHOTS = process.env.SCREENSHOTS ?? ".dev/reports/spa";
 const MAILDIR = process.env.MAILDIR ?? fileURLToPath(new URL("../../../.dev/mail_e2e", import.meta.url));
 /** How long a mail may take to arrive (the service sends from an outbox). */
 const MAIL_WAIT_MS = 15_000;
-mkdirSync(SHOTS, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let step = 0;
-const shot = (page, name) =>
-  page.screenshot({ path: `${SHOTS}/recovery-${String(++step).padStart(2, "0")}-${name}.png` });
-const say = (line) => console.log(`recovery: ${line}`);
+const browser = await launchChromium();
+const { say, shot } = reporter("recovery", SHOTS);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A mail file: its headers (lower-case names, unfolded) and its text body, decoded. */

@@ -10,8 +10,7 @@
 // Screenshots of each step go to SCREENSHOTS (.dev/reports/spa by default).
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { launchChromium, reporter } from "./browser.mjs";
 
 const SPA = process.env.SPA_URL ?? "http://127.0.0.1:5173";
 const EVIL = process.env.EVIL_URL ?? "http://127.0.0.1:5174";
@@ -23,24 +22,9 @@ const TTL_MS = Number(process.env.ACCESS_TOKEN_TTL_SECS ?? 60) * 1000;
 /** How long before expiry the SPA refreshes (src/session.ts, EARLY_MS). */
 const EARLY_MS = 15_000;
 const REFRESH = `${AUTH}/v1/auth/refresh`;
-mkdirSync(SHOTS, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let step = 0;
-const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${String(++step).padStart(2, "0")}-${name}.png` });
-const say = (line) => console.log(`spa: ${line}`);
+const browser = await launchChromium();
+const { say, shot } = reporter("spa", SHOTS, "");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What a browser context sends and gets: refreshes, TODO 401s, the last bearer per page. */
