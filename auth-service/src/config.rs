@@ -107,6 +107,13 @@ pub struct AuthSettings {
     pub totp_issuer: String,
     pub rate_mfa_change: Rate,
     pub reauth_max_age_secs: i64,
+    /// The WebAuthn relying party: a domain the SPA's host is or ends with. Empty: the host
+    /// of `public_app_url` (`localhost` when that is an IP address: browsers take none).
+    pub webauthn_rp_id: String,
+    /// Origins a passkey ceremony may come from. Empty: the origin of `public_app_url`
+    /// (with `localhost` for an IP address, as above).
+    #[serde(deserialize_with = "comma_list")]
+    pub webauthn_origins: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -166,6 +173,8 @@ impl Default for AuthSettings {
             totp_issuer: "Auth service".into(),
             rate_mfa_change: Rate::new(10, 900),
             reauth_max_age_secs: 900,
+            webauthn_rp_id: String::new(),
+            webauthn_origins: Vec::new(),
         }
     }
 }
@@ -297,6 +306,9 @@ impl Settings {
                 "must be an SMTP URL: smtp://host:port (plain, or STARTTLS with ?tls=required), smtps://user:password@host:465",
             );
         }
+        if let Err(why) = self.webauthn() {
+            return err("webauthn_rp_id", &why);
+        }
         if !(60..=24 * 3600).contains(&a.reauth_max_age_secs) {
             return err("reauth_max_age_secs", "must be between 60 and 86400");
         }
@@ -310,6 +322,63 @@ impl Settings {
             return err("reset_token_ttl_secs", "must be between 300 and 86400");
         }
         Ok(())
+    }
+
+    /// The relying party id and the origins passkeys may be used from (see the fields).
+    pub fn webauthn_party(&self) -> Result<(String, Vec<url::Url>), String> {
+        let a = &self.auth;
+        let app = url::Url::parse(a.public_app_url.trim())
+            .map_err(|e| format!("AUTH_PUBLIC_APP_URL: {e}"))?;
+        let ip_host = matches!(app.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)));
+        let rp_id = match a.webauthn_rp_id.trim() {
+            "" if ip_host => "localhost".to_owned(),
+            "" => app.host_str().unwrap_or("localhost").to_owned(),
+            id => id.to_lowercase(),
+        };
+        let origins = if a.webauthn_origins.is_empty() {
+            let mut origin = app.clone();
+            if ip_host {
+                origin
+                    .set_host(Some("localhost"))
+                    .map_err(|e| format!("AUTH_PUBLIC_APP_URL: {e}"))?;
+            }
+            vec![
+                url::Url::parse(&origin.origin().ascii_serialization())
+                    .map_err(|e| e.to_string())?,
+            ]
+        } else {
+            a.webauthn_origins
+                .iter()
+                .map(|o| {
+                    url::Url::parse(o.trim())
+                        .map_err(|e| format!("AUTH_WEBAUTHN_ORIGINS: {o}: {e}"))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok((rp_id, origins))
+    }
+
+    /// The WebAuthn relying party as configured: refused when the id is no domain or an
+    /// origin is not on it.
+    pub fn webauthn(&self) -> Result<webauthn_rs::Webauthn, String> {
+        let (rp_id, origins) = self.webauthn_party()?;
+        if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.contains(['/', ':']) {
+            return Err(format!(
+                "AUTH_WEBAUTHN_RP_ID must be a domain name, not {rp_id:?}"
+            ));
+        }
+        let (first, rest) = origins
+            .split_first()
+            .ok_or("AUTH_WEBAUTHN_ORIGINS names no origin")?;
+        let mut builder = webauthn_rs::WebauthnBuilder::new(&rp_id, first)
+            .map_err(|e| {
+                format!("AUTH_WEBAUTHN_RP_ID {rp_id:?} does not fit the origin {first}: {e}")
+            })?
+            .rp_name(&self.auth.totp_issuer);
+        for origin in rest {
+            builder = builder.append_allowed_origin(origin);
+        }
+        builder.build().map_err(|e| format!("WebAuthn: {e}"))
     }
 
     /// The 32-byte key that encrypts signing keys at rest.

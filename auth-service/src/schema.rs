@@ -212,6 +212,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    passkeys (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        credential_id -> Bytea,
+        name -> Text,
+        credential -> Text,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webauthn_challenges (id) {
+        id -> Uuid,
+        purpose -> Text,
+        user_id -> Nullable<Uuid>,
+        auth_epoch -> Nullable<Int8>,
+        mfa_token_hash -> Nullable<Bytea>,
+        refresh_delivery -> Text,
+        state -> Text,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));

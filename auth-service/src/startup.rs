@@ -186,7 +186,9 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<Arc<AppState>> {
     ));
     let mail = crate::service::mail::Mailer::new(&settings)?;
     let secrets = key_cipher(&settings)?;
+    let webauthn = settings.webauthn().map_err(|why| anyhow::anyhow!(why))?;
     Ok(Arc::new(AppState {
+        webauthn,
         mail,
         secrets,
         settings,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Checks signatures and claims of access tokens with this service's own keys.
     pub verifier: Verifier,
+    /// The WebAuthn relying party (passkeys).
+    pub webauthn: webauthn_rs::Webauthn,
 }
 
 impl AppState {

@@ -20,13 +20,13 @@ use uuid::Uuid;
 use crate::api::ApiTags;
 use crate::api::dto::{
     Accepted, EmailTokenRequest, LoginRequest, LoginResult, MfaChallenge, MfaRequest,
-    PasswordResetConfirmRequest, PasswordResetRequest, RefreshRequest, Session, SignupRequest,
-    TokenPair, User,
+    PasskeyChallenge, PasskeyLoginFinishRequest, PasskeyLoginRequest, PasswordResetConfirmRequest,
+    PasswordResetRequest, RefreshRequest, Session, SignupRequest, TokenPair, User,
 };
 use crate::api::request_meta;
 use crate::error::AuthError;
 use crate::service::auth::{self, Delivery, Issued, SessionSelector, SignupInput};
-use crate::service::{mfa, recovery};
+use crate::service::{mfa, passkeys, recovery};
 use crate::state::AppState;
 use crate::store::audit::event;
 
@@ -89,6 +89,13 @@ pub enum AcceptedResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum PasskeyChallengeResponse {
+    /// A ceremony began: the options for the browser.
+    #[oai(status = 200)]
+    Ok(Json<PasskeyChallenge>),
+}
+
+#[derive(ApiResponse)]
 pub enum SessionsResponse {
     /// The caller's live sessions, newest first.
     #[oai(status = 200)]
@@ -97,6 +104,7 @@ pub enum SessionsResponse {
 
 error_set!(pub SignupErrors: 409, 413, 415, 422, 429);
 error_set!(pub LoginErrors: 401, 413, 415, 422, 429);
+error_set!(pub PasskeyLoginErrors: 401, 403, 413, 415, 422, 429);
 error_set!(pub RefreshErrors: 401, 403, 413, 415, 422, 429);
 error_set!(pub LogoutErrors: 401, 403, 413, 415, 422);
 error_set!(pub BearerErrors: 401, 403);
@@ -279,11 +287,11 @@ impl AuthApi {
                 let TokenResponse::Ok(Json(pair), cookie) = token_response(&self.state, &issued);
                 Ok(LoginResponse::Ok(Json(LoginResult::Tokens(pair)), cookie))
             }
-            auth::LoginOutcome::MfaRequired { mfa_token } => Ok(LoginResponse::Ok(
+            auth::LoginOutcome::MfaRequired { mfa_token, methods } => Ok(LoginResponse::Ok(
                 Json(LoginResult::Mfa(MfaChallenge {
                     mfa_required: true,
                     mfa_token,
-                    methods: vec!["totp".into(), "recovery_code".into()],
+                    methods,
                 })),
                 None,
             )),
@@ -306,6 +314,63 @@ impl AuthApi {
     ) -> Result<TokenResponse, ApiErr<LoginErrors>> {
         let meta = request_meta(req);
         let issued = mfa::complete(&self.state, &body.0.mfa_token, &body.0.code, &meta).await?;
+        Ok(token_response(&self.state, &issued))
+    }
+
+    /// Begin a login with a passkey. Without `mfa_token`: passwordless, with any passkey
+    /// of this site the browser holds (the answer names the user). With the `mfa_token` of a
+    /// login that answered `mfa_required` (with `passkey` among its `methods`): that user's
+    /// passkeys, as the second factor (counts as one of the challenge's five tries; an unknown
+    /// or spent one is 401 `MFA_CODE_INVALID`). Answers the browser's options; send its
+    /// answer to `POST /v1/auth/passkey/finish` within five minutes.
+    ///
+    /// Rate limit: per client ip (`AUTH_RATE_LOGIN_IP`, as login).
+    #[oai(
+        path = "/passkey/start",
+        method = "post",
+        operation_id = "startPasskeyLogin"
+    )]
+    async fn passkey_start(
+        &self,
+        req: &Request,
+        body: JsonBody<Option<PasskeyLoginRequest>>,
+    ) -> Result<PasskeyChallengeResponse, ApiErr<LoginErrors>> {
+        let meta = request_meta(req);
+        let body = body.0;
+        let mfa_token = body.as_ref().and_then(|b| b.mfa_token.clone());
+        let delivery = body
+            .and_then(|b| b.refresh_delivery)
+            .unwrap_or_default()
+            .into();
+        let started =
+            passkeys::login_start(&self.state, mfa_token.as_deref(), delivery, &meta).await?;
+        Ok(PasskeyChallengeResponse::Ok(Json(PasskeyChallenge {
+            challenge_id: started.challenge_id,
+            options: started.options,
+        })))
+    }
+
+    /// Finish a passkey login with the browser's answer: tokens, delivered as the start
+    /// asked (or, for a second factor, as the password login asked), with `amr`
+    /// `["pop","mfa"]` (passwordless) or `["pwd","pop","mfa"]`. The ceremony is good once.
+    /// Refused: 401 `INVALID_CREDENTIALS` (passwordless: unknown passkey, wrong signature,
+    /// spent or expired ceremony, disabled account), 401 `MFA_CODE_INVALID` (second factor),
+    /// 403 `EMAIL_NOT_VERIFIED` when logins need a verified address; 422 when `credential`
+    /// is not a WebAuthn assertion.
+    #[oai(
+        path = "/passkey/finish",
+        method = "post",
+        operation_id = "finishPasskeyLogin"
+    )]
+    async fn passkey_finish(
+        &self,
+        req: &Request,
+        body: JsonBody<PasskeyLoginFinishRequest>,
+    ) -> Result<TokenResponse, ApiErr<PasskeyLoginErrors>> {
+        let meta = request_meta(req);
+        let body = body.0;
+        let issued =
+            passkeys::login_finish(&self.state, body.challenge_id, body.credential, &meta).await?;
         Ok(token_response(&self.state, &issued))
     }
 

@@ -284,3 +284,102 @@ pub struct TotpEnrolment {
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
+
+/// The first step of a passkey ceremony: pass `options` to the browser
+/// (`navigator.credentials.create` to add a passkey, `.get` to log in, after
+/// `PublicKeyCredential.parse{Creation,Request}OptionsFromJSON(options.publicKey)`), then send
+/// its answer with `challenge_id` to the matching `finish` within five minutes.
+#[derive(Debug, Object)]
+pub struct PasskeyChallenge {
+    pub challenge_id: Uuid,
+    /// WebAuthn's options in their JSON form: `{"publicKey": {...}}` (and, for a passwordless
+    /// login, `"mediation": "conditional"`, which a login button may ignore).
+    pub options: serde_json::Value,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasskeyRegisterRequest {
+    /// Needed only when the session's login is older than `AUTH_REAUTH_MAX_AGE_SECS`.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub current_password: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasskeyRegisterFinishRequest {
+    /// From the first step.
+    pub challenge_id: Uuid,
+    /// What the user calls it (1 to 64 characters); "Passkey" when null or absent.
+    #[oai(nullable)]
+    pub name: Option<SingleLine<64>>,
+    /// The browser's answer: the `PublicKeyCredential`'s JSON form (`credential.toJSON()`).
+    pub credential: serde_json::Value,
+}
+
+/// A registered passkey (its public key stays on the server).
+#[derive(Debug, Object)]
+pub struct Passkey {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// The last login with it, or null.
+    #[oai(nullable)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<crate::store::passkeys::PasskeyRow> for Passkey {
+    fn from(p: crate::store::passkeys::PasskeyRow) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+        }
+    }
+}
+
+/// The caller's passkeys, oldest first (at most ten).
+#[derive(Debug, Object)]
+pub struct PasskeyList {
+    pub items: Vec<Passkey>,
+}
+
+/// A passkey added. `recovery_codes`: ten one-time codes, shown once, when the account had
+/// none (its first second factor); else null.
+#[derive(Debug, Object)]
+pub struct PasskeyRegistered {
+    pub passkey: Passkey,
+    #[oai(nullable)]
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasskeyRemoveRequest {
+    /// Needed only when the session's login is older than `AUTH_REAUTH_MAX_AGE_SECS`.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub current_password: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasskeyLoginRequest {
+    /// A password login's challenge, to answer it with one of that user's passkeys; absent
+    /// for a passwordless login.
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub mfa_token: Option<String>,
+    /// How the refresh token travels (passwordless only; a second factor keeps the
+    /// login's). Default `body` (also when null).
+    #[oai(nullable)]
+    pub refresh_delivery: Option<RefreshDelivery>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasskeyLoginFinishRequest {
+    /// From `POST /v1/auth/passkey/start`.
+    pub challenge_id: Uuid,
+    /// The browser's answer: the `PublicKeyCredential`'s JSON form (`credential.toJSON()`).
+    pub credential: serde_json::Value,
+}

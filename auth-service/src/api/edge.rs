@@ -12,13 +12,16 @@ use shared::verify::{Authenticator, BoxFuture};
 use crate::service::auth;
 use crate::state::AppState;
 
-/// An empty POST without a content type is treated as an empty JSON body, so a browser can
-/// call refresh and logout with only the cookie.
+/// An empty POST or DELETE without a content type is treated as an empty JSON body, so a
+/// browser can call refresh and logout with only the cookie, and remove a passkey with no
+/// body.
 pub async fn empty_post_is_json<E: Endpoint>(
     ep: std::sync::Arc<E>,
     mut req: Request,
 ) -> poem::Result<Response> {
-    if req.method() == poem::http::Method::POST && !req.headers().contains_key(header::CONTENT_TYPE)
+    let method = req.method();
+    if (method == poem::http::Method::POST || method == poem::http::Method::DELETE)
+        && !req.headers().contains_key(header::CONTENT_TYPE)
     {
         let body = req.take_body().into_bytes().await.unwrap_or_default();
         if body.is_empty() {

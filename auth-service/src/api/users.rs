@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use poem::Request;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -10,15 +11,17 @@ use shared::body::JsonBody;
 use shared::error_set;
 use shared::problem::ApiErr;
 use shared::verify::BearerAuth;
+use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::auth::{AcceptedResponse, NoContent, user_of};
+use crate::api::auth::{AcceptedResponse, NoContent, PasskeyChallengeResponse, user_of};
 use crate::api::dto::{
-    Accepted, ChangeEmailRequest, ChangePasswordRequest, EnrolTotpRequest, RecoveryCodes,
-    TotpCodeRequest, TotpEnrolment, UpdateMeRequest, User,
+    Accepted, ChangeEmailRequest, ChangePasswordRequest, EnrolTotpRequest, PasskeyChallenge,
+    PasskeyList, PasskeyRegisterFinishRequest, PasskeyRegisterRequest, PasskeyRegistered,
+    PasskeyRemoveRequest, RecoveryCodes, TotpCodeRequest, TotpEnrolment, UpdateMeRequest, User,
 };
 use crate::api::request_meta;
-use crate::service::{mfa, recovery, users};
+use crate::service::{mfa, passkeys, recovery, users};
 use crate::state::AppState;
 
 pub struct UsersApi {
@@ -51,6 +54,20 @@ pub enum RecoveryCodesResponse {
     /// The factor is on; the recovery codes, shown once.
     #[oai(status = 200)]
     Ok(Json<RecoveryCodes>),
+}
+
+#[derive(ApiResponse)]
+pub enum PasskeyRegisteredResponse {
+    /// The passkey is on.
+    #[oai(status = 201)]
+    Created(Json<PasskeyRegistered>),
+}
+
+#[derive(ApiResponse)]
+pub enum PasskeyListResponse {
+    /// The caller's passkeys.
+    #[oai(status = 200)]
+    Ok(Json<PasskeyList>),
 }
 
 #[OpenApi(prefix_path = "/v1/users/me", tag = "ApiTags::Users")]
@@ -194,6 +211,116 @@ impl UsersApi {
         Ok(RecoveryCodesResponse::Ok(Json(RecoveryCodes {
             recovery_codes: codes,
         })))
+    }
+
+    /// Begin adding a passkey. Needs a recent login (as enrolling an app does) or
+    /// `current_password`. Answers the options for `navigator.credentials.create`; send the
+    /// browser's answer to `.../passkeys/register/finish` within five minutes. At most ten
+    /// passkeys (409 beyond).
+    ///
+    /// Rate limit: per user (`AUTH_RATE_MFA_CHANGE`).
+    #[oai(
+        path = "/passkeys/register/start",
+        method = "post",
+        operation_id = "startPasskeyRegistration"
+    )]
+    async fn passkey_register_start(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: JsonBody<Option<PasskeyRegisterRequest>>,
+    ) -> Result<PasskeyChallengeResponse, ApiErr<EnrolErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let password = body.0.and_then(|b| b.current_password);
+        let meta = request_meta(req);
+        let started =
+            passkeys::register_start(&self.state, user_id, auth_.0.session_id, password, &meta)
+                .await?;
+        Ok(PasskeyChallengeResponse::Ok(Json(PasskeyChallenge {
+            challenge_id: started.challenge_id,
+            options: started.options,
+        })))
+    }
+
+    /// Finish adding a passkey with the browser's answer. From now on a password login asks
+    /// for a second factor (this passkey does), and the passkey also logs in on its own.
+    /// Every other session of the caller is revoked and a notice mailed. With no second
+    /// factor before, answers ten one-time recovery codes, once. 422 when the ceremony is
+    /// unknown, spent, expired or another's, when the password or a factor changed since it
+    /// began, or when the answer does not prove its challenge; 409 when the passkey is
+    /// registered already.
+    #[oai(
+        path = "/passkeys/register/finish",
+        method = "post",
+        operation_id = "finishPasskeyRegistration"
+    )]
+    async fn passkey_register_finish(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        body: JsonBody<PasskeyRegisterFinishRequest>,
+    ) -> Result<PasskeyRegisteredResponse, ApiErr<EnrolErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let body = body.0;
+        let done = passkeys::register_finish(
+            &self.state,
+            user_id,
+            auth_.0.session_id,
+            body.challenge_id,
+            body.name.map(|n| n.into_inner()),
+            body.credential,
+            &request_meta(req),
+        )
+        .await?;
+        Ok(PasskeyRegisteredResponse::Created(Json(
+            PasskeyRegistered {
+                passkey: done.passkey.into(),
+                recovery_codes: done.recovery_codes,
+            },
+        )))
+    }
+
+    /// The caller's passkeys, oldest first.
+    #[oai(path = "/passkeys", method = "get", operation_id = "listPasskeys")]
+    async fn list_passkeys(
+        &self,
+        auth_: BearerAuth,
+    ) -> Result<PasskeyListResponse, ApiErr<MeErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let items = passkeys::list(&self.state, user_id).await?;
+        Ok(PasskeyListResponse::Ok(Json(PasskeyList {
+            items: items.into_iter().map(Into::into).collect(),
+        })))
+    }
+
+    /// Remove one of the caller's passkeys. Needs a recent login or `current_password`.
+    /// Every other session of the caller is revoked and a notice mailed; with no second
+    /// factor left, login asks for none again and the recovery codes go. 404 when it is not
+    /// one of the caller's.
+    #[oai(
+        path = "/passkeys/:id",
+        method = "delete",
+        operation_id = "removePasskey"
+    )]
+    async fn remove_passkey(
+        &self,
+        req: &Request,
+        auth_: BearerAuth,
+        id: Path<Uuid>,
+        body: JsonBody<Option<PasskeyRemoveRequest>>,
+    ) -> Result<NoContent, ApiErr<EnrolErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let password = body.0.and_then(|b| b.current_password);
+        passkeys::remove(
+            &self.state,
+            user_id,
+            auth_.0.session_id,
+            id.0,
+            password,
+            &request_meta(req),
+        )
+        .await?;
+        Ok(NoContent::Done)
     }
 
     /// Remove the authenticator, with a fresh code from it or an unused recovery code. The

@@ -35,7 +35,7 @@ const DIGITS: usize = 6;
 const SKEW: i64 = 1;
 /// How long a login challenge lasts, and how many codes it takes before it is spent.
 const CHALLENGE_SECS: i64 = 300;
-const CHALLENGE_ATTEMPTS: i32 = 5;
+pub(crate) const CHALLENGE_ATTEMPTS: i32 = 5;
 const RECOVERY_CODES: usize = 10;
 /// Wrong second-factor codes an account takes in a day (from anywhere: logins, confirmations
 /// and removals together; counted in PostgreSQL beside the secret) before no code is tried
@@ -149,7 +149,49 @@ async fn record_wrong_code(conn: &mut AsyncPgConnection, user_id: Uuid) -> Resul
 }
 
 /// Wrong codes at a login after which the owner is told someone has their password.
-const WARN_AT: i64 = 3;
+pub(crate) const WARN_AT: i64 = 3;
+
+/// A factor change needs a recent login (the caller's live session opened within
+/// `AUTH_REAUTH_MAX_AGE_SECS`) or the current password (`purpose` names it in the audit
+/// of a wrong one): an access token stolen from an older session cannot change factors.
+pub(crate) async fn require_recent_auth(
+    state: &AppState,
+    user: &UserRow,
+    session_id: Option<Uuid>,
+    current_password: Option<String>,
+    purpose: &'static str,
+    meta: &RequestMeta,
+    what: &str,
+) -> Result<(), AuthError> {
+    if let Some(password) = current_password {
+        let password = PasswordInput::parse("current_password", password)?;
+        return crate::service::users::check_current_password(state, user, password, purpose, meta)
+            .await;
+    }
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let opened = match session_id {
+        Some(sid) => crate::store::sessions::find(&mut conn, sid)
+            .await?
+            .filter(|s| s.user_id == user.id && s.revoked_at.is_none())
+            .map(|s| s.created_at),
+        None => None,
+    };
+    let recent = Utc::now() - chrono::Duration::seconds(state.settings.auth.reauth_max_age_secs);
+    if opened.is_none_or(|at| at <= recent) {
+        return Err(shared::tokens::NotAllowed(format!(
+            "{what} needs a recent login: log in again, or send `current_password`."
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Ten new recovery codes (shown once) and their hashes (stored).
+pub(crate) fn new_recovery_codes() -> (Vec<String>, Vec<Vec<u8>>) {
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let hashes = codes.iter().filter_map(|c| recovery_hash(c)).collect();
+    (codes, hashes)
+}
 
 /// Start (or restart) enrolment: a new secret, shown once.
 /// Needs a recent login (the caller's session opened within `AUTH_REAUTH_MAX_AGE_SECS`) or
@@ -164,44 +206,22 @@ pub async fn enrol(
 ) -> Result<Enrolment, AuthError> {
     let a = &state.settings.auth;
     throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
-    let password = current_password
-        .map(|p| PasswordInput::parse("current_password", p))
-        .transpose()?;
     let mut conn = shared::db::conn(&state.pool).await?;
     let user = users::find(&mut conn, user_id)
         .await?
         .ok_or(AuthError::NotFound)?;
-    match password {
-        Some(password) => {
-            drop(conn);
-            crate::service::users::check_current_password(
-                state,
-                &user,
-                password,
-                "mfa_enrol",
-                meta,
-            )
-            .await?;
-            conn = shared::db::conn(&state.pool).await?;
-        }
-        None => {
-            let opened = match session_id {
-                Some(sid) => crate::store::sessions::find(&mut conn, sid)
-                    .await?
-                    .filter(|s| s.user_id == user_id && s.revoked_at.is_none())
-                    .map(|s| s.created_at),
-                None => None,
-            };
-            let recent = Utc::now() - chrono::Duration::seconds(a.reauth_max_age_secs);
-            if opened.is_none_or(|at| at <= recent) {
-                return Err(shared::tokens::NotAllowed(
-                    "Adding a second factor needs a recent login: log in again, or send `current_password`."
-                        .into(),
-                )
-                .into());
-            }
-        }
-    }
+    drop(conn);
+    require_recent_auth(
+        state,
+        &user,
+        session_id,
+        current_password,
+        "mfa_enrol",
+        meta,
+        "Adding a second factor",
+    )
+    .await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
     let mut secret = vec![0u8; 20];
     OsRng.fill_bytes(&mut secret);
     let sealed = state.secrets.seal(&aad(user_id), &secret)?;
@@ -250,8 +270,7 @@ pub async fn confirm(
         record_wrong_code(&mut conn, user_id).await?;
         return Err(code_field_error());
     };
-    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let hashes: Vec<Vec<u8>> = codes.iter().filter_map(|c| recovery_hash(c)).collect();
+    let (codes, hashes) = new_recovery_codes();
     let rows = conn
         .transaction(async |conn| {
             users::bump_epoch(conn, user_id).await?;
@@ -325,7 +344,7 @@ pub async fn disable(
             if !good {
                 return Err(code_field_error());
             }
-            mfa::remove_all(conn, user_id).await?;
+            mfa::remove_totp(conn, user_id).await?;
             factor_changed(
                 state,
                 conn,
@@ -388,7 +407,7 @@ pub async fn admin_reset(
 /// In a factor change's transaction (the epoch already moved): revoke the user's sessions
 /// but `keep`, audit, and queue the notice.
 #[allow(clippy::too_many_arguments)]
-async fn factor_changed(
+pub(crate) async fn factor_changed(
     state: &AppState,
     conn: &mut AsyncPgConnection,
     user: &UserRow,
@@ -486,16 +505,22 @@ pub async fn complete(
     let subject = throttle::Subject::Account(&account);
     throttle::check_login(state, &account, &meta.ip_key).await?;
     check_failures(&mut conn, user.id).await?;
-    let row = mfa::find_totp(&mut conn, user.id)
+    // With passkeys only, a recovery code is the one code there is.
+    let step = match mfa::find_totp(&mut conn, user.id)
         .await?
         .filter(|r| r.confirmed_at.is_some())
-        .ok_or(AuthError::MfaCodeInvalid)?;
-    let totp = totp(
-        state,
-        open_secret(state, user.id, &row.secret)?,
-        &user.email,
-    )?;
-    let accepted = match (matching_step(&totp, code), recovery_hash(code)) {
+    {
+        Some(row) => matching_step(
+            &totp(
+                state,
+                open_secret(state, user.id, &row.secret)?,
+                &user.email,
+            )?,
+            code,
+        ),
+        None => None,
+    };
+    let accepted = match (step, recovery_hash(code)) {
         (Some(step), _) => mfa::take_step(&mut conn, user.id, step)
             .await?
             .then_some("pwd otp mfa"),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod mail;
 pub mod mfa;
 pub mod oauth;
+pub mod passkeys;
 pub mod purge;
 pub mod recovery;
 pub mod revocation;

@@ -67,6 +67,12 @@ const PURGES: &[(&str, &str, chrono::Duration)] = &[
         GRACE,
     ),
     (
+        "expired passkey ceremonies",
+        "DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges \
+         WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        GRACE,
+    ),
+    (
         "expired login challenges",
         "DELETE FROM mfa_challenges WHERE token_hash IN (SELECT token_hash FROM mfa_challenges \
          WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",

@@ -47,6 +47,8 @@ pub mod event {
     pub const MFA_DISABLED: &str = "mfa_disabled";
     pub const MFA_RESET: &str = "mfa_reset";
     pub const MFA_CHALLENGED: &str = "mfa_challenged";
+    pub const PASSKEY_ADDED: &str = "passkey_added";
+    pub const PASSKEY_REMOVED: &str = "passkey_removed";
     pub const REAUTH_FAILED: &str = "reauth_failed";
 }
 

@@ -95,11 +95,22 @@ pub async fn confirm_totp(
     Ok(true)
 }
 
-/// Remove every factor of the user (the secret and the recovery codes).
-pub async fn remove_all(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
+/// Remove the authenticator app; the recovery codes go too when no passkey is left.
+pub async fn remove_totp(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
     let n = diesel::delete(mfa_totp::table.find(user_id))
         .execute(conn)
         .await?;
+    crate::store::passkeys::sync_enabled(conn, user_id).await?;
+    Ok(n > 0)
+}
+
+/// Remove every factor of the user (the app, passkeys and the recovery codes).
+pub async fn remove_all(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
+    let n = diesel::delete(mfa_totp::table.find(user_id))
+        .execute(conn)
+        .await?
+        + crate::store::passkeys::delete_all(conn, user_id).await?;
+    crate::store::passkeys::forget_ceremonies(conn, user_id).await?;
     diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(user_id)))
         .execute(conn)
         .await?;
@@ -217,6 +228,21 @@ pub async fn attempt_challenge(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// A usable challenge (unspent, unexpired), without counting a try.
+pub async fn find_challenge(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<ChallengeRow>> {
+    mfa_challenges::table
+        .find(hash)
+        .filter(mfa_challenges::used_at.is_null())
+        .filter(mfa_challenges::expires_at.gt(Utc::now()))
+        .select(ChallengeRow::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Spend a challenge: of concurrent completions exactly one gets `true`.

@@ -39,6 +39,7 @@ pub mod keys;
 pub mod mail;
 pub mod mfa;
 pub mod outbox;
+pub mod passkeys;
 pub mod revocations;
 pub mod sessions;
 pub mod users;

@@ -20,6 +20,7 @@ mod mfa;
 mod oauth;
 mod oauth_revocation;
 mod openapi;
+mod passkeys;
 mod password;
 mod proxy;
 mod races;

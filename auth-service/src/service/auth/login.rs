@@ -23,7 +23,11 @@ use crate::store::users::{self, UserRow};
 /// challenge that `POST /v1/auth/mfa` completes.
 pub enum LoginOutcome {
     Tokens(Issued),
-    MfaRequired { mfa_token: String },
+    MfaRequired {
+        mfa_token: String,
+        /// What completes it: `totp`, `passkey`, `recovery_code`.
+        methods: Vec<String>,
+    },
 }
 
 pub async fn login(
@@ -118,7 +122,9 @@ pub async fn login(
         }
         let mfa_token =
             crate::service::mfa::open_challenge(&mut conn, &user, delivery, meta).await?;
-        return Ok(LoginOutcome::MfaRequired { mfa_token });
+        let (app, keys) = crate::store::passkeys::factors(&mut conn, user.id).await?;
+        let methods = crate::service::passkeys::methods(app, keys);
+        return Ok(LoginOutcome::MfaRequired { mfa_token, methods });
     }
     drop(conn);
     open_session(state, &user, rehash, delivery, "pwd", meta)
