@@ -259,7 +259,8 @@ serve_spa() {
         die "generating the TypeScript client failed; see $LOGS/spa-build.log"
     (cd "$spa" && npm run -s build >>"$LOGS/spa-build.log" 2>&1) ||
         die "building the SPA failed; see $LOGS/spa-build.log"
-    printf '{"authUrl":"http://127.0.0.1:%s","todoUrl":"http://127.0.0.1:%s"}\n' \
+    # {host}: the page's own host name (127.0.0.1 or localhost; see examples/spa/src/config.ts).
+    printf '{"authUrl":"http://{host}:%s","todoUrl":"http://{host}:%s"}\n' \
         "$AUTH_PORT" "$TODO_PORT" >"$spa/dist/config.json"
     start_service "spa$SUFFIX" "$port" python3 -m http.server "$port" --bind 127.0.0.1 --directory "$spa/dist"
     start_service "other-origin$SUFFIX" "$evil_port" python3 -m http.server "$evil_port" --bind 127.0.0.1 \

@@ -344,10 +344,7 @@ impl AuthApi {
             .into();
         let started =
             passkeys::login_start(&self.state, mfa_token.as_deref(), delivery, &meta).await?;
-        Ok(PasskeyChallengeResponse::Ok(Json(PasskeyChallenge {
-            challenge_id: started.challenge_id,
-            options: started.options,
-        })))
+        Ok(PasskeyChallengeResponse::Ok(Json(started.into())))
     }
 
     /// Finish a passkey login with the browser's answer: tokens, delivered as the start
@@ -369,8 +366,13 @@ impl AuthApi {
     ) -> Result<TokenResponse, ApiErr<PasskeyLoginErrors>> {
         let meta = request_meta(req);
         let body = body.0;
-        let issued =
-            passkeys::login_finish(&self.state, body.challenge_id, body.credential, &meta).await?;
+        let issued = passkeys::login_finish(
+            &self.state,
+            body.challenge_id,
+            serde_json::Value::Object(body.credential.into_iter().collect()),
+            &meta,
+        )
+        .await?;
         Ok(token_response(&self.state, &issued))
     }
 

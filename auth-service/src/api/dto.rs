@@ -294,7 +294,19 @@ pub struct PasskeyChallenge {
     pub challenge_id: Uuid,
     /// WebAuthn's options in their JSON form: `{"publicKey": {...}}` (and, for a passwordless
     /// login, `"mediation": "conditional"`, which a login button may ignore).
-    pub options: serde_json::Value,
+    pub options: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl From<crate::service::passkeys::Started> for PasskeyChallenge {
+    fn from(started: crate::service::passkeys::Started) -> Self {
+        Self {
+            challenge_id: started.challenge_id,
+            options: match started.options {
+                serde_json::Value::Object(map) => map.into_iter().collect(),
+                _ => Default::default(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Object)]
@@ -314,7 +326,7 @@ pub struct PasskeyRegisterFinishRequest {
     #[oai(nullable)]
     pub name: Option<SingleLine<64>>,
     /// The browser's answer: the `PublicKeyCredential`'s JSON form (`credential.toJSON()`).
-    pub credential: serde_json::Value,
+    pub credential: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A registered passkey (its public key stays on the server).
@@ -381,5 +393,16 @@ pub struct PasskeyLoginFinishRequest {
     /// From `POST /v1/auth/passkey/start`.
     pub challenge_id: Uuid,
     /// The browser's answer: the `PublicKeyCredential`'s JSON form (`credential.toJSON()`).
-    pub credential: serde_json::Value,
+    pub credential: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// The caller's second factors.
+#[derive(Debug, Object)]
+pub struct MfaStatus {
+    /// An authenticator app is confirmed.
+    pub totp: bool,
+    /// How many passkeys.
+    pub passkeys: u32,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u32,
 }

@@ -16,9 +16,9 @@ use uuid::Uuid;
 use crate::api::ApiTags;
 use crate::api::auth::{AcceptedResponse, NoContent, PasskeyChallengeResponse, user_of};
 use crate::api::dto::{
-    Accepted, ChangeEmailRequest, ChangePasswordRequest, EnrolTotpRequest, PasskeyChallenge,
-    PasskeyList, PasskeyRegisterFinishRequest, PasskeyRegisterRequest, PasskeyRegistered,
-    PasskeyRemoveRequest, RecoveryCodes, TotpCodeRequest, TotpEnrolment, UpdateMeRequest, User,
+    Accepted, ChangeEmailRequest, ChangePasswordRequest, EnrolTotpRequest, MfaStatus, PasskeyList,
+    PasskeyRegisterFinishRequest, PasskeyRegisterRequest, PasskeyRegistered, PasskeyRemoveRequest,
+    RecoveryCodes, TotpCodeRequest, TotpEnrolment, UpdateMeRequest, User,
 };
 use crate::api::request_meta;
 use crate::service::{mfa, passkeys, recovery, users};
@@ -61,6 +61,13 @@ pub enum PasskeyRegisteredResponse {
     /// The passkey is on.
     #[oai(status = 201)]
     Created(Json<PasskeyRegistered>),
+}
+
+#[derive(ApiResponse)]
+pub enum MfaStatusResponse {
+    /// The caller's factors.
+    #[oai(status = 200)]
+    Ok(Json<MfaStatus>),
 }
 
 #[derive(ApiResponse)]
@@ -236,10 +243,7 @@ impl UsersApi {
         let started =
             passkeys::register_start(&self.state, user_id, auth_.0.session_id, password, &meta)
                 .await?;
-        Ok(PasskeyChallengeResponse::Ok(Json(PasskeyChallenge {
-            challenge_id: started.challenge_id,
-            options: started.options,
-        })))
+        Ok(PasskeyChallengeResponse::Ok(Json(started.into())))
     }
 
     /// Finish adding a passkey with the browser's answer. From now on a password login asks
@@ -268,7 +272,7 @@ impl UsersApi {
             auth_.0.session_id,
             body.challenge_id,
             body.name.map(|n| n.into_inner()),
-            body.credential,
+            serde_json::Value::Object(body.credential.into_iter().collect()),
             &request_meta(req),
         )
         .await?;
@@ -278,6 +282,19 @@ impl UsersApi {
                 recovery_codes: done.recovery_codes,
             },
         )))
+    }
+
+    /// The caller's second factors: whether an authenticator app is on, how many passkeys,
+    /// how many unused recovery codes.
+    #[oai(path = "/mfa", method = "get", operation_id = "getMfaStatus")]
+    async fn mfa_status(&self, auth_: BearerAuth) -> Result<MfaStatusResponse, ApiErr<MeErrors>> {
+        let user_id = user_of(&auth_.0)?;
+        let (totp, keys, codes) = passkeys::status(&self.state, user_id).await?;
+        Ok(MfaStatusResponse::Ok(Json(MfaStatus {
+            totp,
+            passkeys: u32::try_from(keys).unwrap_or(u32::MAX),
+            recovery_codes_left: u32::try_from(codes).unwrap_or(u32::MAX),
+        })))
     }
 
     /// The caller's passkeys, oldest first.

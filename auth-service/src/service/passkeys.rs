@@ -259,6 +259,14 @@ pub async fn register_finish(
     })
 }
 
+/// The caller's factors: an app confirmed, passkeys, unused recovery codes.
+pub async fn status(state: &AppState, user_id: Uuid) -> Result<(bool, i64, i64), AuthError> {
+    let mut conn = shared::db::conn(&state.pool).await?;
+    let (app, _) = passkeys::factors(&mut conn, user_id).await?;
+    let (keys, codes) = passkeys::counts(&mut conn, user_id).await?;
+    Ok((app, keys, codes))
+}
+
 pub async fn list(state: &AppState, user_id: Uuid) -> Result<Vec<PasskeyRow>, AuthError> {
     let mut conn = shared::db::conn(&state.pool).await?;
     Ok(passkeys::list(&mut conn, user_id).await?)

@@ -164,6 +164,22 @@ pub async fn sync_enabled(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryR
     Ok(on)
 }
 
+/// The user's passkeys and unused recovery codes, counted.
+pub async fn counts(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<(i64, i64)> {
+    let keys: i64 = passkeys::table
+        .filter(passkeys::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let codes: i64 = mfa_recovery_codes::table
+        .filter(mfa_recovery_codes::user_id.eq(user_id))
+        .filter(mfa_recovery_codes::used_at.is_null())
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok((keys, codes))
+}
+
 /// Whether the user holds an unused recovery code.
 pub async fn has_recovery_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
     let n: i64 = mfa_recovery_codes::table

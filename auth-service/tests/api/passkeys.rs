@@ -485,6 +485,11 @@ async fn adding_needs_a_recent_login_and_removing_the_last_turns_the_factor_off(
     let mut second = Authenticator::new();
     let body = add(&app, access, &mut second, "Phone").await;
     assert_eq!(body["recovery_codes"], Value::Null);
+    let (_, status) = json(app.get("/v1/users/me/mfa", access).await).await;
+    assert_eq!(
+        status,
+        json!({ "totp": false, "passkeys": 2, "recovery_codes_left": 10 })
+    );
     // The same authenticator twice: excluded in the options, refused if it answers anyway.
     let (_, started) = json(register_start(&app, access, None).await).await;
     let excluded = started["options"]["publicKey"]["excludeCredentials"]

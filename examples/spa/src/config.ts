@@ -6,4 +6,11 @@ export interface Config {
   todoUrl: string;
 }
 
-export const config: Config = await (await fetch("./config.json")).json();
+const raw: Config = await (await fetch("./config.json")).json();
+
+/** `{host}` in a URL is this page's own host name: a local stack serves the page as both
+ * 127.0.0.1 and localhost (passkeys need a name, not an address), and the services must be
+ * on the same site as the page for the refresh cookie. */
+const here = (url: string): string => url.replace("{host}", location.hostname);
+
+export const config: Config = { authUrl: here(raw.authUrl), todoUrl: here(raw.todoUrl) };

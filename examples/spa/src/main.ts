@@ -4,14 +4,18 @@
 // links the auth service mails (`#verify-email=<token>`, `#reset-password=<token>`); and a
 // second factor: a login that answers a challenge asks for a code from the authenticator app
 // (or a recovery code), and, signed in, the app is set up (QR code, secret, a first code, the
-// recovery codes shown once) or turned off. Every failure shows the problem's `code` and, for
-// validation errors, each field's.
+// recovery codes shown once) or turned off; and passkeys: added (named), listed and removed,
+// logging in without a password, or answering a password login's challenge. Every failure
+// shows the problem's `code` and, for validation errors, each field's.
 
 import type { components as AuthSchemas } from "../../../clients/typescript/generated/auth";
 import { type Outcome, type Problem, type Todo, todos, withFreshToken } from "./api";
 import * as session from "./session";
+import * as webauthn from "./webauthn";
 
 type MfaChallenge = AuthSchemas["schemas"]["MfaChallenge"];
+type MfaStatus = AuthSchemas["schemas"]["MfaStatus"];
+type Passkey = AuthSchemas["schemas"]["Passkey"];
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -176,7 +180,12 @@ async function loadMe(): Promise<void> {
   status.dataset.verified = String(verified);
   status.classList.toggle("unverified", !verified);
   $("resend-verification").hidden = verified;
-  showMfaSettings(me.data.mfa_enabled);
+  const [factors, keys] = await Promise.all([
+    withFreshToken(() => session.auth.GET("/v1/users/me/mfa", { headers: bearer() })),
+    withFreshToken(() => session.auth.GET("/v1/users/me/passkeys", { headers: bearer() })),
+  ]);
+  if (factors.data) showMfaSettings(me.data.mfa_enabled, factors.data);
+  if (keys.data) showPasskeys(keys.data.items);
 }
 
 function onSubmit(id: string, run: (form: HTMLFormElement) => Promise<void>): void {
@@ -224,6 +233,12 @@ const CHALLENGE_TRIES = 5;
 /** The login waiting for its second factor: in this tab's memory only, like the token. */
 let challenge: { token: string; expiresAt: number; triesLeft: number } | null = null;
 
+/** A login's tokens: signed in, the challenge (if any) done. */
+function loggedIn(pair: Parameters<typeof session.signedIn>[0]): void {
+  showChallenge(null);
+  session.signedIn(pair);
+}
+
 /** Ask for the code of `next` (instead of the password forms), or stop asking. */
 function showChallenge(next: MfaChallenge | null): void {
   challenge = next && {
@@ -235,6 +250,7 @@ function showChallenge(next: MfaChallenge | null): void {
   const form = $<HTMLFormElement>("mfa-form");
   form.reset();
   form.hidden = !asking;
+  $("mfa-passkey").hidden = !next?.methods.includes("passkey") || !webauthn.supported();
   for (const id of ["login-form", "signup-form", "forgot-form"]) $(id).hidden = asking;
   if (!asking) return;
   // The password did its part: it does not stay in the page (the address does).
@@ -250,20 +266,57 @@ onSubmit("mfa-form", async (form) => {
   // Delivered as the login asked: the refresh token in the HttpOnly cookie.
   const outcome = await session.auth.POST("/v1/auth/mfa", { body: { mfa_token: current.token, code } });
   if (outcome.data) {
-    showChallenge(null);
-    session.signedIn(outcome.data);
+    loggedIn(outcome.data);
     return;
   }
-  showProblem(outcome.error, outcome.response.status);
+  refused(outcome);
+});
+
+/** A code or passkey the challenge did not take: one try fewer; none left, back to the
+ * password. */
+function refused(outcome: Outcome<unknown>): void {
+  const current = challenge;
+  showProblem(outcome.error as Problem | undefined, outcome.response.status);
+  if (current === null) return;
   if (outcome.response.status !== 401 || outcome.error?.code !== "MFA_CODE_INVALID") return;
   current.triesLeft -= 1;
   if (current.triesLeft > 0 && Date.now() < current.expiresAt) {
-    form.reset();
+    $<HTMLFormElement>("mfa-form").reset();
     $("mfa-code").focus();
     return;
   }
   showChallenge(null);
   $("problem").append("\nThis login can take no more codes (too many, or too late): log in with your password again.");
+}
+
+// Passkeys at login: on their own (the browser offers this site's passkeys; the answer names
+// the user), or as the second step of a password login (that user's passkeys only). Either
+// way the refresh token comes in the HttpOnly cookie, as with the password.
+
+/** Start a passkey ceremony, let the browser answer it, finish it: the finish's outcome. */
+async function passkeyLogin(mfaToken: string | null) {
+  const start = await session.auth.POST("/v1/auth/passkey/start", {
+    body: mfaToken === null ? { refresh_delivery: "cookie" } : { mfa_token: mfaToken },
+  });
+  if (!start.data) return start;
+  const credential = await webauthn.get(start.data.options);
+  return session.auth.POST("/v1/auth/passkey/finish", {
+    body: { challenge_id: start.data.challenge_id, credential },
+  });
+}
+
+$("passkey-login").hidden = !webauthn.supported();
+$("passkey-login").onclick = action(async () => {
+  const outcome = await passkeyLogin(null);
+  if (ok(outcome) && "access_token" in outcome.data) loggedIn(outcome.data);
+});
+
+$("mfa-passkey").onclick = action(async () => {
+  const current = challenge;
+  if (current === null) return;
+  const outcome = await passkeyLogin(current.token);
+  if (outcome.data && "access_token" in outcome.data) loggedIn(outcome.data);
+  else refused(outcome);
 });
 
 $("mfa-cancel").onclick = action(async () => showChallenge(null));
@@ -274,15 +327,90 @@ $("mfa-cancel").onclick = action(async () => showChallenge(null));
 
 /** The section as the account has it (the enrolment and the recovery codes, while shown,
  * stay). */
-function showMfaSettings(enabled: boolean): void {
+function showMfaSettings(enabled: boolean, factors: MfaStatus): void {
   const status = $("mfa-status");
+  const what = [
+    ...(factors.totp ? ["a code from your authenticator app"] : []),
+    ...(factors.passkeys > 0 ? [`one of your passkeys (${factors.passkeys})`] : []),
+  ];
   status.textContent = enabled
-    ? "On: logging in asks for a code from your authenticator app."
+    ? `On: logging in with your password asks for ${what.join(" or ")}. Recovery codes left: ${factors.recovery_codes_left}.`
     : "Off: logging in asks for your password only.";
   status.dataset.enabled = String(enabled);
-  if (enabled) hideEnrolment();
-  $("mfa-setup-form").hidden = enabled || !$("mfa-enrol-form").hidden;
-  $("mfa-off-form").hidden = !enabled;
+  if (factors.totp) hideEnrolment();
+  $("mfa-setup-form").hidden = factors.totp || !$("mfa-enrol-form").hidden;
+  $("mfa-off-form").hidden = !factors.totp;
+}
+
+/** The account's passkeys, each with a button that removes it. */
+function showPasskeys(keys: Passkey[]): void {
+  $("passkeys").replaceChildren(
+    ...keys.map((key) => {
+      const li = document.createElement("li");
+      li.dataset.testid = "passkey";
+      li.textContent = `${key.name} · added ${key.created_at} · ${key.last_used_at ? `last used ${key.last_used_at}` : "not used yet"} `;
+      li.append(button("Remove", "passkey-remove", action(() => removePasskey(key))));
+      return li;
+    }),
+  );
+  $("passkey-add-form").hidden = !webauthn.supported();
+}
+
+/** The recovery codes, shown once. */
+function showRecoveryCodes(codes: string[]): void {
+  $("mfa-recovery-codes").replaceChildren(
+    ...codes.map((recovery) => {
+      const li = document.createElement("li");
+      li.dataset.testid = "mfa-recovery-code";
+      li.textContent = recovery;
+      return li;
+    }),
+  );
+  $("mfa-recovery").hidden = false;
+}
+
+// A passkey is added with a recent login or the password (as an authenticator app is); the
+// first second factor brings the recovery codes. Adding or removing one logs out the other
+// sessions.
+onSubmit("passkey-add-form", async (form) => {
+  const fields = new FormData(form);
+  const typed = String(fields.get("current_password") ?? "");
+  const name = String(fields.get("name") ?? "").trim();
+  const start = await withFreshToken(() =>
+    session.auth.POST("/v1/users/me/passkeys/register/start", {
+      headers: bearer(),
+      body: typed ? { current_password: typed } : {},
+    }),
+  );
+  if (!ok(start)) return;
+  const credential = await webauthn.create(start.data.options);
+  const finish = await withFreshToken(() =>
+    session.auth.POST("/v1/users/me/passkeys/register/finish", {
+      headers: bearer(),
+      body: { challenge_id: start.data.challenge_id, name: name === "" ? null : name, credential },
+    }),
+  );
+  if (!ok(finish)) return;
+  form.reset();
+  if (finish.data.recovery_codes) showRecoveryCodes(finish.data.recovery_codes);
+  notice(`Passkey "${finish.data.passkey.name}" added; your other sessions were logged out.`);
+  await loadSessions();
+});
+
+async function removePasskey(key: Passkey): Promise<void> {
+  const typed = $<HTMLInputElement>("passkey-add-form").querySelector<HTMLInputElement>('[name="current_password"]');
+  const password = typed?.value ?? "";
+  const outcome = await withFreshToken(() =>
+    session.auth.DELETE("/v1/users/me/passkeys/{id}", {
+      params: { path: { id: key.id } },
+      headers: bearer(),
+      body: password ? { current_password: password } : {},
+    }),
+  );
+  if (typed) typed.value = "";
+  if (!ok(outcome)) return;
+  notice(`Passkey "${key.name}" removed; your other sessions were logged out.`);
+  await loadSessions();
 }
 
 function hideEnrolment(): void {
@@ -306,6 +434,7 @@ function resetMfaSettings(): void {
   $("mfa-setup-form").hidden = true;
   $("mfa-status").textContent = "";
   delete $("mfa-status").dataset.enabled;
+  $("passkeys").replaceChildren();
 }
 
 // Enrolling needs a recent login or the password: a token of an old session alone cannot
@@ -336,15 +465,7 @@ onSubmit("mfa-enrol-form", async (form) => {
   );
   if (!ok(outcome)) return;
   hideEnrolment();
-  $("mfa-recovery-codes").replaceChildren(
-    ...outcome.data.recovery_codes.map((recovery) => {
-      const li = document.createElement("li");
-      li.dataset.testid = "mfa-recovery-code";
-      li.textContent = recovery;
-      return li;
-    }),
-  );
-  $("mfa-recovery").hidden = false;
+  showRecoveryCodes(outcome.data.recovery_codes);
   notice("Two-factor authentication is on; your other sessions were logged out.");
   await loadSessions();
 });
