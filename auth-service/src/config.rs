@@ -376,6 +376,9 @@ impl Settings {
             })?
             .rp_name(&self.auth.totp_issuer);
         for origin in rest {
+            webauthn_rs::WebauthnBuilder::new(&rp_id, origin).map_err(|e| {
+                format!("AUTH_WEBAUTHN_RP_ID {rp_id:?} does not fit the origin {origin}: {e}")
+            })?;
             builder = builder.append_allowed_origin(origin);
         }
         builder.build().map_err(|e| format!("WebAuthn: {e}"))

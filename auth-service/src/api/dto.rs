@@ -228,9 +228,10 @@ pub struct Accepted {
 pub struct MfaChallenge {
     /// Always true.
     pub mfa_required: bool,
-    /// Good for five minutes and five codes.
+    /// Good for five minutes and five tries (a code, or a passkey ceremony begun).
     pub mfa_token: String,
-    /// What the code may be: `totp` (the authenticator app) or `recovery_code`.
+    /// What completes it: `totp` (a code from the authenticator app, `POST /v1/auth/mfa`),
+    /// `passkey` (`POST /v1/auth/passkey/start` with this `mfa_token`), `recovery_code`.
     pub methods: Vec<String>,
 }
 
@@ -312,9 +313,9 @@ impl From<crate::service::passkeys::Started> for PasskeyChallenge {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PasskeyRegisterRequest {
-    /// Needed only when the session's login is older than `AUTH_REAUTH_MAX_AGE_SECS`.
+    /// Always asked for: a passkey logs in on its own.
     #[oai(validator(min_length = 1, max_length = 1024))]
-    pub current_password: Option<String>,
+    pub current_password: String,
 }
 
 #[derive(Debug, Object)]
@@ -369,9 +370,9 @@ pub struct PasskeyRegistered {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PasskeyRemoveRequest {
-    /// Needed only when the session's login is older than `AUTH_REAUTH_MAX_AGE_SECS`.
+    /// Always asked for: a passkey logs in on its own.
     #[oai(validator(min_length = 1, max_length = 1024))]
-    pub current_password: Option<String>,
+    pub current_password: String,
 }
 
 #[derive(Debug, Object)]

@@ -220,8 +220,8 @@ impl UsersApi {
         })))
     }
 
-    /// Begin adding a passkey. Needs a recent login (as enrolling an app does) or
-    /// `current_password`. Answers the options for `navigator.credentials.create`; send the
+    /// Begin adding a passkey, with `current_password` (checked as a login attempt: a wrong
+    /// one is 401 `INVALID_CREDENTIALS` and counts toward the login limits). Answers the options for `navigator.credentials.create`; send the
     /// browser's answer to `.../passkeys/register/finish` within five minutes. At most ten
     /// passkeys (409 beyond).
     ///
@@ -235,14 +235,12 @@ impl UsersApi {
         &self,
         req: &Request,
         auth_: BearerAuth,
-        body: JsonBody<Option<PasskeyRegisterRequest>>,
+        body: JsonBody<PasskeyRegisterRequest>,
     ) -> Result<PasskeyChallengeResponse, ApiErr<EnrolErrors>> {
         let user_id = user_of(&auth_.0)?;
-        let password = body.0.and_then(|b| b.current_password);
         let meta = request_meta(req);
         let started =
-            passkeys::register_start(&self.state, user_id, auth_.0.session_id, password, &meta)
-                .await?;
+            passkeys::register_start(&self.state, user_id, body.0.current_password, &meta).await?;
         Ok(PasskeyChallengeResponse::Ok(Json(started.into())))
     }
 
@@ -310,7 +308,7 @@ impl UsersApi {
         })))
     }
 
-    /// Remove one of the caller's passkeys. Needs a recent login or `current_password`.
+    /// Remove one of the caller's passkeys, with `current_password` (as for adding one).
     /// Every other session of the caller is revoked and a notice mailed; with no second
     /// factor left, login asks for none again and the recovery codes go. 404 when it is not
     /// one of the caller's.
@@ -324,10 +322,10 @@ impl UsersApi {
         req: &Request,
         auth_: BearerAuth,
         id: Path<Uuid>,
-        body: JsonBody<Option<PasskeyRemoveRequest>>,
+        body: JsonBody<PasskeyRemoveRequest>,
     ) -> Result<NoContent, ApiErr<EnrolErrors>> {
         let user_id = user_of(&auth_.0)?;
-        let password = body.0.and_then(|b| b.current_password);
+        let password = body.0.current_password;
         passkeys::remove(
             &self.state,
             user_id,

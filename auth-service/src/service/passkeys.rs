@@ -20,7 +20,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::crypto::tokens::hash_token;
-use crate::domain::RequestMeta;
+use crate::domain::{PasswordInput, RequestMeta};
 use crate::error::AuthError;
 use crate::service::auth::{Delivery, Issued};
 use crate::service::mfa::{self as factors, CHALLENGE_ATTEMPTS};
@@ -86,13 +86,12 @@ fn parse_name(name: Option<String>) -> Result<String, AuthError> {
     Ok(name)
 }
 
-/// Begin adding a passkey: needs a recent login or the current password, as for any
-/// factor. The user's passkeys are excluded (an authenticator is registered once).
+/// Begin adding a passkey: needs the current password (checked as a login attempt). The
+/// user's passkeys are excluded (an authenticator is registered once).
 pub async fn register_start(
     state: &AppState,
     user_id: Uuid,
-    session_id: Option<Uuid>,
-    current_password: Option<String>,
+    current_password: String,
     meta: &RequestMeta,
 ) -> Result<Started, AuthError> {
     let a = &state.settings.auth;
@@ -102,16 +101,11 @@ pub async fn register_start(
         .await?
         .ok_or(AuthError::NotFound)?;
     drop(conn);
-    factors::require_recent_auth(
-        state,
-        &user,
-        session_id,
-        current_password,
-        "passkey_register",
-        meta,
-        "Adding a passkey",
-    )
-    .await?;
+    // Always the password (not only a recent login): a passkey logs in on its own, so a
+    // session token alone must not add or remove one.
+    let password = PasswordInput::parse("current_password", current_password)?;
+    crate::service::users::check_current_password(state, &user, password, "passkey_register", meta)
+        .await?;
     let mut conn = shared::db::conn(&state.pool).await?;
     let existing = passkeys::list(&mut conn, user_id).await?;
     if existing.len() >= MAX_PASSKEYS {
@@ -185,10 +179,10 @@ pub async fn register_finish(
             "is not a passkey registration of yours in progress (it expired or was used)",
         )
     };
-    let ceremony = passkeys::take_ceremony(&mut conn, challenge_id)
-        .await?
-        .filter(|c| c.purpose == Purpose::Register.as_str() && c.user_id == Some(user_id))
-        .ok_or_else(unknown)?;
+    let ceremony =
+        passkeys::take_ceremony(&mut conn, challenge_id, &[Purpose::Register], Some(user_id))
+            .await?
+            .ok_or_else(unknown)?;
     let user = users::find(&mut conn, user_id)
         .await?
         .filter(|u| Some(u.auth_epoch) == ceremony.auth_epoch)
@@ -207,7 +201,7 @@ pub async fn register_finish(
     let credential_id = passkey.cred_id().to_vec();
     let stored = to_json(&passkey)?;
     let id = Uuid::now_v7();
-    let (codes, rows) = conn
+    let (passkey, codes, rows) = conn
         .transaction(async |conn| {
             // The account as it was when the ceremony began: a password or factor change
             // since voids it.
@@ -219,11 +213,13 @@ pub async fn register_finish(
                     "At most {MAX_PASSKEYS} passkeys: remove one first."
                 )));
             }
-            if !passkeys::insert(conn, id, user_id, &credential_id, &name, &stored).await? {
+            let Some(row) =
+                passkeys::insert(conn, id, user_id, &credential_id, &name, &stored).await?
+            else {
                 return Err(AuthError::Conflict(
                     "This passkey is registered already.".into(),
                 ));
-            }
+            };
             let codes = if passkeys::has_recovery_codes(conn, user_id).await? {
                 None
             } else {
@@ -243,16 +239,11 @@ pub async fn register_finish(
                 meta,
             )
             .await?;
-            Ok::<_, AuthError>((codes, rows))
+            Ok::<_, AuthError>((row, codes, rows))
         })
         .await?;
     state.revocations.publish(&mut conn, rows).await;
     throttle::forget_known_ips(state, &user.email.trim().to_lowercase()).await;
-    let passkey = passkeys::list(&mut conn, user_id)
-        .await?
-        .into_iter()
-        .find(|p| p.id == id)
-        .ok_or(AuthError::NotFound)?;
     Ok(Registered {
         passkey,
         recovery_codes: codes,
@@ -272,15 +263,15 @@ pub async fn list(state: &AppState, user_id: Uuid) -> Result<Vec<PasskeyRow>, Au
     Ok(passkeys::list(&mut conn, user_id).await?)
 }
 
-/// Remove one of the caller's passkeys (a recent login or the current password, as for
-/// adding one): the other sessions end and a notice is mailed. With no factor left, login
+/// Remove one of the caller's passkeys (with the current password, as for adding one): the
+/// other sessions end and a notice is mailed. With no factor left, login
 /// asks for none and the recovery codes go.
 pub async fn remove(
     state: &AppState,
     user_id: Uuid,
     session_id: Option<Uuid>,
     id: Uuid,
-    current_password: Option<String>,
+    current_password: String,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
     let a = &state.settings.auth;
@@ -297,16 +288,11 @@ pub async fn remove(
         return Err(AuthError::NotFound);
     }
     drop(conn);
-    factors::require_recent_auth(
-        state,
-        &user,
-        session_id,
-        current_password,
-        "passkey_remove",
-        meta,
-        "Removing a passkey",
-    )
-    .await?;
+    // Always the password (not only a recent login): a passkey logs in on its own, so a
+    // session token alone must not add or remove one.
+    let password = PasswordInput::parse("current_password", current_password)?;
+    crate::service::users::check_current_password(state, &user, password, "passkey_remove", meta)
+        .await?;
     let mut conn = shared::db::conn(&state.pool).await?;
     let rows = conn
         .transaction(async |conn| {
@@ -430,9 +416,14 @@ pub async fn login_finish(
         )
     })?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let ceremony = passkeys::take_ceremony(&mut conn, challenge_id)
-        .await?
-        .ok_or(AuthError::InvalidCredentials)?;
+    let ceremony = passkeys::take_ceremony(
+        &mut conn,
+        challenge_id,
+        &[Purpose::Login, Purpose::Mfa],
+        None,
+    )
+    .await?
+    .ok_or(AuthError::InvalidCredentials)?;
     let delivery = if ceremony.refresh_delivery == "cookie" {
         Delivery::Cookie
     } else {
@@ -451,20 +442,22 @@ pub async fn login_finish(
     else {
         return refuse(&mut conn, None, "passkey_unknown", meta).await;
     };
+    // The user (and its epoch) before the passkey: a removal that commits in between moves
+    // the epoch, and the session is then not opened.
+    let Some(user) = users::find(&mut conn, user_id).await? else {
+        return refuse(&mut conn, None, "passkey_unknown", meta).await;
+    };
     let Some(row) = passkeys::find_by_credential(&mut conn, credential_id)
         .await?
         .filter(|p| p.user_id == user_id)
     else {
         return refuse(&mut conn, None, "passkey_unknown", meta).await;
     };
-    let Some(user) = users::find(&mut conn, user_id).await? else {
-        return refuse(&mut conn, None, "passkey_unknown", meta).await;
-    };
     if user.disabled {
         return refuse(&mut conn, Some(user.id), "disabled", meta).await;
     }
-    let account = user.email.trim().to_lowercase();
-    throttle::check_login(state, &account, &meta.ip_key).await?;
+    // No account-wide lock here (the start is limited per ip): wrong passwords sprayed at the
+    // account must not stop its owner's passkey.
     let passkey: Passkey = from_json(&row.credential)?;
     let result =
         match state
@@ -479,7 +472,9 @@ pub async fn login_finish(
                 return refuse(&mut conn, Some(user.id), "passkey_invalid", meta).await;
             }
         };
-    record_use(&mut conn, &row, passkey, &result).await?;
+    if !record_use(&mut conn, &row, passkey, &result).await? {
+        return refuse(&mut conn, Some(user.id), "passkey_counter", meta).await;
+    }
     if state.settings.auth.require_verified_email && user.email_verified_at.is_none() {
         return Err(AuthError::EmailNotVerified);
     }
@@ -544,10 +539,11 @@ async fn second_factor(
         throttle::record_failure(state, throttle::Subject::Account(&account), &meta.ip_key).await;
         return Err(AuthError::MfaCodeInvalid);
     };
-    if !mfa::spend_challenge(&mut conn, &hash).await? {
+    if !record_use(&mut conn, &row, passkey, &result).await?
+        || !mfa::spend_challenge(&mut conn, &hash).await?
+    {
         return Err(AuthError::MfaCodeInvalid);
     }
-    record_use(&mut conn, &row, passkey, &result).await?;
     drop(conn);
     match crate::service::auth::open_session(state, &user, None, delivery, "pwd pop mfa", meta)
         .await
@@ -558,22 +554,27 @@ async fn second_factor(
     }
 }
 
-/// The passkey was used: its counter moves (a clone shows as a counter going back, which
-/// webauthn-rs refuses) and its last use is noted.
+/// The passkey was used: its signature counter must have moved past the one stored now (not
+/// only past the ceremony's copy, which may be minutes old), unless the authenticator keeps
+/// none (0: synced passkeys); the row changes only if no other login changed it meanwhile.
+/// `false`: a counter that did not move (a cloned authenticator), or a concurrent use.
 async fn record_use(
     conn: &mut AsyncPgConnection,
     row: &PasskeyRow,
     mut passkey: Passkey,
     result: &webauthn_rs::prelude::AuthenticationResult,
-) -> Result<(), AuthError> {
-    let changed = passkey.update_credential(result) == Some(true);
-    let stored = if changed {
-        Some(to_json(&passkey)?)
-    } else {
-        None
-    };
-    passkeys::used(conn, row.id, stored.as_deref()).await?;
-    Ok(())
+) -> Result<bool, AuthError> {
+    let stored_counter = serde_json::from_str::<Value>(&row.credential)
+        .ok()
+        .and_then(|v| v.pointer("/cred/counter").and_then(Value::as_u64))
+        .unwrap_or(0);
+    let counter = u64::from(result.counter());
+    if (counter > 0 || stored_counter > 0) && counter <= stored_counter {
+        tracing::warn!(passkey = %row.id, "a passkey's counter did not move: a cloned authenticator?");
+        return Ok(false);
+    }
+    passkey.update_credential(result);
+    Ok(passkeys::used(conn, row.id, &row.credential, &to_json(&passkey)?).await?)
 }
 
 /// A refused passwordless login: audited, 401.

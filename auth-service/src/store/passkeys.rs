@@ -43,7 +43,7 @@ pub async fn find_by_credential(
         .optional()
 }
 
-/// Store a new passkey; `false` when its credential is registered already (to anyone).
+/// Store a new passkey; `None` when its credential is registered already (to anyone).
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -51,7 +51,7 @@ pub async fn insert(
     credential_id: &[u8],
     name: &str,
     credential: &str,
-) -> QueryResult<bool> {
+) -> QueryResult<Option<PasskeyRow>> {
     diesel::insert_into(passkeys::table)
         .values((
             passkeys::id.eq(id),
@@ -62,33 +62,32 @@ pub async fn insert(
         ))
         .on_conflict(passkeys::credential_id)
         .do_nothing()
-        .execute(conn)
+        .returning(PasskeyRow::as_returning())
+        .get_result(conn)
         .await
-        .map(|n| n > 0)
+        .optional()
 }
 
-/// A login used the passkey: its new counter (when it moved) and the time.
+/// A login used the passkey: its credential (counter) as now, if it is still `old`, and the
+/// time. Whether it was still `old` (and there).
 pub async fn used(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    credential: Option<&str>,
-) -> QueryResult<()> {
-    let now = Utc::now();
-    match credential {
-        Some(c) => {
-            diesel::update(passkeys::table.find(id))
-                .set((passkeys::credential.eq(c), passkeys::last_used_at.eq(now)))
-                .execute(conn)
-                .await
-        }
-        None => {
-            diesel::update(passkeys::table.find(id))
-                .set(passkeys::last_used_at.eq(now))
-                .execute(conn)
-                .await
-        }
-    }
-    .map(drop)
+    old: &str,
+    credential: &str,
+) -> QueryResult<bool> {
+    diesel::update(
+        passkeys::table
+            .find(id)
+            .filter(passkeys::credential.eq(old)),
+    )
+    .set((
+        passkeys::credential.eq(credential),
+        passkeys::last_used_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+    .map(|n| n > 0)
 }
 
 /// Remove one of the user's passkeys; whether it was there.
@@ -251,20 +250,28 @@ pub struct CeremonyRow {
     pub state: String,
 }
 
-/// Take an unexpired ceremony, once: of concurrent finishes exactly one gets it.
+/// Take an unexpired ceremony of one of `purposes` (and of `user`, when given), once: of
+/// concurrent finishes exactly one gets it; any other is left alone.
 pub async fn take_ceremony(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    purposes: &[Purpose],
+    user: Option<Uuid>,
 ) -> QueryResult<Option<CeremonyRow>> {
-    diesel::delete(
-        webauthn_challenges::table
-            .find(id)
-            .filter(webauthn_challenges::expires_at.gt(Utc::now())),
-    )
-    .returning(CeremonyRow::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
+    let mut query = diesel::delete(webauthn_challenges::table)
+        .filter(webauthn_challenges::id.eq(id))
+        .filter(webauthn_challenges::expires_at.gt(Utc::now()))
+        .filter(webauthn_challenges::purpose.eq_any(purposes))
+        .into_boxed();
+    if let Some(user) = user {
+        query = query.filter(webauthn_challenges::user_id.eq(user));
+    }
+    query
+        .returning(CeremonyRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Forget the user's ceremonies in progress (a factor or the password changed).

@@ -155,14 +155,33 @@ async fn delete_passkey(
     req.send().await.unwrap()
 }
 
-async fn register_start(app: &TestApp, access: &str, body: Option<Value>) -> reqwest::Response {
-    app.post_bearer("/v1/users/me/passkeys/register/start", access, body)
-        .await
+/// Begin adding a passkey with the current password.
+async fn register_start(app: &TestApp, access: &str) -> reqwest::Response {
+    register_start_with(app, access, PASSWORD).await
+}
+
+async fn register_start_with(app: &TestApp, access: &str, password: &str) -> reqwest::Response {
+    app.post_bearer(
+        "/v1/users/me/passkeys/register/start",
+        access,
+        Some(json!({ "current_password": password })),
+    )
+    .await
 }
 
 /// Add a passkey held by `authenticator`; the finish's body.
 async fn add(app: &TestApp, access: &str, authenticator: &mut Authenticator, name: &str) -> Value {
-    let (status, started) = json(register_start(app, access, None).await).await;
+    add_with(app, access, authenticator, name, PASSWORD).await
+}
+
+async fn add_with(
+    app: &TestApp,
+    access: &str,
+    authenticator: &mut Authenticator,
+    name: &str,
+    password: &str,
+) -> Value {
+    let (status, started) = json(register_start_with(app, access, password).await).await;
     assert_eq!(status, 200, "{started}");
     let credential = authenticator.create(&started["options"]);
     let (status, body) = json(
@@ -212,7 +231,7 @@ async fn a_passkey_added_logs_in_without_a_password() {
 
     // The options name this site, the user by id, and ask for user verification and a
     // discoverable credential.
-    let (status, started) = json(register_start(&app, access, None).await).await;
+    let (status, started) = json(register_start(&app, access).await).await;
     assert_eq!(status, 200, "{started}");
     let options = &started["options"]["publicKey"];
     assert_eq!(options["rp"]["id"], RP_ID);
@@ -375,13 +394,13 @@ async fn a_passkey_answers_a_password_logins_challenge_of_its_own_user_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_that_are_not_the_authenticators_own_are_refused() {
     let (app, _sink) = spawn_app_with_mail(generous).await;
-    let (_email, pair) = app.user_session().await;
+    let (email, pair) = app.user_session().await;
     let access = at(&pair);
 
     // Another origin (a phishing site) cannot register one.
     let mut phished = Authenticator::new();
     phished.origin = "https://app.example.com.evil.test".into();
-    let (_, started) = json(register_start(&app, access, None).await).await;
+    let (_, started) = json(register_start(&app, access).await).await;
     let credential = phished.create(&started["options"]);
     let resp = app
         .post_bearer(
@@ -443,6 +462,46 @@ async fn answers_that_are_not_the_authenticators_own_are_refused() {
         "INVALID_CREDENTIALS",
     )
     .await;
+    // A clone answering a second-factor ceremony begun before the original moved the
+    // counter: refused (the counter stored now is what counts, not the ceremony's copy).
+    let mut clone = Authenticator {
+        key: authenticator.key.clone(),
+        credential_id: authenticator.credential_id.clone(),
+        user_handle: authenticator.user_handle.clone(),
+        counter: authenticator.counter,
+        origin: APP_URL.into(),
+    };
+    let (_, body) = json(app.login(&email, PASSWORD).await).await;
+    let stale = login_start(&app, json!({ "mfa_token": body["mfa_token"] })).await;
+    let started = login_start(&app, json!({})).await;
+    let ok = login_finish(
+        &app,
+        &started,
+        authenticator.get(&started["options"], RP_ID),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    assert_problem(
+        login_finish(&app, &stale, clone.get(&stale["options"], RP_ID)).await,
+        401,
+        "MFA_CODE_INVALID",
+    )
+    .await;
+    // Wrong passwords sprayed at the account lock the password (here, for this address),
+    // never the owner's passkey.
+    for _ in 0..6 {
+        let resp = app.login(&email, "not the password at all").await;
+        assert!(matches!(resp.status().as_u16(), 401 | 429));
+    }
+    assert_problem(app.login(&email, PASSWORD).await, 429, "RATE_LIMITED").await;
+    let started = login_start(&app, json!({})).await;
+    let ok = login_finish(
+        &app,
+        &started,
+        authenticator.get(&started["options"], RP_ID),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
     // Unknown ceremonies and malformed answers.
     assert_problem(
         app.post_json(
@@ -475,7 +534,7 @@ async fn answers_that_are_not_the_authenticators_own_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn adding_needs_a_recent_login_and_removing_the_last_turns_the_factor_off() {
+async fn adding_and_removing_need_the_password_and_removing_the_last_turns_the_factor_off() {
     let (app, sink) = spawn_app_with_mail(generous).await;
     let (email, pair) = app.user_session().await;
     let access = at(&pair);
@@ -491,7 +550,7 @@ async fn adding_needs_a_recent_login_and_removing_the_last_turns_the_factor_off(
         json!({ "totp": false, "passkeys": 2, "recovery_codes_left": 10 })
     );
     // The same authenticator twice: excluded in the options, refused if it answers anyway.
-    let (_, started) = json(register_start(&app, access, None).await).await;
+    let (_, started) = json(register_start(&app, access).await).await;
     let excluded = started["options"]["publicKey"]["excludeCredentials"]
         .as_array()
         .unwrap()
@@ -519,7 +578,7 @@ async fn adding_needs_a_recent_login_and_removing_the_last_turns_the_factor_off(
     let (_, other) = app.user_session().await;
     let mut copy = Authenticator::new();
     copy.credential_id = authenticator.credential_id.clone();
-    let (_, started) = json(register_start(&app, at(&other), None).await).await;
+    let (_, started) = json(register_start(&app, at(&other)).await).await;
     let credential = copy.create(&started["options"]);
     assert_problem(
         finish(at(&other).to_owned(), started, credential).await,
@@ -528,23 +587,35 @@ async fn adding_needs_a_recent_login_and_removing_the_last_turns_the_factor_off(
     )
     .await;
 
-    // An access token of a session opened long ago: the password is asked for.
-    app.exec(&format!(
-        "UPDATE sessions SET created_at = now() - interval '1 hour' WHERE id = '{}'",
-        pair["session_id"].as_str().unwrap()
-    ))
+    // The password is always asked for, even right after a login (a passkey logs in on its
+    // own: a session token alone must not add one), and a wrong one is a failed login.
+    let no_password = app
+        .post_bearer("/v1/users/me/passkeys/register/start", access, None)
+        .await;
+    assert_eq!(no_password.status(), 422);
+    assert_problem(
+        app.post_bearer(
+            "/v1/users/me/passkeys/register/start",
+            access,
+            Some(json!({ "current_password": "wrong wrong wrong" })),
+        )
+        .await,
+        401,
+        "INVALID_CREDENTIALS",
+    )
     .await;
-    assert_problem(register_start(&app, access, None).await, 403, "FORBIDDEN").await;
+    assert_eq!(
+        app.count("audit_log WHERE event = 'reauth_failed'").await,
+        1
+    );
     let keys = passkeys_of(&app, access).await;
     assert_eq!(keys.len(), 2);
     let first = keys[0]["id"].as_str().unwrap().to_owned();
     let last = keys[1]["id"].as_str().unwrap().to_owned();
-    assert_problem(
-        delete_passkey(&app, access, &first, None).await,
-        403,
-        "FORBIDDEN",
-    )
-    .await;
+    assert_eq!(
+        delete_passkey(&app, access, &first, None).await.status(),
+        422
+    );
     assert_problem(
         delete_passkey(
             &app,
@@ -559,13 +630,13 @@ async fn adding_needs_a_recent_login_and_removing_the_last_turns_the_factor_off(
     .await;
     // Someone else's passkey id is not found.
     let (_, stranger) = app.user_session().await;
+    let password = Some(json!({ "current_password": PASSWORD }));
     assert_problem(
-        delete_passkey(&app, at(&stranger), &first, None).await,
+        delete_passkey(&app, at(&stranger), &first, password.clone()).await,
         404,
         "NOT_FOUND",
     )
     .await;
-    let password = Some(json!({ "current_password": PASSWORD }));
     assert_eq!(
         delete_passkey(&app, access, &first, password.clone())
             .await
@@ -619,7 +690,7 @@ async fn a_change_while_a_ceremony_is_open_voids_it() {
     let access = at(&pair);
     let mut authenticator = Authenticator::new();
     // A registration begun before the password changed cannot finish after.
-    let (_, started) = json(register_start(&app, access, None).await).await;
+    let (_, started) = json(register_start(&app, access).await).await;
     let credential = authenticator.create(&started["options"]);
     let (status, _) = json(
         app.post_bearer(
@@ -644,7 +715,14 @@ async fn a_change_while_a_ceremony_is_open_voids_it() {
     assert_eq!(app.count("passkeys").await, 0);
 
     // An admin's reset of the factors removes passkeys too.
-    add(&app, at(&fresh), &mut authenticator, "Laptop").await;
+    add_with(
+        &app,
+        at(&fresh),
+        &mut authenticator,
+        "Laptop",
+        "another long passphrase 42",
+    )
+    .await;
     let (_, admin) = admin_session(&app).await;
     let id = user_id(&app, &fresh).await;
     let resp = app

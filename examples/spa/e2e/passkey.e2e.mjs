@@ -1,7 +1,7 @@
 // Passkeys in a real browser (Debian's Chromium, driven by playwright-core), the authenticator
 // being Chromium's virtual one (DevTools protocol `WebAuthn.addVirtualAuthenticator`: a
 // platform authenticator that verifies the user and keeps discoverable credentials). Sign up;
-// add a named passkey (a recent login is enough; the first factor brings ten recovery codes,
+// add a named passkey (with the password; the first factor brings ten recovery codes,
 // and the credential is discoverable); log out and log in with the passkey alone (amr
 // ["pop","mfa"], a cookie session kept across a reload); log in with the password, and the
 // challenge is answered with the passkey (amr ["pwd","pop","mfa"]); remove the passkey (the
@@ -73,7 +73,7 @@ try {
   });
   const credentials = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
 
-  say("sign up, and add a passkey named 'This laptop' (the recent login is enough)");
+  say("sign up, and add a passkey named 'This laptop' (with the password)");
   await page.getByTestId("signup-email").fill(email);
   await page.getByTestId("signup-password").fill(password);
   await page.getByTestId("signup").click();
@@ -81,6 +81,7 @@ try {
   await page.locator('[data-testid="mfa-status"][data-enabled="false"]').waitFor();
   assert.equal(await page.getByTestId("passkey").count(), 0);
   await page.getByTestId("passkey-name").fill("This laptop");
+  await page.getByTestId("passkey-password").fill(password);
   await page.getByTestId("passkey-add").click();
   await page.getByTestId("mfa-recovery").waitFor();
   assert.equal(await page.getByTestId("mfa-recovery-code").count(), 10, "ten recovery codes, once");
@@ -124,7 +125,8 @@ try {
   assert.equal(await problemText(page), "");
   assert.deepEqual(await amrSent(page), ["pwd", "pop", "mfa"]);
 
-  say("remove the passkey: the factor is off, and the authenticator's credential logs in no more");
+  say("remove the passkey (with the password): the factor is off, and the authenticator's credential logs in no more");
+  await page.getByTestId("passkey-password").fill(password);
   await page.getByTestId("passkey-remove").click();
   await page.locator('[data-testid="mfa-status"][data-enabled="false"]').waitFor();
   assert.equal(await page.getByTestId("passkey").count(), 0);

@@ -369,7 +369,7 @@ function showRecoveryCodes(codes: string[]): void {
   $("mfa-recovery").hidden = false;
 }
 
-// A passkey is added with a recent login or the password (as an authenticator app is); the
+// A passkey is added or removed with the password (always: a passkey logs in on its own); the
 // first second factor brings the recovery codes. Adding or removing one logs out the other
 // sessions.
 onSubmit("passkey-add-form", async (form) => {
@@ -379,7 +379,7 @@ onSubmit("passkey-add-form", async (form) => {
   const start = await withFreshToken(() =>
     session.auth.POST("/v1/users/me/passkeys/register/start", {
       headers: bearer(),
-      body: typed ? { current_password: typed } : {},
+      body: { current_password: typed },
     }),
   );
   if (!ok(start)) return;
@@ -404,7 +404,7 @@ async function removePasskey(key: Passkey): Promise<void> {
     session.auth.DELETE("/v1/users/me/passkeys/{id}", {
       params: { path: { id: key.id } },
       headers: bearer(),
-      body: password ? { current_password: password } : {},
+      body: { current_password: password },
     }),
   );
   if (typed) typed.value = "";
