@@ -24,8 +24,6 @@ diesel::table! {
         last_step -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        failed_codes -> Int4,
-        failures_since -> Nullable<Timestamptz>,
     }
 }
 
@@ -209,6 +207,14 @@ diesel::table! {
         published_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mfa_failures (user_id) {
+        user_id -> Uuid,
+        failed_codes -> Int4,
+        failures_since -> Nullable<Timestamptz>,
     }
 }
 

@@ -38,7 +38,7 @@ const CHALLENGE_SECS: i64 = 300;
 pub(crate) const CHALLENGE_ATTEMPTS: i32 = 5;
 const RECOVERY_CODES: usize = 10;
 /// Wrong second-factor codes an account takes in a day (from anywhere: logins, confirmations
-/// and removals together; counted in PostgreSQL beside the secret) before no code is tried
+/// and removals together; counted in PostgreSQL per user, so passkey-only accounts count too) before no code is tried
 /// at all until the day is out. Only someone with the
 /// password (or a session) can spend them: with six digits, guessing stays hopeless.
 const FAILURE_CAP: i64 = 10;

@@ -228,6 +228,7 @@ pub async fn register_finish(
                 Some(codes)
             };
             passkeys::sync_enabled(conn, user_id).await?;
+            mfa::forget_wrong_codes(conn, user_id).await?;
             let rows = factors::factor_changed(
                 state,
                 conn,

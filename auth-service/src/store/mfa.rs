@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::schema::{mfa_challenges, mfa_recovery_codes, mfa_totp, users};
+use crate::schema::{mfa_challenges, mfa_failures, mfa_recovery_codes, mfa_totp, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = mfa_totp)]
@@ -270,7 +270,7 @@ pub async fn wrong_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryRe
     let row: Option<Count> = diesel::sql_query(
         "SELECT failed_codes AS failed, \
              ceil(extract(epoch FROM failures_since + interval '1 day' - now()))::int8 AS left \
-         FROM mfa_totp WHERE user_id = $1 AND failures_since > now() - interval '1 day'",
+         FROM mfa_failures WHERE user_id = $1 AND failures_since > now() - interval '1 day'",
     )
     .bind::<diesel::sql_types::Uuid, _>(user_id)
     .get_result(conn)
@@ -287,12 +287,13 @@ pub async fn count_wrong_code(conn: &mut AsyncPgConnection, user_id: Uuid) -> Qu
         failed_codes: i32,
     }
     let row: Option<Count> = diesel::sql_query(
-        "UPDATE mfa_totp SET \
-             failed_codes = CASE WHEN failures_since > now() - interval '1 day' \
-                 THEN failed_codes + 1 ELSE 1 END, \
-             failures_since = CASE WHEN failures_since > now() - interval '1 day' \
-                 THEN failures_since ELSE now() END \
-         WHERE user_id = $1 RETURNING failed_codes",
+        "INSERT INTO mfa_failures AS f (user_id, failed_codes, failures_since) \
+         VALUES ($1, 1, now()) ON CONFLICT (user_id) DO UPDATE SET \
+             failed_codes = CASE WHEN f.failures_since > now() - interval '1 day' \
+                 THEN f.failed_codes + 1 ELSE 1 END, \
+             failures_since = CASE WHEN f.failures_since > now() - interval '1 day' \
+                 THEN f.failures_since ELSE now() END \
+         RETURNING failed_codes",
     )
     .bind::<diesel::sql_types::Uuid, _>(user_id)
     .get_result(conn)
@@ -303,11 +304,7 @@ pub async fn count_wrong_code(conn: &mut AsyncPgConnection, user_id: Uuid) -> Qu
 
 /// Forget the account's wrong codes (its password or factors changed).
 pub async fn forget_wrong_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
-    diesel::update(mfa_totp::table.find(user_id))
-        .set((
-            mfa_totp::failed_codes.eq(0),
-            mfa_totp::failures_since.eq(None::<DateTime<Utc>>),
-        ))
+    diesel::delete(mfa_failures::table.find(user_id))
         .execute(conn)
         .await
         .map(drop)

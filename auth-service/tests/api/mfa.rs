@@ -232,7 +232,7 @@ async fn login_asks_for_a_code_and_each_code_is_good_once() {
 
 /// Rates and brute-force throttling out of the way: what is tested is the second factor's
 /// own cap.
-fn wide_open(s: &mut auth_service::config::Settings) {
+pub fn wide_open(s: &mut auth_service::config::Settings) {
     generous(s);
     s.auth.throttle_ip_failures = 1000;
     s.auth.throttle_account_failures = 1000;

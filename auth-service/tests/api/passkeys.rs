@@ -747,3 +747,54 @@ async fn a_change_while_a_ceremony_is_open_voids_it() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_recovery_codes_of_a_passkey_only_account_are_capped_and_told() {
+    let (app, sink) = spawn_app_with_mail(crate::mfa::wide_open).await;
+    let (email, pair) = app.user_session().await;
+    let mut authenticator = Authenticator::new();
+    let body = add(&app, at(&pair), &mut authenticator, "Laptop").await;
+    let good = body["recovery_codes"][0].as_str().unwrap().to_owned();
+    let wrong = "aaaa-bbbb-cccc-dddd";
+    let mut refused = 0;
+    while refused < 10 {
+        let (_, challenge) = json(app.login(&email, PASSWORD).await).await;
+        let token = challenge["mfa_token"].as_str().unwrap().to_owned();
+        for _ in 0..5 {
+            if refused == 10 {
+                break;
+            }
+            let resp = app
+                .post_json(
+                    "/v1/auth/mfa",
+                    &json!({ "mfa_token": token, "code": wrong }),
+                )
+                .await;
+            assert_eq!(resp.status(), 401);
+            refused += 1;
+        }
+    }
+    // The third wrong one told the owner; after ten, even a good code waits for the day.
+    sink.wait_for_subject(&email, "Someone tried to log in", 1)
+        .await;
+    let (_, challenge) = json(app.login(&email, PASSWORD).await).await;
+    assert_problem(
+        app.post_json(
+            "/v1/auth/mfa",
+            &json!({ "mfa_token": challenge["mfa_token"], "code": good }),
+        )
+        .await,
+        429,
+        "RATE_LIMITED",
+    )
+    .await;
+    // The passkey is not a code: it still logs in.
+    let started = login_start(&app, json!({})).await;
+    let ok = login_finish(
+        &app,
+        &started,
+        authenticator.get(&started["options"], RP_ID),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+}
