@@ -95,6 +95,8 @@ pub struct AuthSettings {
     pub mail_from: String,
     pub public_app_url: String,
     pub mail_max_attempts: u32,
+    /// One mail's whole SMTP exchange, at most (lettre bounds only each step).
+    pub mail_send_timeout_secs: u64,
     pub verify_token_ttl_secs: i64,
     pub reset_token_ttl_secs: i64,
     pub require_verified_email: bool,
@@ -161,6 +163,7 @@ impl Default for AuthSettings {
             mail_from: "Auth service <no-reply@localhost>".into(),
             public_app_url: "http://127.0.0.1:5173".into(),
             mail_max_attempts: 30,
+            mail_send_timeout_secs: 60,
             verify_token_ttl_secs: 24 * 3600,
             reset_token_ttl_secs: 1800,
             require_verified_email: false,
@@ -311,6 +314,10 @@ impl Settings {
         }
         if !(60..=24 * 3600).contains(&a.reauth_max_age_secs) {
             return err("reauth_max_age_secs", "must be between 60 and 86400");
+        }
+        // A batch of four, one after another, settles well within the 300 s lease.
+        if !(1..=60).contains(&a.mail_send_timeout_secs) {
+            return err("mail_send_timeout_secs", "must be between 1 and 60");
         }
         if a.mail_max_attempts == 0 {
             return err("mail_max_attempts", "must be at least 1");

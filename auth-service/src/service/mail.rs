@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -25,11 +25,9 @@ use crate::state::AppState;
 use crate::store::mail::{self, DueMail, MailKind, Purpose, Settled};
 use crate::store::users::{self, UserRow};
 
-/// Mails claimed at once: sent one after another, each within `SEND_BOUND`, so all are
-/// settled well within their lease.
+/// Mails claimed at once: sent one after another, each within `AUTH_MAIL_SEND_TIMEOUT_SECS`
+/// (at most 60 s), so all are settled well within their lease.
 const BATCH: i32 = 4;
-/// One mail's whole SMTP exchange, at most.
-const SEND_BOUND: Duration = Duration::from_secs(60);
 /// How long a claimed mail is this worker's before another may take it over: more than a
 /// batch's worst case (4 x 60 s). A claim that outlived its lease settles nothing (see
 /// `store::mail::settle`).
@@ -46,6 +44,8 @@ pub struct Mailer {
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
     app_url: String,
+    /// One mail's whole SMTP exchange, at most.
+    send_bound: Duration,
     backlog_read: Mutex<Option<Instant>>,
 }
 
@@ -71,6 +71,7 @@ impl Mailer {
             transport,
             from,
             app_url: a.public_app_url.trim_end_matches('/').to_owned(),
+            send_bound: Duration::from_secs(a.mail_send_timeout_secs),
             backlog_read: Mutex::new(None),
         })
     }
@@ -121,7 +122,8 @@ async fn send_one(
     let kind = kind.as_str();
     // lettre's own timeout bounds the connect and each command, not the exchange: a server
     // that accepts and then goes quiet must not hold the worker (and its lease) for ever.
-    let failure = match tokio::time::timeout(SEND_BOUND, transport.send(message)).await {
+    let bound = state.mail.send_bound;
+    let failure = match tokio::time::timeout(bound, transport.send(message)).await {
         Ok(Ok(_)) => {
             mail::settle(conn, row, Settled::Sent).await?;
             metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
@@ -130,10 +132,7 @@ async fn send_one(
         }
         // lettre's errors name the server's answer, never the message.
         Ok(Err(err)) => (refused_for_good(&err), format!("{err}")),
-        Err(_) => (
-            false,
-            format!("no answer within {} s", SEND_BOUND.as_secs()),
-        ),
+        Err(_) => (false, format!("no answer within {} s", bound.as_secs())),
     };
     let (permanent, why) = failure;
     metrics::counter!(
@@ -365,10 +364,42 @@ async fn render(
         .from(state.mail.from.clone())
         .to(to)
         .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
+        .multipart(MultiPart::alternative_plain_html(
+            body.clone(),
+            html_of(&body),
+        ))
         .context("building a mail")?;
     Ok(Some(message))
+}
+
+/// The HTML part of a mail, made from its text: each paragraph a `<p>` (lines kept), a
+/// paragraph that is only a link an `<a>`; everything escaped.
+fn html_of(text: &str) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    };
+    let paragraphs: String = text
+        .trim_end()
+        .split("\n\n")
+        .map(|p| {
+            let p = p.trim();
+            let link = (p.starts_with("https://") || p.starts_with("http://"))
+                && !p.contains(char::is_whitespace);
+            if link {
+                format!("<p><a href=\"{0}\">{0}</a></p>\n", escape(p))
+            } else {
+                format!("<p>{}</p>\n", escape(p).replace('\n', "<br>\n"))
+            }
+        })
+        .collect();
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head>\
+         <body style=\"font-family: sans-serif; line-height: 1.4\">\n{paragraphs}</body></html>\n"
+    )
 }
 
 fn same_address(a: &str, b: &str) -> bool {
@@ -455,6 +486,19 @@ mod tests {
             secs,
             [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]
         );
+    }
+
+    #[test]
+    fn html_parts_escape_and_link() {
+        let html = html_of(
+            "Hello <you>,\n\nopen this:\n\nhttps://app.example/#reset-password=abc&x\n\nBye,\nus\n",
+        );
+        assert!(html.contains("<p>Hello &lt;you&gt;,</p>"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://app.example/#reset-password=abc&amp;x\">"),
+            "{html}"
+        );
+        assert!(html.contains("<p>Bye,<br>\nus</p>"), "{html}");
     }
 
     #[test]

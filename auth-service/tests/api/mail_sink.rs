@@ -23,7 +23,12 @@ pub struct Mail {
     pub to: String,
     pub from: String,
     pub subject: String,
+    /// The text part.
     pub body: String,
+    /// The HTML part (empty when there is none).
+    pub html: String,
+    /// The top-level content type.
+    pub content_type: String,
 }
 
 impl Mail {
@@ -121,6 +126,12 @@ impl MailSink {
                     from: header("From"),
                     subject: msg.subject().unwrap_or_default().to_owned(),
                     body: msg.body_text(0).map(|b| b.into_owned()).unwrap_or_default(),
+                    html: msg
+                        .html_part(0)
+                        .and_then(|p| p.text_contents())
+                        .map(str::to_owned)
+                        .unwrap_or_default(),
+                    content_type: header("Content-Type"),
                 }
             })
             .collect()

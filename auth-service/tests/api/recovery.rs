@@ -65,6 +65,18 @@ async fn signup_mails_a_link_that_verifies_the_address_once() {
     );
     let token = mail.token("verify-email");
     assert_eq!(token.len(), 43, "256 random bits, base64url");
+    // Text and HTML, the link an anchor in the HTML.
+    assert!(
+        mail.content_type.starts_with("multipart/alternative"),
+        "{}",
+        mail.content_type
+    );
+    assert!(
+        mail.html
+            .contains(&format!("<a href=\"{APP_URL}/#verify-email={token}\">")),
+        "{}",
+        mail.html
+    );
 
     assert_eq!(verify(&app, &token).await.status(), 204);
     assert_eq!(me(&app, access).await["email_verified"], true);
@@ -580,5 +592,90 @@ async fn taking_the_account_back_ends_an_email_change_asked_for_before() {
     assert_eq!(
         me(&app, fresh["access_token"].as_str().unwrap()).await["email"],
         email.as_str()
+    );
+}
+
+/// An SMTP server that answers every command, each after `delay`: no step is slow enough
+/// for lettre's own timeouts, the whole exchange is.
+async fn slow_smtp(delay: Duration) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                tokio::time::sleep(delay).await;
+                if write.write_all(b"220 slow.test ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                let mut data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if data && line != "." {
+                        continue;
+                    }
+                    tokio::time::sleep(delay).await;
+                    let reply: &[u8] = if data {
+                        data = false;
+                        b"250 queued\r\n"
+                    } else if line.starts_with("EHLO") {
+                        b"250 slow.test\r\n"
+                    } else if line.starts_with("DATA") {
+                        data = true;
+                        b"354 go on\r\n"
+                    } else if line.starts_with("QUIT") {
+                        b"221 bye\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mail_server_that_answers_slowly_cannot_hold_the_worker() {
+    // Each answer in 700 ms (lettre waits 30 s for each); six of them take over 4 s.
+    let port = slow_smtp(Duration::from_millis(700)).await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.auth.smtp_url = secrecy::SecretString::from(format!("smtp://127.0.0.1:{port}"));
+        s.auth.mail_send_timeout_secs = 2;
+    })
+    .await;
+    let email = app.new_user().await;
+    let cut = format!(
+        "mail_outbox WHERE recipient = '{email}' AND status = 'pending' AND attempts >= 1 \
+         AND last_error = 'no answer within 2 s'"
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        if app.count(&cut).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count(&cut).await,
+        1,
+        "the exchange was cut at its bound"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // Left for a retry, later: not sent, not given up.
+    assert_eq!(
+        app.count(&format!(
+            "mail_outbox WHERE recipient = '{email}' AND next_attempt_at > now()"
+        ))
+        .await,
+        1
     );
 }

@@ -47,6 +47,14 @@ function parseMail(raw) {
   } else if ((headers["content-transfer-encoding"] ?? "").toLowerCase() === "base64") {
     body = Buffer.from(body.replace(/\s+/g, ""), "base64").toString("utf8");
   }
+  // multipart/alternative (text and HTML): the text part, with the mail's own headers.
+  const boundary = (headers["content-type"] ?? "").match(/boundary="?([^";]+)"?/)?.[1];
+  if (boundary) {
+    const parts = body.split(`--${boundary}`).slice(1, -1).map((part) => parseMail(part.replace(/^\r?\n/, "")));
+    const text = parts.find((part) => (part.headers["content-type"] ?? "").startsWith("text/plain"));
+    assert.ok(text, "a text/plain part");
+    return { headers, body: text.body };
+  }
   return { headers, body };
 }
 
