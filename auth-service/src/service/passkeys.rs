@@ -540,9 +540,22 @@ async fn second_factor(
         throttle::record_failure(state, throttle::Subject::Account(&account), &meta.ip_key).await;
         return Err(AuthError::MfaCodeInvalid);
     };
-    if !record_use(&mut conn, &row, passkey, &result).await?
-        || !mfa::spend_challenge(&mut conn, &hash).await?
-    {
+    if !record_use(&mut conn, &row, passkey, &result).await? {
+        audit::record(
+            &mut conn,
+            AuditEntry {
+                event: event::LOGIN_FAILED,
+                actor_id: None,
+                subject_id: Some(user.id),
+                session_id: None,
+                meta,
+                details: json!({ "reason": "passkey_counter", "attempt": challenge.attempts }),
+            },
+        )
+        .await?;
+        return Err(AuthError::MfaCodeInvalid);
+    }
+    if !mfa::spend_challenge(&mut conn, &hash).await? {
         return Err(AuthError::MfaCodeInvalid);
     }
     drop(conn);
@@ -565,10 +578,11 @@ async fn record_use(
     mut passkey: Passkey,
     result: &webauthn_rs::prelude::AuthenticationResult,
 ) -> Result<bool, AuthError> {
+    // Fails closed: a stored passkey without its counter is an error, not a zero.
     let stored_counter = serde_json::from_str::<Value>(&row.credential)
         .ok()
         .and_then(|v| v.pointer("/cred/counter").and_then(Value::as_u64))
-        .unwrap_or(0);
+        .ok_or_else(|| internal("reading a passkey's counter", row.id))?;
     let counter = u64::from(result.counter());
     if (counter > 0 || stored_counter > 0) && counter <= stored_counter {
         tracing::warn!(passkey = %row.id, "a passkey's counter did not move: a cloned authenticator?");

@@ -111,6 +111,7 @@ pub async fn remove_all(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryRes
         .await?
         + crate::store::passkeys::delete_all(conn, user_id).await?;
     crate::store::passkeys::forget_ceremonies(conn, user_id).await?;
+    forget_wrong_codes(conn, user_id).await?;
     diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(user_id)))
         .execute(conn)
         .await?;

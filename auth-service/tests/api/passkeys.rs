@@ -797,4 +797,21 @@ async fn wrong_recovery_codes_of_a_passkey_only_account_are_capped_and_told() {
     )
     .await;
     assert_eq!(ok.status(), 200);
+    // An admin's reset of the factors (the user lost them) also clears the day's count: the
+    // user can set up an app again at once.
+    let (_, admin) = admin_session(&app).await;
+    let id = user_id(&app, &pair).await;
+    let resp = app
+        .client
+        .delete(app.url(&format!("/v1/admin/users/{id}/mfa")))
+        .bearer_auth(at(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        app.count(&format!("mfa_failures WHERE user_id = '{id}'"))
+            .await,
+        0
+    );
 }

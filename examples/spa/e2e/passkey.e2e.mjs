@@ -126,7 +126,7 @@ try {
   assert.deepEqual(await amrSent(page), ["pwd", "pop", "mfa"]);
 
   say("remove the passkey (with the password): the factor is off, and the authenticator's credential logs in no more");
-  await page.getByTestId("passkey-password").fill(password);
+  await page.getByTestId("passkey-remove-password").fill(password);
   await page.getByTestId("passkey-remove").click();
   await page.locator('[data-testid="mfa-status"][data-enabled="false"]').waitFor();
   assert.equal(await page.getByTestId("passkey").count(), 0);

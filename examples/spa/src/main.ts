@@ -56,7 +56,9 @@ function action(run: () => Promise<void>): () => void {
   return () => {
     clearProblem();
     run().catch((err: unknown) => {
-      $("problem").textContent = `The service could not be reached (${String(err)}).`;
+      $("problem").textContent = webauthn.cancelled(err)
+        ? "The passkey prompt was cancelled or timed out."
+        : `The service could not be reached (${String(err)}).`;
     });
   };
 }
@@ -314,7 +316,14 @@ $("passkey-login").onclick = action(async () => {
 $("mfa-passkey").onclick = action(async () => {
   const current = challenge;
   if (current === null) return;
-  const outcome = await passkeyLogin(current.token);
+  let outcome;
+  try {
+    outcome = await passkeyLogin(current.token);
+  } catch (err) {
+    // The start took one of the challenge's tries.
+    current.triesLeft -= 1;
+    throw err;
+  }
   if (outcome.data && "access_token" in outcome.data) loggedIn(outcome.data);
   else refused(outcome);
 });
@@ -349,7 +358,13 @@ function showPasskeys(keys: Passkey[]): void {
       const li = document.createElement("li");
       li.dataset.testid = "passkey";
       li.textContent = `${key.name} · added ${key.created_at} · ${key.last_used_at ? `last used ${key.last_used_at}` : "not used yet"} `;
-      li.append(button("Remove", "passkey-remove", action(() => removePasskey(key))));
+      // Its own password field: typing the password to add a passkey arms no Remove button.
+      const password = document.createElement("input");
+      password.type = "password";
+      password.autocomplete = "off";
+      password.placeholder = "your password, to remove it";
+      password.dataset.testid = "passkey-remove-password";
+      li.append(password, button("Remove", "passkey-remove", action(() => removePasskey(key, password))));
       return li;
     }),
   );
@@ -397,9 +412,8 @@ onSubmit("passkey-add-form", async (form) => {
   await loadSessions();
 });
 
-async function removePasskey(key: Passkey): Promise<void> {
-  const typed = $<HTMLInputElement>("passkey-add-form").querySelector<HTMLInputElement>('[name="current_password"]');
-  const password = typed?.value ?? "";
+async function removePasskey(key: Passkey, typed: HTMLInputElement): Promise<void> {
+  const password = typed.value;
   const outcome = await withFreshToken(() =>
     session.auth.DELETE("/v1/users/me/passkeys/{id}", {
       params: { path: { id: key.id } },
@@ -407,7 +421,7 @@ async function removePasskey(key: Passkey): Promise<void> {
       body: { current_password: password },
     }),
   );
-  if (typed) typed.value = "";
+  typed.value = "";
   if (!ok(outcome)) return;
   notice(`Passkey "${key.name}" removed; your other sessions were logged out.`);
   await loadSessions();

@@ -20,6 +20,11 @@ function publicKey<T>(options: unknown): T {
   return withoutNulls((options as { publicKey: unknown }).publicKey) as T;
 }
 
+/** Whether `err` is the user (or the browser) ending the passkey prompt. */
+export function cancelled(err: unknown): boolean {
+  return err instanceof DOMException && (err.name === "NotAllowedError" || err.name === "AbortError");
+}
+
 /** Whether this browser can use passkeys the way this page does. */
 export function supported(): boolean {
   return (

@@ -33,13 +33,3 @@ CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at);
 CREATE INDEX webauthn_challenges_user ON webauthn_challenges (user_id);
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON passkeys, webauthn_challenges TO auth_service_app;
-
--- The day's wrong second-factor codes move to a row per user (from `mfa_totp`, 000012): an
--- account with passkeys only has no app row, and its recovery codes count too.
-CREATE TABLE mfa_failures (
-    user_id        uuid        PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-    failed_codes   integer     NOT NULL DEFAULT 0,
-    failures_since timestamptz
-);
-GRANT SELECT, INSERT, UPDATE, DELETE ON mfa_failures TO auth_service_app;
-ALTER TABLE mfa_totp DROP COLUMN failed_codes, DROP COLUMN failures_since;
