@@ -193,6 +193,16 @@ pub(crate) fn new_recovery_codes() -> (Vec<String>, Vec<Vec<u8>>) {
     (codes, hashes)
 }
 
+/// The user changing their factors, within `AUTH_RATE_MFA_CHANGE`.
+pub(crate) async fn changing(state: &AppState, user_id: Uuid) -> Result<UserRow, AuthError> {
+    let a = &state.settings.auth;
+    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let mut conn = shared::db::conn(&state.pool).await?;
+    users::find(&mut conn, user_id)
+        .await?
+        .ok_or(AuthError::NotFound)
+}
+
 /// Start (or restart) enrolment: a new secret, shown once.
 /// Needs a recent login (the caller's session opened within `AUTH_REAUTH_MAX_AGE_SECS`) or
 /// the current password: an access token stolen from an older session cannot put an
@@ -204,13 +214,7 @@ pub async fn enrol(
     current_password: Option<String>,
     meta: &RequestMeta,
 ) -> Result<Enrolment, AuthError> {
-    let a = &state.settings.auth;
-    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
-    let mut conn = shared::db::conn(&state.pool).await?;
-    let user = users::find(&mut conn, user_id)
-        .await?
-        .ok_or(AuthError::NotFound)?;
-    drop(conn);
+    let user = changing(state, user_id).await?;
     require_recent_auth(
         state,
         &user,
@@ -250,12 +254,8 @@ pub async fn confirm(
     code: &str,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, AuthError> {
-    let a = &state.settings.auth;
-    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let user = changing(state, user_id).await?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let user = users::find(&mut conn, user_id)
-        .await?
-        .ok_or(AuthError::NotFound)?;
     let row = mfa::find_totp(&mut conn, user_id)
         .await?
         .filter(|r| r.confirmed_at.is_none())
@@ -311,12 +311,8 @@ pub async fn disable(
     code: &str,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
-    let a = &state.settings.auth;
-    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let user = changing(state, user_id).await?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let user = users::find(&mut conn, user_id)
-        .await?
-        .ok_or(AuthError::NotFound)?;
     let row = mfa::find_totp(&mut conn, user_id)
         .await?
         .filter(|r| r.confirmed_at.is_some())
@@ -530,16 +526,11 @@ pub async fn complete(
         (None, None) => None,
     };
     let Some(amr) = accepted else {
-        audit::record(
+        audit::login_failed(
             &mut conn,
-            AuditEntry {
-                event: event::LOGIN_FAILED,
-                actor_id: None,
-                subject_id: Some(user.id),
-                session_id: None,
-                meta,
-                details: json!({ "reason": "mfa_code_invalid", "attempt": challenge.attempts }),
-            },
+            Some(user.id),
+            meta,
+            json!({ "reason": "mfa_code_invalid", "attempt": challenge.attempts }),
         )
         .await?;
         throttle::record_failure(state, subject, &meta.ip_key).await;

@@ -26,7 +26,7 @@ use crate::service::auth::{Delivery, Issued};
 use crate::service::mfa::{self as factors, CHALLENGE_ATTEMPTS};
 use crate::service::throttle;
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEntry, event};
+use crate::store::audit::{self, event};
 use crate::store::mfa;
 use crate::store::passkeys::{self, CeremonyRow, NewCeremony, PasskeyRow, Purpose};
 use crate::store::users;
@@ -94,13 +94,7 @@ pub async fn register_start(
     current_password: String,
     meta: &RequestMeta,
 ) -> Result<Started, AuthError> {
-    let a = &state.settings.auth;
-    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
-    let mut conn = shared::db::conn(&state.pool).await?;
-    let user = users::find(&mut conn, user_id)
-        .await?
-        .ok_or(AuthError::NotFound)?;
-    drop(conn);
+    let user = factors::changing(state, user_id).await?;
     // Always the password (not only a recent login): a passkey logs in on its own, so a
     // session token alone must not add or remove one.
     let password = PasswordInput::parse("current_password", current_password)?;
@@ -275,12 +269,8 @@ pub async fn remove(
     current_password: String,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
-    let a = &state.settings.auth;
-    throttle::enforce(state, "mfa-change", a.rate_mfa_change, &user_id.to_string()).await?;
+    let user = factors::changing(state, user_id).await?;
     let mut conn = shared::db::conn(&state.pool).await?;
-    let user = users::find(&mut conn, user_id)
-        .await?
-        .ok_or(AuthError::NotFound)?;
     if !passkeys::list(&mut conn, user_id)
         .await?
         .iter()
@@ -525,32 +515,22 @@ async fn second_factor(
         None => None,
     };
     let (Some(row), Some((passkey, result))) = (row, checked) else {
-        audit::record(
+        audit::login_failed(
             &mut conn,
-            AuditEntry {
-                event: event::LOGIN_FAILED,
-                actor_id: None,
-                subject_id: Some(user.id),
-                session_id: None,
-                meta,
-                details: json!({ "reason": "passkey_invalid", "attempt": challenge.attempts }),
-            },
+            Some(user.id),
+            meta,
+            json!({ "reason": "passkey_invalid", "attempt": challenge.attempts }),
         )
         .await?;
         throttle::record_failure(state, throttle::Subject::Account(&account), &meta.ip_key).await;
         return Err(AuthError::MfaCodeInvalid);
     };
     if !record_use(&mut conn, &row, passkey, &result).await? {
-        audit::record(
+        audit::login_failed(
             &mut conn,
-            AuditEntry {
-                event: event::LOGIN_FAILED,
-                actor_id: None,
-                subject_id: Some(user.id),
-                session_id: None,
-                meta,
-                details: json!({ "reason": "passkey_counter", "attempt": challenge.attempts }),
-            },
+            Some(user.id),
+            meta,
+            json!({ "reason": "passkey_counter", "attempt": challenge.attempts }),
         )
         .await?;
         return Err(AuthError::MfaCodeInvalid);
@@ -599,16 +579,11 @@ async fn refuse<T>(
     reason: &str,
     meta: &RequestMeta,
 ) -> Result<T, AuthError> {
-    audit::record(
+    audit::login_failed(
         conn,
-        AuditEntry {
-            event: event::LOGIN_FAILED,
-            actor_id: None,
-            subject_id: user,
-            session_id: None,
-            meta,
-            details: json!({ "reason": reason, "method": "passkey" }),
-        },
+        user,
+        meta,
+        json!({ "reason": reason, "method": "passkey" }),
     )
     .await?;
     Err(AuthError::InvalidCredentials)

@@ -117,6 +117,27 @@ pub(crate) fn chain_content(
     .to_string()
 }
 
+/// A failed login (`login_failed`, no actor): of `subject` when known, with `details`.
+pub async fn login_failed(
+    conn: &mut AsyncPgConnection,
+    subject: Option<Uuid>,
+    meta: &RequestMeta,
+    details: serde_json::Value,
+) -> QueryResult<()> {
+    record(
+        conn,
+        AuditEntry {
+            event: event::LOGIN_FAILED,
+            actor_id: None,
+            subject_id: subject,
+            session_id: None,
+            meta,
+            details,
+        },
+    )
+    .await
+}
+
 /// Record one event: a row in `audit_pending`, chained into the log within a second
 /// ([`crate::store::audit_chain::chain_pending`]). One statement, inside the caller's
 /// transaction when there is one, so the event is recorded exactly when what it records

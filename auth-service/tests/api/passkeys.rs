@@ -201,6 +201,12 @@ async fn add_with(
     body
 }
 
+/// A passwordless login with `authenticator`, start to finish.
+async fn passwordless(app: &TestApp, authenticator: &mut Authenticator) -> reqwest::Response {
+    let started = login_start(app, json!({})).await;
+    login_finish(app, &started, authenticator.get(&started["options"], RP_ID)).await
+}
+
 async fn login_start(app: &TestApp, body: Value) -> Value {
     let (status, started) = json(app.post_json("/v1/auth/passkey/start", &body).await).await;
     assert_eq!(status, 200, "{started}");
@@ -441,23 +447,11 @@ async fn answers_that_are_not_the_authenticators_own_are_refused() {
     )
     .await;
     // A copy of the authenticator whose counter went back (a clone).
-    let started = login_start(&app, json!({})).await;
-    let ok = login_finish(
-        &app,
-        &started,
-        authenticator.get(&started["options"], RP_ID),
-    )
-    .await;
+    let ok = passwordless(&app, &mut authenticator).await;
     assert_eq!(ok.status(), 200);
     authenticator.counter -= 1;
-    let started = login_start(&app, json!({})).await;
     assert_problem(
-        login_finish(
-            &app,
-            &started,
-            authenticator.get(&started["options"], RP_ID),
-        )
-        .await,
+        passwordless(&app, &mut authenticator).await,
         401,
         "INVALID_CREDENTIALS",
     )
@@ -473,13 +467,7 @@ async fn answers_that_are_not_the_authenticators_own_are_refused() {
     };
     let (_, body) = json(app.login(&email, PASSWORD).await).await;
     let stale = login_start(&app, json!({ "mfa_token": body["mfa_token"] })).await;
-    let started = login_start(&app, json!({})).await;
-    let ok = login_finish(
-        &app,
-        &started,
-        authenticator.get(&started["options"], RP_ID),
-    )
-    .await;
+    let ok = passwordless(&app, &mut authenticator).await;
     assert_eq!(ok.status(), 200);
     assert_problem(
         login_finish(&app, &stale, clone.get(&stale["options"], RP_ID)).await,
@@ -494,13 +482,7 @@ async fn answers_that_are_not_the_authenticators_own_are_refused() {
         assert!(matches!(resp.status().as_u16(), 401 | 429));
     }
     assert_problem(app.login(&email, PASSWORD).await, 429, "RATE_LIMITED").await;
-    let started = login_start(&app, json!({})).await;
-    let ok = login_finish(
-        &app,
-        &started,
-        authenticator.get(&started["options"], RP_ID),
-    )
-    .await;
+    let ok = passwordless(&app, &mut authenticator).await;
     assert_eq!(ok.status(), 200);
     // Unknown ceremonies and malformed answers.
     assert_problem(
@@ -644,14 +626,8 @@ async fn adding_and_removing_need_the_password_and_removing_the_last_turns_the_f
         204
     );
     // A removed passkey logs in no more.
-    let started = login_start(&app, json!({})).await;
     assert_problem(
-        login_finish(
-            &app,
-            &started,
-            authenticator.get(&started["options"], RP_ID),
-        )
-        .await,
+        passwordless(&app, &mut authenticator).await,
         401,
         "INVALID_CREDENTIALS",
     )
@@ -734,14 +710,8 @@ async fn a_change_while_a_ceremony_is_open_voids_it() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert_eq!(app.count("passkeys").await, 0);
-    let started = login_start(&app, json!({})).await;
     assert_problem(
-        login_finish(
-            &app,
-            &started,
-            authenticator.get(&started["options"], RP_ID),
-        )
-        .await,
+        passwordless(&app, &mut authenticator).await,
         401,
         "INVALID_CREDENTIALS",
     )
@@ -789,13 +759,7 @@ async fn wrong_recovery_codes_of_a_passkey_only_account_are_capped_and_told() {
     )
     .await;
     // The passkey is not a code: it still logs in.
-    let started = login_start(&app, json!({})).await;
-    let ok = login_finish(
-        &app,
-        &started,
-        authenticator.get(&started["options"], RP_ID),
-    )
-    .await;
+    let ok = passwordless(&app, &mut authenticator).await;
     assert_eq!(ok.status(), 200);
     // An admin's reset of the factors (the user lost them) also clears the day's count: the
     // user can set up an app again at once.

@@ -54,18 +54,7 @@ pub async fn login(
             return Err(limited.into());
         }
         let mut conn = shared::db::conn(&state.pool).await?;
-        audit::record(
-            &mut conn,
-            AuditEntry {
-                event: event::LOGIN_FAILED,
-                actor_id: None,
-                subject_id: None,
-                session_id: None,
-                meta,
-                details: throttle::throttled_details(),
-            },
-        )
-        .await?;
+        audit::login_failed(&mut conn, None, meta, throttle::throttled_details()).await?;
         return Err(limited.into());
     }
     // No database connection is held while the password is hashed: a login flood waits in
@@ -92,16 +81,11 @@ pub async fn login(
                 (Some(u), _) if u.disabled => "disabled",
                 _ => "wrong_password",
             };
-            audit::record(
+            audit::login_failed(
                 &mut conn,
-                AuditEntry {
-                    event: event::LOGIN_FAILED,
-                    actor_id: None,
-                    subject_id: user.as_ref().map(|u| u.id),
-                    session_id: None,
-                    meta,
-                    details: json!({ "reason": reason }),
-                },
+                user.as_ref().map(|u| u.id),
+                meta,
+                json!({ "reason": reason }),
             )
             .await?;
             throttle::record_failure(state, subject, &meta.ip_key).await;
@@ -204,16 +188,11 @@ pub(crate) async fn open_session(
     };
     if !opened {
         // What the password was checked against changed while it was checked.
-        audit::record(
+        audit::login_failed(
             &mut conn,
-            AuditEntry {
-                event: event::LOGIN_FAILED,
-                actor_id: None,
-                subject_id: Some(user.id),
-                session_id: None,
-                meta,
-                details: json!({ "reason": "account_changed" }),
-            },
+            Some(user.id),
+            meta,
+            json!({ "reason": "account_changed" }),
         )
         .await?;
         return Err(AuthError::InvalidCredentials);
