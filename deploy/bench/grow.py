@@ -97,9 +97,9 @@ def explain(pg, todo_db, auth_db, owner, todo_id, email):
             "SELECT * FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id "
             "WHERE t.token_hash = sha256('grown token 12345'::bytea)"),
         "a todo list's next page (after a cursor)": (todo,
-            f"SELECT * FROM todos WHERE owner_id = '{owner}' AND (created_at > now() - "
-            "interval '1 day' OR (created_at = now() - interval '1 day' AND id > "
-            "'00000000-0000-0000-0000-000000000000')) ORDER BY created_at, id LIMIT 21"),
+            f"SELECT * FROM todos WHERE owner_id = '{owner}' AND (created_at, id) > "
+            "(now() - interval '1 day', '00000000-0000-0000-0000-000000000000') "
+            "ORDER BY created_at, id LIMIT 21"),
         "purge: a batch of ended sessions' refresh tokens": (auth,
             "SELECT t.id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id "
             "WHERE s.expires_at < now() - interval '1 day' OR s.revoked_at < now() - "

@@ -86,6 +86,18 @@ fn micros(at: i64) -> DateTime<Utc> {
 
 /// One page in keyset order: stable while rows are inserted between pages.
 pub async fn list(conn: &mut AsyncPgConnection, q: ListQuery<'_>) -> QueryResult<Vec<TodoRow>> {
+    // `(created_at, id) <op> (at, id)`: a row comparison, which PostgreSQL turns into an
+    // index condition on `(owner_id, created_at, id)`, seeking to the page's start instead
+    // of reading (and filtering out) the rows before it.
+    let created_after = |op: &'static str, at: i64, id: Uuid| {
+        diesel::dsl::sql::<diesel::sql_types::Bool>("(created_at, id) ")
+            .sql(op)
+            .sql(" (")
+            .bind::<diesel::sql_types::Timestamptz, _>(micros(at))
+            .sql(", ")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .sql(")")
+    };
     let mut query = todos::table.select(TodoRow::as_select()).into_boxed();
     if let Some(owner) = q.owner {
         query = query.filter(todos::owner_id.eq(owner.to_owned()));
@@ -96,23 +108,13 @@ pub async fn list(conn: &mut AsyncPgConnection, q: ListQuery<'_>) -> QueryResult
     query = match q.sort {
         Sort::CreatedAsc => {
             if let Some(After { at: Some(at), id }) = q.after {
-                let at = micros(at);
-                query = query.filter(
-                    todos::created_at
-                        .gt(at)
-                        .or(todos::created_at.eq(at).and(todos::id.gt(id))),
-                );
+                query = query.filter(created_after(">", at, id));
             }
             query.order((todos::created_at.asc(), todos::id.asc()))
         }
         Sort::CreatedDesc => {
             if let Some(After { at: Some(at), id }) = q.after {
-                let at = micros(at);
-                query = query.filter(
-                    todos::created_at
-                        .lt(at)
-                        .or(todos::created_at.eq(at).and(todos::id.lt(id))),
-                );
+                query = query.filter(created_after("<", at, id));
             }
             query.order((todos::created_at.desc(), todos::id.desc()))
         }
