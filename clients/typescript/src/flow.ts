@@ -1,13 +1,16 @@
 // The whole user flow, driven through clients generated from the services' OpenAPI
 // documents (openapi-typescript types, openapi-fetch calls): signup, login, todos with ETag
 // and Idempotency-Key, pages, refresh, logout, a second factor (TOTP: enrol, confirm, the
-// login's challenge, a recovery code), and errors read as typed problems.
+// login's challenge, a recovery code), a passkey (a software authenticator here: added, then
+// logging in alone and answering a password login's challenge, removed), and errors read as
+// typed problems.
 //
-//   AUTH_URL=http://127.0.0.1:8080 TODO_URL=http://127.0.0.1:8081 npm run flow
+//   AUTH_URL=http://127.0.0.1:8080 TODO_URL=http://127.0.0.1:8081 \
+//   WEBAUTHN_ORIGIN=http://localhost:5173 npm run flow
 
 import createClient, { type Middleware } from "openapi-fetch";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createHash, createHmac, generateKeyPairSync, randomBytes, sign } from "node:crypto";
 
 import type { components as AuthSchemas, paths as AuthPaths } from "../generated/auth.js";
 import type { components as TodoSchemas, paths as TodoPaths } from "../generated/todo.js";
@@ -18,6 +21,8 @@ type LoginResult = AuthSchemas["schemas"]["LoginResult"];
 type Todo = TodoSchemas["schemas"]["Todo"];
 
 const authUrl = process.env.AUTH_URL ?? "http://127.0.0.1:8080";
+/** The origin the service takes passkey ceremonies from (the SPA's). */
+const webauthnOrigin = process.env.WEBAUTHN_ORIGIN ?? "http://localhost:5173";
 const todoUrl = process.env.TODO_URL ?? "http://127.0.0.1:8081";
 
 const auth = createClient<AuthPaths>({ baseUrl: authUrl });
@@ -276,6 +281,160 @@ step("a second factor: enrol TOTP, confirm it, and login asks for a code");
   problem(none.error, none.response, 404, "NOT_FOUND");
   const plain = await auth.POST("/v1/auth/login", { body: { email, password } });
   assert.deepEqual(amr(tokens(plain.data, plain.error).access_token), ["pwd"]);
+}
+
+// --- a passkey, with a software authenticator (P-256, attestation "none") -----------------
+
+/** The CBOR (RFC 8949) of unsigned and negative integers, byte and text strings and maps. */
+function cbor(value: number | Buffer | string | Map<number | string, unknown>): Buffer {
+  const head = (major: number, n: number): Buffer =>
+    n < 24
+      ? Buffer.from([(major << 5) | n])
+      : n < 256
+        ? Buffer.from([(major << 5) | 24, n])
+        : Buffer.from([(major << 5) | 25, n >> 8, n & 255]);
+  if (typeof value === "number") return value >= 0 ? head(0, value) : head(1, -1 - value);
+  if (typeof value === "string") return Buffer.concat([head(3, Buffer.byteLength(value)), Buffer.from(value)]);
+  if (Buffer.isBuffer(value)) return Buffer.concat([head(2, value.length), value]);
+  const entries = [...value].flatMap(([k, v]) => [cbor(k), cbor(v as Parameters<typeof cbor>[0])]);
+  return Buffer.concat([head(5, value.size), ...entries]);
+}
+
+type Options = { publicKey: Record<string, any> };
+
+/** A platform authenticator with one credential, verifying its user. */
+class Authenticator {
+  private readonly keys = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  private readonly id = randomBytes(16);
+  private userHandle = Buffer.alloc(0);
+  private counter = 0;
+
+  private clientData(type: string, options: Options): Buffer {
+    const { challenge } = options.publicKey;
+    return Buffer.from(JSON.stringify({ type, challenge, origin: webauthnOrigin, crossOrigin: false }));
+  }
+
+  private authData(rpId: string, flags: number, attested: Buffer = Buffer.alloc(0)): Buffer {
+    const counter = Buffer.alloc(4);
+    counter.writeUInt32BE(this.counter);
+    const rpHash = createHash("sha256").update(rpId).digest();
+    return Buffer.concat([rpHash, Buffer.from([flags]), counter, attested]);
+  }
+
+  create(options: Options): Record<string, unknown> {
+    const { rp, user } = options.publicKey;
+    this.userHandle = Buffer.from(user.id, "base64url");
+    const jwk = this.keys.publicKey.export({ format: "jwk" });
+    const cose = cbor(
+      new Map<number, unknown>([
+        [1, 2],
+        [3, -7],
+        [-1, 1],
+        [-2, Buffer.from(jwk.x ?? "", "base64url")],
+        [-3, Buffer.from(jwk.y ?? "", "base64url")],
+      ]),
+    );
+    const length = Buffer.alloc(2);
+    length.writeUInt16BE(this.id.length);
+    const attested = Buffer.concat([Buffer.alloc(16), length, this.id, cose]);
+    const authData = this.authData(rp.id, 0x01 | 0x04 | 0x40, attested);
+    const attestation = cbor(
+      new Map<string, unknown>([
+        ["fmt", "none"],
+        ["attStmt", new Map()],
+        ["authData", authData],
+      ]),
+    );
+    const id = this.id.toString("base64url");
+    return {
+      id,
+      rawId: id,
+      type: "public-key",
+      response: {
+        attestationObject: attestation.toString("base64url"),
+        clientDataJSON: this.clientData("webauthn.create", options).toString("base64url"),
+      },
+      clientExtensionResults: {},
+    };
+  }
+
+  get(options: Options, rpId: string): Record<string, unknown> {
+    this.counter += 1;
+    const authData = this.authData(rpId, 0x01 | 0x04);
+    const clientData = this.clientData("webauthn.get", options);
+    const signed = Buffer.concat([authData, createHash("sha256").update(clientData).digest()]);
+    const id = this.id.toString("base64url");
+    return {
+      id,
+      rawId: id,
+      type: "public-key",
+      response: {
+        authenticatorData: authData.toString("base64url"),
+        clientDataJSON: clientData.toString("base64url"),
+        signature: sign("sha256", signed, this.keys.privateKey).toString("base64url"),
+        userHandle: this.userHandle.toString("base64url"),
+      },
+      clientExtensionResults: {},
+    };
+  }
+}
+
+step("a passkey: added with the password, then logging in alone and answering a challenge");
+{
+  const { data, error } = await auth.POST("/v1/auth/login", { body: { email, password } });
+  const headers = { authorization: `Bearer ${tokens(data, error).access_token}` };
+  const authenticator = new Authenticator();
+  const started = await auth.POST("/v1/users/me/passkeys/register/start", {
+    headers,
+    body: { current_password: password },
+  });
+  assert.ok(started.data, JSON.stringify(started.error));
+  const creation = started.data.options as Options;
+  const rpId: string = creation.publicKey.rp.id;
+  const finished = await auth.POST("/v1/users/me/passkeys/register/finish", {
+    headers,
+    body: {
+      challenge_id: started.data.challenge_id,
+      name: "flow key",
+      credential: authenticator.create(creation),
+    },
+  });
+  assert.equal(finished.response.status, 201, JSON.stringify(finished.error));
+  assert.equal(finished.data?.passkey.name, "flow key");
+  assert.equal(finished.data?.recovery_codes?.length, 10, "the first factor brings recovery codes");
+  const listed = await auth.GET("/v1/users/me/passkeys", { headers });
+  assert.deepEqual(listed.data?.items.map((p) => p.name), ["flow key"]);
+
+  const passkeyLogin = async (mfaToken?: string) => {
+    const start = await auth.POST("/v1/auth/passkey/start", { body: mfaToken ? { mfa_token: mfaToken } : {} });
+    assert.ok(start.data, JSON.stringify(start.error));
+    return auth.POST("/v1/auth/passkey/finish", {
+      body: {
+        challenge_id: start.data.challenge_id,
+        credential: authenticator.get(start.data.options as Options, rpId),
+      },
+    });
+  };
+  const alone = await passkeyLogin();
+  assert.ok(alone.data, JSON.stringify(alone.error));
+  assert.deepEqual(amr(alone.data.access_token), ["pop", "mfa"]);
+
+  const challenged = await auth.POST("/v1/auth/login", { body: { email, password } });
+  assert.ok(challenged.data && !("access_token" in challenged.data), "a challenge, no tokens");
+  assert.deepEqual(challenged.data.methods, ["passkey", "recovery_code"]);
+  const second = await passkeyLogin(challenged.data.mfa_token);
+  assert.ok(second.data, JSON.stringify(second.error));
+  assert.deepEqual(amr(second.data.access_token), ["pwd", "pop", "mfa"]);
+
+  const id = listed.data?.items[0]?.id ?? "";
+  const removed = await auth.DELETE("/v1/users/me/passkeys/{id}", {
+    params: { path: { id } },
+    headers: { authorization: `Bearer ${second.data.access_token}` },
+    body: { current_password: password },
+  });
+  assert.equal(removed.response.status, 204, JSON.stringify(removed.error));
+  const refused = await passkeyLogin();
+  problem(refused.error, refused.response, 401, "INVALID_CREDENTIALS");
 }
 
 step("done");
