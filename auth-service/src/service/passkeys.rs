@@ -214,7 +214,7 @@ pub async fn register_finish(
                     "This passkey is registered already.".into(),
                 ));
             };
-            let codes = if passkeys::has_recovery_codes(conn, user_id).await? {
+            let codes = if passkeys::recovery_codes_left(conn, user_id).await? > 0 {
                 None
             } else {
                 let (codes, hashes) = factors::new_recovery_codes();
@@ -248,8 +248,8 @@ pub async fn register_finish(
 /// The caller's factors: an app confirmed, passkeys, unused recovery codes.
 pub async fn status(state: &AppState, user_id: Uuid) -> Result<(bool, i64, i64), AuthError> {
     let mut conn = shared::db::conn(&state.pool).await?;
-    let (app, _) = passkeys::factors(&mut conn, user_id).await?;
-    let (keys, codes) = passkeys::counts(&mut conn, user_id).await?;
+    let (app, keys) = passkeys::factors(&mut conn, user_id).await?;
+    let codes = passkeys::recovery_codes_left(&mut conn, user_id).await?;
     Ok((app, keys, codes))
 }
 
@@ -590,12 +590,12 @@ async fn refuse<T>(
 }
 
 /// What the login challenge offers, for a user with these factors.
-pub fn methods(has_app: bool, has_passkeys: bool) -> Vec<String> {
+pub fn methods(has_app: bool, passkeys: i64) -> Vec<String> {
     let mut methods = Vec::with_capacity(3);
     if has_app {
         methods.push("totp".to_owned());
     }
-    if has_passkeys {
+    if passkeys > 0 {
         methods.push("passkey".to_owned());
     }
     methods.push("recovery_code".to_owned());
@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(parse_name(Some("  Laptop ".into())).unwrap(), "Laptop");
         assert!(parse_name(Some("x".repeat(65))).is_err());
         assert!(parse_name(Some("a\nb".into())).is_err());
-        assert_eq!(methods(true, false), ["totp", "recovery_code"]);
-        assert_eq!(methods(false, true), ["passkey", "recovery_code"]);
+        assert_eq!(methods(true, 0), ["totp", "recovery_code"]);
+        assert_eq!(methods(false, 2), ["passkey", "recovery_code"]);
     }
 }

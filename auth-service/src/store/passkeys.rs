@@ -130,8 +130,8 @@ pub async fn bump_epoch_from(
     .map(|n| n > 0)
 }
 
-/// Which factors the user has: a confirmed authenticator app, passkeys.
-pub async fn factors(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<(bool, bool)> {
+/// The user's factors: whether an authenticator app is confirmed, and how many passkeys.
+pub async fn factors(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<(bool, i64)> {
     let app: i64 = mfa_totp::table
         .filter(mfa_totp::user_id.eq(user_id))
         .filter(mfa_totp::confirmed_at.is_not_null())
@@ -143,14 +143,14 @@ pub async fn factors(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult
         .count()
         .get_result(conn)
         .await?;
-    Ok((app > 0, keys > 0))
+    Ok((app > 0, keys))
 }
 
 /// Whether the user has any second factor left (a confirmed app or a passkey); `mfa_enabled`
 /// follows it, and the recovery codes go with the last factor.
 pub async fn sync_enabled(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
     let (app, keys) = factors(conn, user_id).await?;
-    let on = app || keys;
+    let on = app || keys > 0;
     if !on {
         diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::user_id.eq(user_id)))
             .execute(conn)
@@ -163,31 +163,14 @@ pub async fn sync_enabled(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryR
     Ok(on)
 }
 
-/// The user's passkeys and unused recovery codes, counted.
-pub async fn counts(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<(i64, i64)> {
-    let keys: i64 = passkeys::table
-        .filter(passkeys::user_id.eq(user_id))
-        .count()
-        .get_result(conn)
-        .await?;
-    let codes: i64 = mfa_recovery_codes::table
+/// The user's unused recovery codes, counted.
+pub async fn recovery_codes_left(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<i64> {
+    mfa_recovery_codes::table
         .filter(mfa_recovery_codes::user_id.eq(user_id))
         .filter(mfa_recovery_codes::used_at.is_null())
         .count()
         .get_result(conn)
-        .await?;
-    Ok((keys, codes))
-}
-
-/// Whether the user holds an unused recovery code.
-pub async fn has_recovery_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<bool> {
-    let n: i64 = mfa_recovery_codes::table
-        .filter(mfa_recovery_codes::user_id.eq(user_id))
-        .filter(mfa_recovery_codes::used_at.is_null())
-        .count()
-        .get_result(conn)
-        .await?;
-    Ok(n > 0)
+        .await
 }
 
 /// What a ceremony is for.

@@ -321,6 +321,12 @@ class Authenticator {
     return Buffer.concat([rpHash, Buffer.from([flags]), counter, attested]);
   }
 
+  /** A `PublicKeyCredential`'s JSON form around an authenticator's `response`. */
+  private credential(response: Record<string, string>): Record<string, unknown> {
+    const id = this.id.toString("base64url");
+    return { id, rawId: id, type: "public-key", response, clientExtensionResults: {} };
+  }
+
   create(options: Options): Record<string, unknown> {
     const { rp, user } = options.publicKey;
     this.userHandle = Buffer.from(user.id, "base64url");
@@ -345,17 +351,10 @@ class Authenticator {
         ["authData", authData],
       ]),
     );
-    const id = this.id.toString("base64url");
-    return {
-      id,
-      rawId: id,
-      type: "public-key",
-      response: {
-        attestationObject: attestation.toString("base64url"),
-        clientDataJSON: this.clientData("webauthn.create", options).toString("base64url"),
-      },
-      clientExtensionResults: {},
-    };
+    return this.credential({
+      attestationObject: attestation.toString("base64url"),
+      clientDataJSON: this.clientData("webauthn.create", options).toString("base64url"),
+    });
   }
 
   get(options: Options, rpId: string): Record<string, unknown> {
@@ -363,19 +362,12 @@ class Authenticator {
     const authData = this.authData(rpId, 0x01 | 0x04);
     const clientData = this.clientData("webauthn.get", options);
     const signed = Buffer.concat([authData, createHash("sha256").update(clientData).digest()]);
-    const id = this.id.toString("base64url");
-    return {
-      id,
-      rawId: id,
-      type: "public-key",
-      response: {
-        authenticatorData: authData.toString("base64url"),
-        clientDataJSON: clientData.toString("base64url"),
-        signature: sign("sha256", signed, this.keys.privateKey).toString("base64url"),
-        userHandle: this.userHandle.toString("base64url"),
-      },
-      clientExtensionResults: {},
-    };
+    return this.credential({
+      authenticatorData: authData.toString("base64url"),
+      clientDataJSON: clientData.toString("base64url"),
+      signature: sign("sha256", signed, this.keys.privateKey).toString("base64url"),
+      userHandle: this.userHandle.toString("base64url"),
+    });
   }
 }
 
