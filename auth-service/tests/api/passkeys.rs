@@ -324,6 +324,16 @@ async fn a_passkey_added_logs_in_without_a_password() {
         "INVALID_CREDENTIALS",
     )
     .await;
+    // One ceremony answered six times at once: exactly one login.
+    let started = login_start(&app, json!({})).await;
+    let assertion = authenticator.get(&started["options"], RP_ID);
+    let answers = futures_util::future::join_all(
+        (0..6).map(|_| login_finish(&app, &started, assertion.clone())),
+    )
+    .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401, 401, 401, 401, 401]);
     let keys = passkeys_of(&app, at(&tokens)).await;
     assert_eq!(keys.len(), 1);
     assert!(keys[0]["last_used_at"].is_string(), "{keys:?}");
