@@ -86,11 +86,13 @@ fn micros(at: i64) -> DateTime<Utc> {
 
 /// One page in keyset order: stable while rows are inserted between pages.
 pub async fn list(conn: &mut AsyncPgConnection, q: ListQuery<'_>) -> QueryResult<Vec<TodoRow>> {
-    // `(created_at, id) <op> (at, id)`: a row comparison, which PostgreSQL turns into an
-    // index condition on `(owner_id, created_at, id)`, seeking to the page's start instead
+    // `(<column>, id) <op> (at, id)`: a row comparison, which PostgreSQL turns into an
+    // index condition on `(owner_id, <column>, id)`, seeking to the page's start instead
     // of reading (and filtering out) the rows before it.
-    let created_after = |op: &'static str, at: i64, id: Uuid| {
-        diesel::dsl::sql::<diesel::sql_types::Bool>("(created_at, id) ")
+    let seek = |column: &'static str, op: &'static str, at: i64, id: Uuid| {
+        diesel::dsl::sql::<diesel::sql_types::Bool>("(")
+            .sql(column)
+            .sql(", id) ")
             .sql(op)
             .sql(" (")
             .bind::<diesel::sql_types::Timestamptz, _>(micros(at))
@@ -98,43 +100,64 @@ pub async fn list(conn: &mut AsyncPgConnection, q: ListQuery<'_>) -> QueryResult
             .bind::<diesel::sql_types::Uuid, _>(id)
             .sql(")")
     };
-    let mut query = todos::table.select(TodoRow::as_select()).into_boxed();
-    if let Some(owner) = q.owner {
-        query = query.filter(todos::owner_id.eq(owner.to_owned()));
-    }
-    if let Some(done) = q.done {
-        query = query.filter(todos::done.eq(done));
-    }
+    let base = || {
+        let mut query = todos::table.select(TodoRow::as_select()).into_boxed();
+        if let Some(owner) = q.owner {
+            query = query.filter(todos::owner_id.eq(owner.to_owned()));
+        }
+        if let Some(done) = q.done {
+            query = query.filter(todos::done.eq(done));
+        }
+        query
+    };
+    let mut query = base();
     query = match q.sort {
         Sort::CreatedAsc => {
             if let Some(After { at: Some(at), id }) = q.after {
-                query = query.filter(created_after(">", at, id));
+                query = query.filter(seek("created_at", ">", at, id));
             }
             query.order((todos::created_at.asc(), todos::id.asc()))
         }
         Sort::CreatedDesc => {
             if let Some(After { at: Some(at), id }) = q.after {
-                query = query.filter(created_after("<", at, id));
+                query = query.filter(seek("created_at", "<", at, id));
             }
             query.order((todos::created_at.desc(), todos::id.desc()))
         }
         Sort::DueAsc => {
+            let by_due = (todos::due_at.asc().nulls_last(), todos::id.asc());
             match q.after {
+                // The rest of the dated todos, then the undated ones. One condition with
+                // `OR due_at IS NULL` would make PostgreSQL read the owner's todos from the
+                // first and filter; two seeks read only the page (the second runs only when
+                // the dated ones run out).
                 Some(After { at: Some(at), id }) => {
-                    let at = micros(at);
-                    query = query.filter(
-                        todos::due_at
-                            .gt(at)
-                            .or(todos::due_at.eq(at).and(todos::id.gt(id)))
-                            .or(todos::due_at.is_null()),
-                    );
+                    let mut rows: Vec<TodoRow> = query
+                        .filter(seek("due_at", ">", at, id))
+                        .order(by_due)
+                        .limit(q.limit)
+                        .load(conn)
+                        .await?;
+                    let short = q.limit - rows.len() as i64;
+                    if short > 0 {
+                        let undated: Vec<TodoRow> = base()
+                            .filter(todos::due_at.is_null())
+                            .order(by_due)
+                            .limit(short)
+                            .load(conn)
+                            .await?;
+                        rows.extend(undated);
+                    }
+                    return Ok(rows);
                 }
+                // Ordered by `due_at` too (all null here), so that PostgreSQL seeks with
+                // `owner_id`, `due_at IS NULL` and `id` on `(owner_id, due_at, id)`.
                 Some(After { at: None, id }) => {
                     query = query.filter(todos::due_at.is_null().and(todos::id.gt(id)));
                 }
                 None => {}
             }
-            query.order((todos::due_at.asc().nulls_last(), todos::id.asc()))
+            query.order(by_due)
         }
     };
     query.limit(q.limit).load(conn).await

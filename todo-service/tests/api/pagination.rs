@@ -110,12 +110,36 @@ async fn due_at_sorts_soonest_first_with_undated_last_and_done_filters() {
             .await;
     }
 
-    let items = all_pages(&stack, &user, "sort=due_at&limit=2", async |_| {}).await;
+    // Every page size: pages end before, at and after the last dated todo, so the next page
+    // starts among the dated ones, at the first undated one, or among the undated ones.
+    for limit in 1..=6 {
+        let items = all_pages(
+            &stack,
+            &user,
+            &format!("sort=due_at&limit={limit}"),
+            async |_| {},
+        )
+        .await;
+        let titles: Vec<&str> = items.iter().map(|t| t["title"].as_str().unwrap()).collect();
+        assert_eq!(titles.len(), 5, "limit {limit}: {titles:?}");
+        assert_eq!(&titles[..3], ["a", "b", "c"], "limit {limit}");
+        let mut undated = titles[3..].to_vec();
+        undated.sort_unstable();
+        assert_eq!(undated, ["none1", "none2"], "limit {limit}");
+    }
+    let items = all_pages(
+        &stack,
+        &user,
+        "sort=due_at&done=false&limit=1",
+        async |_| {},
+    )
+    .await;
     let titles: Vec<&str> = items.iter().map(|t| t["title"].as_str().unwrap()).collect();
-    assert_eq!(&titles[..3], ["a", "b", "c"]);
-    let mut undated = titles[3..].to_vec();
-    undated.sort_unstable();
-    assert_eq!(undated, ["none1", "none2"]);
+    assert_eq!(
+        titles,
+        ["b", "c", "none2"],
+        "the filter holds on both sides of the boundary"
+    );
 
     let (done, _) = page(&stack, &user, "done=true").await;
     let mut titles: Vec<&str> = done.iter().map(|t| t["title"].as_str().unwrap()).collect();
