@@ -118,3 +118,65 @@ async fn the_purge_deletes_only_what_can_no_longer_matter() {
     // So presenting the long-spent one is still reuse, and ends the session.
     assert_problem(app.refresh(&spent).await, 401, "REFRESH_TOKEN_REUSED").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_backlog_is_walked_once_in_batches_live_sessions_untouched() {
+    use auth_service::service::purge::purge_tables;
+    let app = spawn_app_with(|_| {}).await;
+    let (_, mine) = app.user_session().await;
+    let user = format!(
+        "(SELECT user_id FROM sessions WHERE id = '{}')",
+        mine["session_id"].as_str().unwrap()
+    );
+    // 1,500 sessions that ended two days ago (every third revoked, the rest expired),
+    // between 500 live ones, each with a token; one ended session has 1,200 more tokens, so
+    // its tokens span two batches of 1,000.
+    app.exec(&format!(
+        "INSERT INTO sessions (id, user_id, last_used_at, expires_at, revoked_at, refresh_delivery) \
+         SELECT gen_random_uuid(), {user}, now(), \
+           CASE WHEN g % 4 = 0 THEN now() + interval '20 days' \
+                WHEN g % 3 = 0 THEN now() + interval '5 days' \
+                ELSE now() - interval '2 days' - g * interval '1 second' END, \
+           CASE WHEN g % 4 <> 0 AND g % 3 = 0 THEN now() - interval '2 days' - g * interval '1 second' END, \
+           'body' FROM generate_series(1, 2000) g"
+    ))
+    .await;
+    app.exec(
+        "INSERT INTO refresh_tokens (id, session_id, token_hash, issued_at, expires_at) \
+         SELECT gen_random_uuid(), id, sha256(id::text::bytea), now(), now() FROM sessions",
+    )
+    .await;
+    app.exec(
+        "INSERT INTO refresh_tokens (id, session_id, token_hash, issued_at, expires_at) \
+         SELECT gen_random_uuid(), s.id, sha256((s.id::text || g)::bytea), now(), now() \
+         FROM (SELECT id FROM sessions WHERE revoked_at IS NOT NULL ORDER BY id LIMIT 1) s, \
+         generate_series(1, 1200) g",
+    )
+    .await;
+    let ended = "sessions WHERE LEAST(expires_at, revoked_at) < now() - interval '1 day'";
+    assert_eq!(app.count(ended).await, 1500);
+    let live_before = app.count("sessions").await - 1500;
+    let live_tokens = app.count("refresh_tokens").await - 1500 - 1200;
+
+    let report = purge_tables(&app.state).await;
+
+    let of = |what: &str| {
+        report
+            .iter()
+            .find(|t| t.what == what)
+            .unwrap()
+            .purged
+            .clone()
+            .unwrap()
+    };
+    let tokens = of("refresh tokens of ended sessions");
+    assert_eq!((tokens.rows, tokens.batches), (2700, 3), "{tokens:?}");
+    let sessions = of("ended sessions");
+    assert_eq!((sessions.rows, sessions.batches), (1500, 2), "{sessions:?}");
+    assert_eq!(app.count(ended).await, 0);
+    assert_eq!(app.count("sessions").await, live_before);
+    assert_eq!(app.count("refresh_tokens").await, live_tokens);
+    // The session this test logged in with is among the live ones, and still refreshes.
+    let (status, _) = json(app.refresh(mine["refresh_token"].as_str().unwrap()).await).await;
+    assert_eq!(status, 200);
+}

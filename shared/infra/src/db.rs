@@ -237,6 +237,18 @@ pub struct Purged {
     pub longest_batch: Duration,
 }
 
+impl Purged {
+    /// Count one batch that deleted `deleted` rows and started at `started`.
+    fn batch(&mut self, started: std::time::Instant, deleted: usize) {
+        self.longest_batch = self.longest_batch.max(started.elapsed());
+        self.rows += deleted;
+        self.batches += 1;
+    }
+}
+
+/// The pause between two batches of a purge, so that requests go first.
+const PURGE_PAUSE: Duration = Duration::from_millis(20);
+
 /// Delete expired rows in small batches: `delete_batch` is a `DELETE` of at most `$2` rows
 /// older than `$1` (a subselect with `LIMIT`), run again until a batch comes back short.
 /// Each batch is its own short statement on a connection taken for it alone, with a pause
@@ -257,14 +269,60 @@ pub async fn purge_in_batches(
             .bind::<BigInt, _>(PURGE_BATCH)
             .execute(&mut conn)
             .await?;
-        purged.longest_batch = purged.longest_batch.max(started.elapsed());
         drop(conn);
-        purged.rows += deleted;
-        purged.batches += 1;
+        purged.batch(started, deleted);
         if (deleted as i64) < PURGE_BATCH {
             return Ok(purged);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(PURGE_PAUSE).await;
+    }
+}
+
+/// What one batch of [`purge_walk`] answers: the rows it deleted, and the key of the last
+/// one (`None` when it deleted none).
+#[derive(diesel::QueryableByName)]
+struct WalkStep {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    deleted: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    last_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    last_id: Option<uuid::Uuid>,
+}
+
+/// [`purge_in_batches`] with a cursor, for rows found through an index on `(time, id)`:
+/// `delete_batch` deletes at most `$2` rows older than `$1` whose key is at or after
+/// `($3, $4)`, in key order, and answers one row `(deleted, last_at, last_id)`. Each batch
+/// starts where the last one stopped, so none reads again what an earlier one left behind
+/// (rows it skipped or kept), and a large backlog costs the same per batch from the first
+/// to the last.
+pub async fn purge_walk(
+    pool: &PgPool,
+    delete_batch: &'static str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Purged> {
+    use diesel::sql_types::{BigInt, Timestamptz, Uuid};
+    let mut purged = Purged::default();
+    let (mut at, mut id) = (chrono::DateTime::UNIX_EPOCH, uuid::Uuid::nil());
+    loop {
+        let mut conn = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let started = std::time::Instant::now();
+        let step: WalkStep = diesel::sql_query(delete_batch)
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<BigInt, _>(PURGE_BATCH)
+            .bind::<Timestamptz, _>(at)
+            .bind::<Uuid, _>(id)
+            .get_result(&mut conn)
+            .await?;
+        drop(conn);
+        purged.batch(started, step.deleted as usize);
+        match (step.last_at, step.last_id) {
+            (Some(last_at), Some(last_id)) if step.deleted >= PURGE_BATCH => {
+                (at, id) = (last_at, last_id);
+            }
+            _ => return Ok(purged),
+        }
+        tokio::time::sleep(PURGE_PAUSE).await;
     }
 }
 
