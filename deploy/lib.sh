@@ -1,7 +1,8 @@
 # Helpers for deploy/dev: packages, the project-local PostgreSQL and Redis, and the services.
 # shellcheck shell=bash
 
-say() { printf 'dev: %s\n' "$*"; }
+# Each line carries the time, so a long run (CI) shows where its minutes went.
+say() { printf 'dev: %s %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() {
     printf 'dev: error: %s\n' "$*" >&2
     exit 1

@@ -77,6 +77,13 @@ def explain(pg, todo_db, auth_db, owner, todo_id, email):
     """EXPLAIN (ANALYZE, BUFFERS) of each hot query, with the benchmark's own rows as the
     parameters: {name: plan text}."""
     todo, auth = f"{pg}/{todo_db}", f"{pg}/{auth_db}"
+    at, id_ = psql(auth, "SELECT LEAST(expires_at, revoked_at), id FROM sessions "
+                   "WHERE LEAST(expires_at, revoked_at) < now() - interval '1 day' "
+                   "ORDER BY 1, 2 OFFSET 100000 LIMIT 1", capture=True).strip().split("|")
+    halfway = f"('{at}'::timestamptz, '{id_}'::uuid)"
+    at, id_ = psql(todo, "SELECT due_at, id FROM todos WHERE owner_id = 'grown-8' "
+                   "ORDER BY due_at, id OFFSET 50 LIMIT 1", capture=True).strip().split("|")
+    dated = f"('{at}'::timestamptz, '{id_}'::uuid)"
     queries = {
         "a todo by id (GET, PATCH, DELETE)": (todo,
             f"SELECT * FROM todos WHERE id = '{todo_id}' AND owner_id = '{owner}'"),
@@ -100,10 +107,19 @@ def explain(pg, todo_db, auth_db, owner, todo_id, email):
             f"SELECT * FROM todos WHERE owner_id = '{owner}' AND (created_at, id) > "
             "(now() - interval '1 day', '00000000-0000-0000-0000-000000000000') "
             "ORDER BY created_at, id LIMIT 21"),
-        "purge: a batch of ended sessions' refresh tokens": (auth,
-            "SELECT t.id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id "
-            "WHERE s.expires_at < now() - interval '1 day' OR s.revoked_at < now() - "
-            "interval '1 day' LIMIT 1000"),
+        # The grown owners' todos are all dated (even owners) or all undated (odd ones).
+        "a page of 20 soonest due, after a cursor among the dated todos": (todo,
+            f"SELECT * FROM todos WHERE owner_id = 'grown-8' AND (due_at, id) > {dated} "
+            "ORDER BY due_at NULLS LAST, id LIMIT 21"),
+        "... and among the undated ones": (todo,
+            "SELECT * FROM todos WHERE owner_id = 'grown-7' AND due_at IS NULL AND id > "
+            "'80000000-0000-0000-0000-000000000000' ORDER BY due_at NULLS LAST, id LIMIT 21"),
+        # What one batch of the purge's walk reads, halfway through the seeded backlog.
+        "purge: a batch of ended sessions' refresh tokens, halfway through the backlog": (auth,
+            "SELECT t.id FROM sessions s JOIN refresh_tokens t ON t.session_id = s.id "
+            "WHERE LEAST(s.expires_at, s.revoked_at) < now() - interval '1 day' "
+            f"AND (LEAST(s.expires_at, s.revoked_at), s.id) >= {halfway} "
+            "ORDER BY LEAST(s.expires_at, s.revoked_at), s.id LIMIT 1000"),
     }
     plans = {}
     for name, (url, sql) in queries.items():
