@@ -1,7 +1,9 @@
 """The whole flow, driven through Python clients generated from the services' OpenAPI
 documents by openapi-python-client: signup, login, todos with ETag and Idempotency-Key,
 pages, refresh, a service client's client-credentials token, logout, a second factor (TOTP:
-enrol, confirm, the login's challenge, a recovery code), and errors read as typed problems.
+enrol, confirm, the login's challenge, a recovery code), a passkey (a software authenticator
+here: added, then logging in alone and answering a login's challenge, removed), and errors
+read as typed problems.
 
     AUTH_URL=... TODO_URL=... ADMIN_EMAIL=... ADMIN_PASSWORD=... \
         PYTHONPATH=clients/python/generated python clients/python/flow.py
@@ -21,34 +23,69 @@ import uuid
 from auth_client import AuthenticatedClient as AuthBearer
 from auth_client import Client as AuthAnonymous
 from auth_client.api.admin import admin_create_client
-from auth_client.api.auth import complete_mfa, login, logout, refresh, signup
+from auth_client.api.auth import (
+    complete_mfa,
+    finish_passkey_login,
+    login,
+    logout,
+    refresh,
+    signup,
+    start_passkey_login,
+)
 from auth_client.api.o_auth import oauth_token
-from auth_client.api.users import confirm_totp, enrol_totp, get_me, remove_totp
+from auth_client.api.users import (
+    confirm_totp,
+    enrol_totp,
+    finish_passkey_registration,
+    get_me,
+    list_passkeys,
+    remove_passkey,
+    remove_totp,
+    start_passkey_registration,
+)
 from auth_client.models import (
     CreateClientRequest,
+    EnrolTotpRequest,
     LoginRequest,
     MfaChallenge,
     MfaRequest,
     OAuthErrorBody,
     OAuthRequest,
     OAuthToken,
+    PasskeyChallenge,
+    PasskeyLoginFinishRequest,
+    PasskeyLoginFinishRequestCredential,
+    PasskeyLoginRequest,
+    PasskeyRegisterFinishRequest,
+    PasskeyRegisterFinishRequestCredential,
+    PasskeyRegisterRequest,
+    PasskeyRemoveRequest,
     RefreshRequest,
     Scope,
     SignupRequest,
     TokenPair,
-    EnrolTotpRequest,
     TotpCodeRequest,
     TotpEnrolment,
 )
 from auth_client.models import Problem as AuthProblem
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from todo_client import AuthenticatedClient as TodoBearer
 from todo_client.api.admin import admin_list_todos
-from todo_client.api.todos import create_todo, delete_todo, get_todo, list_todos, update_todo
+from todo_client.api.todos import (
+    create_todo,
+    delete_todo,
+    get_todo,
+    list_todos,
+    update_todo,
+)
 from todo_client.models import CreateTodo, PageTodo, PatchTodo, Todo
 from todo_client.models import Problem as TodoProblem
 
 AUTH = os.environ.get("AUTH_URL", "http://127.0.0.1:8080")
 TODO = os.environ.get("TODO_URL", "http://127.0.0.1:8081")
+# The origin the service takes passkey ceremonies from (the SPA's).
+WEBAUTHN_ORIGIN = os.environ.get("WEBAUTHN_ORIGIN", "http://localhost:5173")
 
 
 def step(name: str) -> None:
@@ -247,5 +284,135 @@ assert removed.status_code == 204, removed.content
 none = remove_totp.sync_detailed(client=current, body=TotpCodeRequest(code=other))
 problem(none, 404, "NOT_FOUND", AuthProblem)
 assert amr(tokens(login.sync(client=anonymous, body=credentials)).access_token) == ["pwd"]
+
+# --- a passkey, with a software authenticator (P-256, attestation "none") -----------------
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def cbor(value) -> bytes:
+    """The CBOR (RFC 8949) of unsigned and negative integers, byte and text strings and maps."""
+    def head(major: int, n: int) -> bytes:
+        if n < 24:
+            return bytes([major << 5 | n])
+        if n < 256:
+            return bytes([major << 5 | 24, n])
+        return bytes([major << 5 | 25]) + n.to_bytes(2, "big")
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, str):
+        return head(3, len(value.encode())) + value.encode()
+    if isinstance(value, bytes):
+        return head(2, len(value)) + value
+    return head(5, len(value)) + b"".join(cbor(k) + cbor(v) for k, v in value.items())
+
+
+class Authenticator:
+    """A platform authenticator with one credential, verifying its user."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.id = os.urandom(16)
+        self.user_handle = b""
+        self.counter = 0
+
+    def client_data(self, kind: str, options: dict) -> bytes:
+        challenge = options["publicKey"]["challenge"]
+        return json.dumps({"type": kind, "challenge": challenge, "origin": WEBAUTHN_ORIGIN,
+                           "crossOrigin": False}).encode()
+
+    def auth_data(self, rp_id: str, flags: int, attested: bytes = b"") -> bytes:
+        rp_hash = hashlib.sha256(rp_id.encode()).digest()
+        return rp_hash + bytes([flags]) + self.counter.to_bytes(4, "big") + attested
+
+    def credential(self, response: dict) -> dict:
+        """A `PublicKeyCredential`'s JSON form around an authenticator's `response`."""
+        return {"id": b64u(self.id), "rawId": b64u(self.id), "type": "public-key",
+                "response": response, "clientExtensionResults": {}}
+
+    def create(self, options: dict) -> dict:
+        public_key = options["publicKey"]
+        handle = public_key["user"]["id"]
+        self.user_handle = base64.urlsafe_b64decode(handle + "=" * (-len(handle) % 4))
+        point = self.key.public_key().public_numbers()
+        cose = cbor({1: 2, 3: -7, -1: 1, -2: point.x.to_bytes(32, "big"),
+                     -3: point.y.to_bytes(32, "big")})
+        attested = bytes(16) + len(self.id).to_bytes(2, "big") + self.id + cose
+        auth_data = self.auth_data(public_key["rp"]["id"], 0x01 | 0x04 | 0x40, attested)
+        attestation = cbor({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        return self.credential({
+            "attestationObject": b64u(attestation),
+            "clientDataJSON": b64u(self.client_data("webauthn.create", options)),
+        })
+
+    def get(self, options: dict, rp_id: str) -> dict:
+        self.counter += 1
+        auth_data = self.auth_data(rp_id, 0x01 | 0x04)
+        client_data = self.client_data("webauthn.get", options)
+        signed = auth_data + hashlib.sha256(client_data).digest()
+        return self.credential({
+            "authenticatorData": b64u(auth_data),
+            "clientDataJSON": b64u(client_data),
+            "signature": b64u(self.key.sign(signed, ec.ECDSA(hashes.SHA256()))),
+            "userHandle": b64u(self.user_handle),
+        })
+
+
+step("a passkey: added with the password, then logging in alone and answering a challenge")
+me = AuthBearer(base_url=AUTH, token=tokens(login.sync(client=anonymous, body=credentials)).access_token)
+authenticator = Authenticator()
+started = start_passkey_registration.sync(
+    client=me, body=PasskeyRegisterRequest(current_password=password)
+)
+assert isinstance(started, PasskeyChallenge), started
+creation = started.options.to_dict()
+rp_id = creation["publicKey"]["rp"]["id"]
+finished = finish_passkey_registration.sync_detailed(
+    client=me,
+    body=PasskeyRegisterFinishRequest(
+        challenge_id=started.challenge_id,
+        name="flow key",
+        credential=PasskeyRegisterFinishRequestCredential.from_dict(authenticator.create(creation)),
+    ),
+)
+assert finished.status_code == 201, finished.content
+assert finished.parsed.passkey.name == "flow key"
+assert len(finished.parsed.recovery_codes) == 10, "the first factor brings recovery codes"
+listed = list_passkeys.sync(client=me)
+assert [p.name for p in listed.items] == ["flow key"], listed
+
+
+def passkey_login(mfa_token=None):
+    body = PasskeyLoginRequest() if mfa_token is None else PasskeyLoginRequest(mfa_token=mfa_token)
+    start = start_passkey_login.sync(client=anonymous, body=body)
+    assert isinstance(start, PasskeyChallenge), start
+    answer = authenticator.get(start.options.to_dict(), rp_id)
+    return finish_passkey_login.sync_detailed(
+        client=anonymous,
+        body=PasskeyLoginFinishRequest(
+            challenge_id=start.challenge_id,
+            credential=PasskeyLoginFinishRequestCredential.from_dict(answer),
+        ),
+    )
+
+
+alone = passkey_login()
+assert isinstance(alone.parsed, TokenPair), alone.content
+assert amr(alone.parsed.access_token) == ["pop", "mfa"]
+challenged = login.sync(client=anonymous, body=credentials)
+assert isinstance(challenged, MfaChallenge), f"a challenge, no tokens: {challenged}"
+assert challenged.methods == ["passkey", "recovery_code"], challenged.methods
+second = passkey_login(challenged.mfa_token)
+assert isinstance(second.parsed, TokenPair), second.content
+assert amr(second.parsed.access_token) == ["pwd", "pop", "mfa"]
+gone = remove_passkey.sync_detailed(
+    listed.items[0].id,
+    client=AuthBearer(base_url=AUTH, token=second.parsed.access_token),
+    body=PasskeyRemoveRequest(current_password=password),
+)
+assert gone.status_code == 204, gone.content
+problem(passkey_login(), 401, "INVALID_CREDENTIALS", AuthProblem)
 
 step("done")

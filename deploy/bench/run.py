@@ -261,6 +261,31 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(root):
+    """CPU seconds of a process and its children (PostgreSQL: the postmaster and every
+    backend; a backend that exits takes its seconds with it, but the services' pools keep
+    theirs open)."""
+    total = cpu_seconds(root)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def machine_ticks():
+    """(idle, all) clock ticks of every CPU since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
 def rss_mib(pid, field="VmHWM"):
     """A process's peak (VmHWM) or current (VmRSS) resident memory."""
     with open(f"/proc/{pid}/status") as f:
@@ -278,10 +303,15 @@ def to_ms(text):
     return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def wrk(url, script, seconds, pids):
+def wrk(url, script, seconds, pids, beside):
+    """One scenario under wrk. `pids`: the auth and TODO services; `beside`: PostgreSQL's
+    postmaster and Redis, whose CPU per request is reported too, with the machine's idle
+    share, so that each row shows where the machine's time went."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    before = [cpu_seconds(p) for p in pids]
+    sample = lambda: ([cpu_seconds(p) for p in pids] + [tree_cpu_seconds(beside[0]),
+                                                        cpu_seconds(beside[1])])
+    before, ticks_before = sample(), machine_ticks()
     run = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", f.name, url],
         capture_output=True, text=True,
@@ -290,11 +320,13 @@ def wrk(url, script, seconds, pids):
     if run.returncode != 0:
         sys.exit(f"bench: wrk failed ({run.returncode}) on {url} with the script {f.name}:\n"
                  f"{run.stdout}\n{run.stderr}")
-    after = [cpu_seconds(p) for p in pids]
+    after, ticks_after = sample(), machine_ticks()
     os.unlink(f.name)
     try:
         result = parse_wrk(out, total_cpu=[a - b for a, b in zip(after, before)])
         result["peak"] = [rss_mib(p) for p in pids]
+        idle, every = (a - b for a, b in zip(ticks_after, ticks_before))
+        result["idle"] = idle / max(every, 1)
         return result
     except (AttributeError, ValueError) as err:
         sys.exit(f"bench: cannot read wrk's output ({err}):\n{out}")
@@ -421,6 +453,8 @@ def main():
     ap.add_argument("--auth-db", required=True)
     ap.add_argument("--auth-bin", required=True, help="the auth service's binary (its purge)")
     ap.add_argument("--redis-port", required=True, type=int)
+    ap.add_argument("--pg-pid", required=True, type=int, help="PostgreSQL's postmaster")
+    ap.add_argument("--redis-pid", required=True, type=int)
     ap.add_argument("--grow", action="store_true",
                     help="then seed a million todos, sessions and refresh tokens straight into "
                          "PostgreSQL, run every scenario again, and show the hot queries' plans")
@@ -516,7 +550,7 @@ def main():
         """One scenario under wrk, with what runs beside it (its results under "beside")."""
         _, url, script, _, _, beside = scenario
         waiting = beside() if beside else None
-        result = wrk(url, script, seconds, pids)
+        result = wrk(url, script, seconds, pids, (args.pg_pid, args.redis_pid))
         if waiting:
             result["beside"] = waiting()
         return result
@@ -559,8 +593,8 @@ def main():
         f"{shown('argon2', '{:,.1f}')} hashes/s; Redis alone (redis-benchmark PING, "
         f"-c{CONNECTIONS}) {shown('redis', '{:,.0f}')} round trips/s.",
         "",
-        "| scenario | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req auth, todo | peak RSS MiB auth, todo | ratio to its limit | floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | req/s | p50 ms | p99 ms | non-2xx | CPU ms/req auth, todo, PostgreSQL, Redis | machine idle | peak RSS MiB auth, todo | ratio to its limit | floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, _, _, kind, floor, _), r, limit in zip(scenarios, results, limits):
         ratio = r["rps"] / limit if kind else 0
@@ -574,7 +608,8 @@ def main():
         errors = "all (401)" if expected_errors and r["errors"] else str(r["errors"])
         lines.append(
             f"| {name} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {errors} | "
-            f"{r['cpu'][0]:.2f}, {r['cpu'][1]:.2f} | {r['peak'][0]:.0f}, {r['peak'][1]:.0f} | "
+            f"{', '.join(f'{c:.2f}' for c in r['cpu'])} | {r['idle']:.0%} | "
+            f"{r['peak'][0]:.0f}, {r['peak'][1]:.0f} | "
             f"{shown_ratio}{met} | {shown_floor} |"
         )
     lines += revocation_lines(results[-1]["beside"])

@@ -67,9 +67,11 @@ def kid_of(token):
 
 
 def psql(args, sql, db=None):
+    # On stdin, not as an argument: a statement naming every acknowledged create is longer
+    # than one argument may be (128 KiB on Linux).
     out = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-                          f"{args.pg}/{db or args.auth_db}", "-c", sql],
-                         check=True, capture_output=True, text=True)
+                          f"{args.pg}/{db or args.auth_db}"],
+                         input=sql, check=True, capture_output=True, text=True)
     return out.stdout.strip()
 
 

@@ -122,22 +122,24 @@ async fn the_purge_deletes_only_what_can_no_longer_matter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purge_backlog_is_walked_once_in_batches_live_sessions_untouched() {
     use auth_service::service::purge::purge_tables;
-    let app = spawn_app_with(|_| {}).await;
+    // No background pass beside this one (it would take some of the batches).
+    let app = spawn_app_with(|s| s.auth.purge_interval_secs = 0).await;
     let (_, mine) = app.user_session().await;
     let user = format!(
         "(SELECT user_id FROM sessions WHERE id = '{}')",
         mine["session_id"].as_str().unwrap()
     );
-    // 1,500 sessions that ended two days ago (every third revoked, the rest expired),
-    // between 500 live ones, each with a token; one ended session has 1,200 more tokens, so
-    // its tokens span two batches of 1,000.
+    // 1,500 sessions that ended two days ago (every third revoked, the rest expired; ten at
+    // a time end at the same second, so the walk's key ties on its time), between 500 live
+    // ones, each with a token; one ended session has 1,200 more tokens, so its tokens span
+    // two batches of 1,000.
     app.exec(&format!(
         "INSERT INTO sessions (id, user_id, last_used_at, expires_at, revoked_at, refresh_delivery) \
          SELECT gen_random_uuid(), {user}, now(), \
            CASE WHEN g % 4 = 0 THEN now() + interval '20 days' \
                 WHEN g % 3 = 0 THEN now() + interval '5 days' \
-                ELSE now() - interval '2 days' - g * interval '1 second' END, \
-           CASE WHEN g % 4 <> 0 AND g % 3 = 0 THEN now() - interval '2 days' - g * interval '1 second' END, \
+                ELSE now() - interval '2 days' - (g / 10) * interval '1 second' END, \
+           CASE WHEN g % 4 <> 0 AND g % 3 = 0 THEN now() - interval '2 days' - (g / 10) * interval '1 second' END, \
            'body' FROM generate_series(1, 2000) g"
     ))
     .await;

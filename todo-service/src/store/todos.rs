@@ -138,15 +138,21 @@ pub async fn list(conn: &mut AsyncPgConnection, q: ListQuery<'_>) -> QueryResult
                         .limit(q.limit)
                         .load(conn)
                         .await?;
-                    let short = q.limit - rows.len() as i64;
-                    if short > 0 {
+                    if (rows.len() as i64) < q.limit {
+                        // Two statements, two snapshots: a todo whose due date was cleared
+                        // between them comes back from both. It stays where the first put
+                        // it, and the page is filled from as many undated ones as it could
+                        // need (at most the page's size).
                         let undated: Vec<TodoRow> = base()
                             .filter(todos::due_at.is_null())
                             .order(by_due)
-                            .limit(short)
+                            .limit(q.limit)
                             .load(conn)
                             .await?;
-                        rows.extend(undated);
+                        let dated: std::collections::HashSet<Uuid> =
+                            rows.iter().map(|r| r.id).collect();
+                        rows.extend(undated.into_iter().filter(|r| !dated.contains(&r.id)));
+                        rows.truncate(q.limit as usize);
                     }
                     return Ok(rows);
                 }
