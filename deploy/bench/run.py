@@ -263,9 +263,11 @@ def cpu_seconds(pid):
 
 def tree_cpu_seconds(root):
     """CPU seconds of a process and its children (PostgreSQL: the postmaster and every
-    backend; a backend that exits takes its seconds with it, but the services' pools keep
-    theirs open)."""
-    total = cpu_seconds(root)
+    backend): the live ones' own, and the exited ones' that the root has reaped (its
+    cutime and cstime; pgbench's backends exit just before a scenario)."""
+    with open(f"/proc/{root}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    total = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
