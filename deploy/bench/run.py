@@ -255,29 +255,34 @@ wrk.body = {json.dumps(body)}
 """
 
 
-def cpu_seconds(pid):
+def stat_fields(pid):
+    """/proc/PID/stat after the command name: [state, ppid, ...]; utime, stime, cutime and
+    cstime are [11:15], in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return f.read().rsplit(")", 1)[1].split()
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    return sum(int(x) for x in stat_fields(pid)[11:13]) / TICK
 
 
 def tree_cpu_seconds(root):
     """CPU seconds of a process and its children (PostgreSQL: the postmaster and every
     backend): the live ones' own, and the exited ones' that the root has reaped (its
     cutime and cstime; pgbench's backends exit just before a scenario)."""
-    with open(f"/proc/{root}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    total = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    total = sum(int(x) for x in stat_fields(root)[11:15]) / TICK
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = stat_fields(entry)
         except OSError:
             continue
         if int(fields[1]) == root:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += sum(int(x) for x in fields[11:13]) / TICK
     return total
 
 
