@@ -155,12 +155,40 @@ async fn a_purge_backlog_is_walked_once_in_batches_live_sessions_untouched() {
          generate_series(1, 1200) g",
     )
     .await;
+    // Four more users' sessions refresh, five times each, while the purge runs.
+    let mut chains = Vec::new();
+    for _ in 0..4 {
+        let (_, pair) = app.user_session().await;
+        chains.push(pair["refresh_token"].as_str().unwrap().to_owned());
+    }
     let ended = "sessions WHERE LEAST(expires_at, revoked_at) < now() - interval '1 day'";
     assert_eq!(app.count(ended).await, 1500);
     let live_before = app.count("sessions").await - 1500;
     let live_tokens = app.count("refresh_tokens").await - 1500 - 1200;
 
-    let report = purge_tables(&app.state).await;
+    let refreshing = chains.iter().map(|first| {
+        let app = &app;
+        async move {
+            let mut token = first.clone();
+            let mut statuses = Vec::new();
+            for _ in 0..5 {
+                let (status, body) = json(app.refresh(&token).await).await;
+                statuses.push(status);
+                if let Some(next) = body["refresh_token"].as_str() {
+                    token = next.to_owned();
+                }
+            }
+            statuses
+        }
+    });
+    let (report, statuses) = tokio::join!(
+        purge_tables(&app.state),
+        futures_util::future::join_all(refreshing)
+    );
+    assert!(
+        statuses.iter().flatten().all(|s| *s == 200),
+        "every refresh beside the purge succeeds: {statuses:?}"
+    );
 
     let of = |what: &str| {
         report
@@ -177,7 +205,13 @@ async fn a_purge_backlog_is_walked_once_in_batches_live_sessions_untouched() {
     assert_eq!((sessions.rows, sessions.batches), (1500, 2), "{sessions:?}");
     assert_eq!(app.count(ended).await, 0);
     assert_eq!(app.count("sessions").await, live_before);
-    assert_eq!(app.count("refresh_tokens").await, live_tokens);
+    assert_eq!(
+        app.count("refresh_tokens").await,
+        live_tokens + 4 * 5,
+        "live sessions keep every token, spent ones too"
+    );
+    // So each chain's first, long-spent token is still reuse.
+    assert_problem(app.refresh(&chains[0]).await, 401, "REFRESH_TOKEN_REUSED").await;
     // The session this test logged in with is among the live ones, and still refreshes.
     let (status, _) = json(app.refresh(mine["refresh_token"].as_str().unwrap()).await).await;
     assert_eq!(status, 200);
